@@ -1,0 +1,66 @@
+import pg from 'pg';
+import { PitrError } from '../errors.js';
+import { redactUrl } from '../redact.js';
+
+export type PgClient = pg.Client;
+
+export interface ConnectOptions {
+  timeoutMs?: number;
+  applicationName?: string;
+}
+
+/** Where a connection URL points, for messages: host:port/database, never credentials. */
+export function describeTarget(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname || 'localhost'}:${u.port || '5432'}${u.pathname || ''}`;
+  } catch {
+    return redactUrl(url);
+  }
+}
+
+export async function connect(url: string, options: ConnectOptions = {}): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: options.timeoutMs ?? 5000,
+    application_name: options.applicationName ?? 'pitr',
+  });
+  // A server that goes away mid-session must not crash the process with an unhandled 'error'.
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return client;
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw new PitrError('unreachable', `cannot connect to ${describeTarget(url)}: ${connectionErrorReason(err)}`, { cause: err });
+  }
+}
+
+export function connectionErrorReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { message?: string };
+  switch (e?.code) {
+    case 'ECONNREFUSED':
+      return 'connection refused (is the server running and listening there?)';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'host not found';
+    case 'ETIMEDOUT':
+      return 'timed out';
+    case '28P01':
+      return 'password authentication failed';
+    case '3D000':
+      return e.message ?? 'database does not exist';
+    default:
+      return (e?.message ?? String(err)).split('\n')[0] ?? 'unknown error';
+  }
+}
+
+/** Run fn with a connected client and always close it. */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>, options: ConnectOptions = {}): Promise<T> {
+  const client = await connect(url, options);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,100 @@
+import { appendFile, chown, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PitrError } from '../errors.js';
+import { isRoot, postgresOsUser, run, runChecked } from './process.js';
+import type { PostgresBinaries } from './postgres-binaries.js';
+
+/** Quote a value for postgresql.conf: single quotes, embedded quotes doubled. */
+export function confValue(value: string | number | boolean): string {
+  if (typeof value !== 'string') return String(value);
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+export function renderConf(settings: Record<string, string | number | boolean>): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `${k} = ${confValue(v)}\n`)
+    .join('');
+}
+
+/** Write a file inside a data directory, owned by the server user. */
+export async function writeServerFile(path: string, content: string, append = false): Promise<void> {
+  if (append) await appendFile(path, content, { mode: 0o600 });
+  else await writeFile(path, content, { mode: 0o600 });
+  if (isRoot()) {
+    const { uid, gid } = await postgresOsUser();
+    await chown(path, uid, gid);
+  }
+}
+
+export async function initCluster(bin: PostgresBinaries, dataDir: string, options: { noSync?: boolean } = {}): Promise<void> {
+  await runChecked(
+    bin.path('initdb'),
+    ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', ...(options.noSync ? ['--no-sync'] : [])],
+    { asServerUser: true, what: 'initdb', code: 'initdb_failed' },
+  );
+}
+
+/**
+ * Starts a server with pg_ctl. `pg_ctl -w` returns once connections are accepted, which for a
+ * server in archive recovery means hot standby, not "recovery finished": callers that restore
+ * must keep polling (see waitForPromotion).
+ */
+export async function startServer(bin: PostgresBinaries, dataDir: string, logFile: string, timeoutSeconds = 600): Promise<void> {
+  const result = await run(bin.path('pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSeconds), 'start'], {
+    asServerUser: true,
+    // The postmaster inherits pg_ctl's stdio; keep none of our pipes so it never holds us up.
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  if (result.code !== 0) {
+    throw new PitrError('server_start_failed', `the Postgres server did not start: ${await serverLogReason(logFile)}`, {
+      detail: await readFile(logFile, 'utf8').catch(() => ''),
+    });
+  }
+}
+
+export async function stopServer(bin: PostgresBinaries, dataDir: string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+  if (!(await serverPid(dataDir))) return;
+  const result = await run(bin.path('pg_ctl'), ['-D', dataDir, '-m', mode, '-w', '-t', '60', 'stop'], { asServerUser: true });
+  if (result.code !== 0 && (await serverPid(dataDir))) {
+    // Last resort: the postmaster ignored pg_ctl; never leave a stray server behind.
+    const pid = await serverPid(dataDir);
+    if (pid) process.kill(pid, 'SIGQUIT');
+  }
+}
+
+/** The postmaster's pid when it is alive, else undefined (stale postmaster.pid files are ignored). */
+export async function serverPid(dataDir: string): Promise<number | undefined> {
+  const text = await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  const pid = Number(text?.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  return (await processAlive(pid)) ? pid : undefined;
+}
+
+/**
+ * True for a running process. A zombie (exited, not yet reaped: common in containers whose init
+ * does not reap daemonised postmasters) counts as gone.
+ */
+export async function processAlive(pid: number): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) return process.platform !== 'linux';
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
+}
+
+/** The most telling FATAL/PANIC/ERROR line of a server log, for one-line error messages. */
+export async function serverLogReason(logFile: string): Promise<string> {
+  const log = await readFile(logFile, 'utf8').catch(() => '');
+  return logReason(log);
+}
+
+export function logReason(log: string): string {
+  const lines = log.split('\n');
+  const pick = (re: RegExp) => [...lines].reverse().find((l) => re.test(l));
+  const line = pick(/\b(FATAL|PANIC):/) ?? pick(/\bERROR:/) ?? lines.filter(Boolean).at(-1) ?? 'no log output';
+  return line.replace(/^.*?\b(FATAL|PANIC|ERROR):\s*/, '').trim();
+}

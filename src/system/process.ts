@@ -1,0 +1,114 @@
+import { spawn, type SpawnOptions } from 'node:child_process';
+import { chown, mkdir, readFile } from 'node:fs/promises';
+import { PitrError } from '../errors.js';
+import { redactSecrets } from '../redact.js';
+
+/**
+ * Postgres server programs refuse to run as root. When pitr itself runs as root (CI, containers,
+ * ops boxes) every server-side program and every file it must own goes through the `postgres`
+ * OS user, the way the Debian packaging does it.
+ */
+export const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
+
+interface OsUser {
+  uid: number;
+  gid: number;
+}
+let postgresUser: Promise<OsUser> | undefined;
+
+export function postgresOsUser(): Promise<OsUser> {
+  postgresUser ??= (async () => {
+    const passwd = await readFile('/etc/passwd', 'utf8');
+    for (const line of passwd.split('\n')) {
+      const [name, , uid, gid] = line.split(':');
+      if (name === 'postgres' && uid && gid) return { uid: Number(uid), gid: Number(gid) };
+    }
+    throw new PitrError(
+      'no_postgres_user',
+      'running as root, but there is no "postgres" OS user to run the Postgres server as (create one, or run pitr as a non-root user)',
+    );
+  })();
+  return postgresUser;
+}
+
+/** mkdir -p, then hand the directory to the postgres user when we are root. */
+export async function ensureServerDir(path: string, mode = 0o700): Promise<void> {
+  await mkdir(path, { recursive: true, mode });
+  if (isRoot()) {
+    const { uid, gid } = await postgresOsUser();
+    await chown(path, uid, gid);
+  }
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  /** Run as the postgres OS user when pitr is root (server programs, files the server must own). */
+  asServerUser?: boolean;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Detach stdio of a long-lived child (a postmaster started by pg_ctl) so we do not wait on its pipes. */
+  stdio?: SpawnOptions['stdio'];
+}
+
+export function commandLine(program: string, args: readonly string[], asServerUser = false): [string, string[]] {
+  if (asServerUser && isRoot()) return ['runuser', ['-u', 'postgres', '--', program, ...args]];
+  return [program, [...args]];
+}
+
+/** Runs a program to completion and collects its output; never throws for a non-zero exit. */
+export function run(program: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const [cmd, argv] = commandLine(program, args, options.asServerUser);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
+      signal: options.signal,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    let timer: NodeJS.Timeout | undefined;
+    if (options.timeoutMs) {
+      timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
+    }
+    child.on('error', (err) => {
+      if (timer) clearTimeout(timer);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        reject(new PitrError('program_not_found', `cannot run ${program}: not found`, { cause: err }));
+      } else reject(err);
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+  });
+}
+
+/** Runs a program and turns a non-zero exit into a PitrError carrying its last stderr line. */
+export async function runChecked(program: string, args: readonly string[], options: RunOptions & { what: string; code?: string } ): Promise<RunResult> {
+  const result = await run(program, args, options);
+  if (result.code !== 0) {
+    throw new PitrError(options.code ?? 'command_failed', `${options.what} failed: ${lastMeaningfulLine(result.stderr || result.stdout)}`, {
+      detail: redactSecrets(result.stderr + result.stdout),
+    });
+  }
+  return result;
+}
+
+export function lastMeaningfulLine(text: string): string {
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const errorLine = [...lines].reverse().find((l) => /error|fatal|could not|cannot/i.test(l));
+  return redactSecrets(errorLine ?? lines.at(-1) ?? 'no output');
+}

@@ -1,0 +1,25 @@
+import type { PointInTime } from './parse.js';
+
+/** `2026-11-25T14:03:00Z`; milliseconds appear only when there are some, so the common case reads cleanly. */
+export function formatUtc(d: Date): string {
+  const iso = d.toISOString(); // throws RangeError on an invalid Date, which is a programming error
+  return d.getUTCMilliseconds() === 0 ? iso.replace(/\.000Z$/, 'Z') : iso;
+}
+
+/**
+ * `20261125T140300Z`: safe in branch and database names (no `:` or `-`). Milliseconds are
+ * dropped, so two targets within the same second share a name.
+ */
+export function formatCompactUtc(d: Date): string {
+  if (Number.isNaN(d.getTime())) throw new RangeError('Invalid time value');
+  const pad = (n: number, width = 2): string => String(n).padStart(width, '0');
+  return (
+    `${pad(d.getUTCFullYear(), 4)}${pad(d.getUTCMonth() + 1)}${pad(d.getUTCDate())}` +
+    `T${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}Z`
+  );
+}
+
+/** How a recovery target is shown to people: `2026-11-25T14:03:00Z` or `LSN 16/B374D848`. */
+export function describePointInTime(p: PointInTime): string {
+  return p.kind === 'time' ? formatUtc(p.at) : `LSN ${p.lsn}`;
+}
