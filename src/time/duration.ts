@@ -18,35 +18,33 @@ const UNITS: ReadonlyArray<{ ms: number; names: readonly string[] }> = [
   { ms: SECOND, names: ['s', 'sec', 'secs', 'second', 'seconds'] },
 ];
 
-export const DURATION_UNITS_HINT = 'units are s, m, h, d and w (e.g. 90s, 15m, 1h30m, 7d, 2w)';
+export const DURATION_UNITS = 's, m, h, d and w';
 
 export type DurationResult = { ok: true; ms: number } | { ok: false; reason: string };
 
-const TERM = /\s*(\d+)\s*([a-z]+)\s*/y;
-
 /**
- * Reads `1h30m`, `15 minutes`, `1 hour 30 min` and the like. Returns a reason instead of
- * throwing so that callers (durations, relative times) can word the error for their own context
- * and error code. Zero is allowed here; whether zero makes sense is the caller's call.
+ * Reads `1h30m`, `15 minutes`, `1 hour 30 min` and the like. Returns a short reason instead of
+ * throwing so that callers (durations, relative times) can word the error, examples and error
+ * code for their own context. Zero is allowed here; whether zero makes sense is the caller's call.
  */
 export function readDuration(text: string): DurationResult {
   const body = text.trim().toLowerCase();
   if (body === '') return { ok: false, reason: 'it is empty' };
   if (/^\d+$/.test(body)) return { ok: false, reason: `${body} has no unit` };
-  if (/\d[.,]\d/.test(body)) return { ok: false, reason: 'use whole numbers, e.g. 1h30m rather than 1.5h' };
+  if (/\d[.,]\d/.test(body)) return { ok: false, reason: 'use whole numbers (1h30m, not 1.5h)' };
 
+  // Sticky: each term must start exactly where the previous one ended, so nothing is skipped.
+  const term = /\s*(\d+)\s*([a-z]+)\s*/y;
   let total = 0;
   let previousUnit = -1;
-  TERM.lastIndex = 0;
-  while (TERM.lastIndex < body.length) {
-    const start = TERM.lastIndex;
-    const match = TERM.exec(body);
-    if (match === null || match.index !== start) return { ok: false, reason: `it is not a duration; ${DURATION_UNITS_HINT}` };
+  while (term.lastIndex < body.length) {
+    const match = term.exec(body);
+    if (match === null) return { ok: false, reason: 'expected numbers each followed by a unit' };
     const [, digits = '', unitName = ''] = match;
     const unitIndex = UNITS.findIndex((unit) => unit.names.includes(unitName));
-    if (unitIndex === -1) return { ok: false, reason: `unknown unit '${unitName}'; ${DURATION_UNITS_HINT}` };
+    if (unitIndex === -1) return { ok: false, reason: `unknown unit '${unitName}'` };
     // `30m1h` or `1h1h` is almost certainly a typo; refusing it beats guessing what was meant.
-    if (unitIndex <= previousUnit) return { ok: false, reason: 'give each unit once, largest first (e.g. 1h30m)' };
+    if (unitIndex <= previousUnit) return { ok: false, reason: 'give each unit once, largest first' };
     previousUnit = unitIndex;
     total += Number(digits) * (UNITS[unitIndex]?.ms ?? 0);
   }
@@ -61,7 +59,12 @@ export function parseDuration(input: string): number {
     throw badInput('bad_duration', `duration ${shown} is negative; give a positive length such as 15m or 24h`);
   }
   const result = readDuration(input);
-  if (!result.ok) throw badInput('bad_duration', `${shown} is not a valid duration: ${result.reason}`);
+  if (!result.ok) {
+    throw badInput(
+      'bad_duration',
+      `${shown} is not a valid duration: ${result.reason}; units are ${DURATION_UNITS}, e.g. 90s, 15m, 1h30m, 7d or 2w`,
+    );
+  }
   if (result.ms === 0) throw badInput('bad_duration', `duration ${shown} is zero; give a positive length such as 15m or 24h`);
   return result.ms;
 }

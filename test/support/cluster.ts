@@ -64,7 +64,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   await ensureServerDir(archiveDir, 0o755);
   await initCluster(bin, dataDir, { noSync: true });
   const port = await freeLoopbackPort();
-  const archiveSettings = options.archive
+  const archiveSettings: Record<string, string> = options.archive
     ? {
         wal_level: 'replica',
         archive_mode: 'on',

@@ -1,0 +1,355 @@
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { badInput, PitrError } from '../../errors.js';
+import { redactUrl } from '../../redact.js';
+import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgres-binaries.js';
+import { freeLoopbackPort } from '../../system/ports.js';
+import { ensureServerDir, isRoot } from '../../system/process.js';
+import { processAlive, serverPid, stopServer } from '../../system/postgres-server.js';
+import { compareLsn, describePointInTime, formatCompactUtc, formatUtc, type PointInTime } from '../../time/index.js';
+import type { CreateBranchOptions, Provider, RecoveryBranch, SourceInfo } from '../types.js';
+import { listBackups, takeBackup, type BackupInfo } from './backups.js';
+import { BranchStore, type LocalBranchRecord } from './branch-store.js';
+import { archivingProblems, connectProduction, readProductionFacts, switchWalAndWait, type ProductionFacts, type WalSwitch } from './production.js';
+import { directoryRestoreCommand, discardInstance, restoreInstance, serverUserCanWrite } from './recovery.js';
+import { branchUrl, connectionParts } from './urls.js';
+import { firstMissingSegment, listArchive, parseSegmentName, segmentFileName, segmentOfLsn } from './wal-archive.js';
+
+export interface LocalSettings {
+  databaseUrl?: string;
+  backupDir?: string;
+  walArchive?: string;
+  restoreCommand?: string;
+  workDir: string;
+  /** How long to wait for the archiver to archive the segment pitr switched to. */
+  archiveWaitMs: number;
+  /** Restore from backups and archive alone, without touching production. */
+  offline?: boolean;
+  recoveryTimeoutMs: number;
+}
+
+/**
+ * Self-hosted Postgres: production is a connection URL, its history a directory of base
+ * backups plus a WAL archive (a directory, or any restore_command). A recovery branch is a new
+ * Postgres instance restored from the newest backup before the target, on a loopback port.
+ */
+export class LocalProvider implements Provider {
+  readonly kind = 'local' as const;
+  private readonly store: BranchStore;
+
+  constructor(private readonly settings: LocalSettings) {
+    this.store = new BranchStore(settings.workDir);
+  }
+
+  private requireDatabaseUrl(): string {
+    if (!this.settings.databaseUrl) throw badInput('missing_database_url', 'production is not set: pass --database-url or set DATABASE_URL');
+    return this.settings.databaseUrl;
+  }
+
+  private requireBackupDir(): string {
+    if (!this.settings.backupDir) throw badInput('missing_backup_dir', 'no backup directory: pass --backup-dir or set PITR_BACKUP_DIR');
+    return this.settings.backupDir;
+  }
+
+  private restoreCommand(): string {
+    if (this.settings.restoreCommand) return this.settings.restoreCommand;
+    if (this.settings.walArchive) return directoryRestoreCommand(this.settings.walArchive);
+    throw badInput(
+      'missing_wal_archive',
+      'no WAL archive: pass --wal-archive <dir> (or PITR_WAL_ARCHIVE), or --restore-command (PITR_RESTORE_COMMAND) for pgBackRest/WAL-G archives',
+    );
+  }
+
+  async backup(onProgress?: CreateBranchOptions['onProgress']): Promise<BackupInfo> {
+    return takeBackup(this.requireDatabaseUrl(), this.requireBackupDir(), onProgress);
+  }
+
+  async listBackups(): Promise<BackupInfo[]> {
+    return listBackups(this.requireBackupDir());
+  }
+
+  async describe(): Promise<SourceInfo> {
+    const problems: string[] = [];
+    let facts: ProductionFacts | undefined;
+    const databaseUrl = this.settings.databaseUrl;
+    if (!databaseUrl) problems.push('production is not set (--database-url or DATABASE_URL)');
+    else {
+      try {
+        const client = await connectProduction(databaseUrl);
+        try {
+          facts = await readProductionFacts(client);
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+        problems.push(...archivingProblems(facts));
+      } catch (err) {
+        if (!(err instanceof PitrError)) throw err;
+        problems.push(err.message);
+      }
+    }
+    const allBackups = this.settings.backupDir ? await listBackups(this.settings.backupDir) : [];
+    const backups = facts ? allBackups.filter((b) => b.systemIdentifier === facts.systemIdentifier) : allBackups;
+    if (!this.settings.backupDir) problems.push('no backup directory (--backup-dir or PITR_BACKUP_DIR)');
+    else if (backups.length === 0) problems.push(`no base backups in ${this.settings.backupDir}: run \`pitr backup\``);
+    if (!this.settings.walArchive && !this.settings.restoreCommand) problems.push('no WAL archive (--wal-archive or --restore-command)');
+
+    let archiveNewest: string | null = null;
+    let archiveDetails: Record<string, unknown> | undefined;
+    if (this.settings.walArchive) {
+      const listing = await listArchive(this.settings.walArchive);
+      archiveNewest = listing.newestArchivedAt;
+      const oldest = backups[0];
+      const gap = oldest && listing.newestName ? this.findGap(listing.segments, oldest, listing.newestName) : undefined;
+      if (gap) problems.push(`WAL segment ${gap} is missing from ${this.settings.walArchive}: nothing after it can be recovered`);
+      archiveDetails = { dir: this.settings.walArchive, segments: listing.segments.length, newestSegment: listing.newestName, newestArchivedAt: listing.newestArchivedAt };
+    }
+    const lastArchived = facts?.archiver.lastArchivedTime ?? null;
+    const newest = [archiveNewest, lastArchived].filter((t): t is string => !!t).sort().at(-1) ?? null;
+    return {
+      provider: 'local',
+      source: databaseUrl ? redactUrl(databaseUrl) : '(not set)',
+      pgVersion: facts?.serverVersion ?? null,
+      window: { oldest: backups[0]?.endedAt ?? null, newest, reachesNow: !!facts && problems.length === 0 },
+      problems,
+      details: {
+        production: facts
+          ? {
+              reachable: true,
+              walLevel: facts.walLevel,
+              archiveMode: facts.archiveMode,
+              archiveTimeoutSeconds: facts.archiveTimeoutSeconds,
+              timeline: facts.timeline,
+              currentWal: facts.currentWal,
+              systemIdentifier: facts.systemIdentifier,
+            }
+          : { reachable: false },
+        archiver: facts?.archiver ?? null,
+        archive: archiveDetails ?? (this.settings.restoreCommand ? { restoreCommand: this.settings.restoreCommand } : null),
+        backups: backups.map((b) => ({ id: b.id, endedAt: b.endedAt, endLsn: b.endLsn, bytes: b.bytes, pgVersion: b.pgVersion })),
+        otherSystemBackups: allBackups.length - backups.length,
+      },
+    };
+  }
+
+  private findGap(segments: readonly string[], from: BackupInfo, newest: string): string | undefined {
+    const start = parseSegmentName(from.startWal, from.walSegmentSize);
+    const end = parseSegmentName(newest, from.walSegmentSize);
+    if (!start || !end) return undefined;
+    const missing = firstMissingSegment(segments, start.number, end.number, from.walSegmentSize);
+    return missing === undefined ? undefined : segmentFileName(end.timeline, missing, from.walSegmentSize);
+  }
+
+  async createRecoveryBranch(at: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
+    const started = Date.now();
+    const backupDir = this.requireBackupDir();
+    const restoreCommand = this.restoreCommand();
+    let facts: ProductionFacts | undefined;
+    let coverage: WalSwitch | null = null;
+    const databaseUrl = this.settings.offline ? this.settings.databaseUrl : this.requireDatabaseUrl();
+    if (!this.settings.offline && databaseUrl) {
+      options.onProgress?.({ phase: 'archive', message: 'switching WAL on production so the newest commits are archived' });
+      const client = await connectProduction(databaseUrl).catch((err: unknown) => {
+        if (err instanceof PitrError) {
+          throw new PitrError(err.code, `${err.message}; pass --offline to recover from the backups and WAL archive alone`, { cause: err });
+        }
+        throw err;
+      });
+      try {
+        facts = await readProductionFacts(client);
+        coverage = await switchWalAndWait(client, this.settings.archiveWaitMs, options.signal).catch(() => null);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    }
+
+    const backup = await this.chooseBackup(backupDir, at, facts);
+    const bin = await findPostgresBinaries(backup.pgMajor);
+    const sourceUrl = databaseUrl ?? backup.source;
+    const id = `lb-${randomBytes(4).toString('hex')}`;
+    const name = options.name ?? (await this.uniqueName(this.defaultName(sourceUrl, at)));
+    const dir = this.store.dirOf(id);
+    const dataDir = this.store.dataDirOf(id);
+    const logFile = this.store.logOf(id);
+    await mkdir(this.store.root, { recursive: true });
+    await ensureServerDir(dir, 0o755);
+    await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }));
+    if (isRoot() && !(await serverUserCanWrite(dir))) {
+      await discardInstance(undefined, dataDir, dir);
+      throw new PitrError(
+        'work_dir_unreachable',
+        `the postgres OS user cannot reach the work directory ${this.settings.workDir} (a parent directory is not traversable): set --work-dir or PITR_WORK_DIR to a path such as /var/lib/pitr`,
+      );
+    }
+    const port = await freeLoopbackPort();
+    const url = branchUrl(databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backup.source.replace(/\*+/g, 'x')).database}`, port);
+    try {
+      const result = await restoreInstance({
+        bin,
+        backup,
+        target: at,
+        dataDir,
+        logFile,
+        port,
+        restoreCommand,
+        url,
+        coverage,
+        explainShortArchive: (redoDone) => this.explainShortArchive(backup, redoDone),
+        timeoutMs: this.settings.recoveryTimeoutMs,
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+      });
+      const createdAt = new Date();
+      const record: LocalBranchRecord = {
+        id,
+        name,
+        source: redactUrl(sourceUrl),
+        target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatUtc(at.at),
+        createdAt: createdAt.toISOString(),
+        expiresAt: new Date(createdAt.getTime() + options.ttlMs).toISOString(),
+        port,
+        url: connectionParts(url).url,
+        backupId: backup.id,
+        pgMajor: backup.pgMajor,
+        secondsToQueryable: (Date.now() - started) / 1000,
+        recoveredTo: result,
+        purpose: 'recovery',
+      };
+      await this.store.write(record);
+      await import('node:fs/promises').then((fs) => fs.rm(join(dir, 'creating.json'), { force: true }));
+      return this.toBranch(record, 'running');
+    } catch (err) {
+      await this.keepFailedLog(id, logFile);
+      await discardInstance(bin, dataDir, dir);
+      throw err;
+    }
+  }
+
+  private async keepFailedLog(id: string, logFile: string): Promise<void> {
+    const logs = join(this.settings.workDir, 'logs');
+    await mkdir(logs, { recursive: true }).catch(() => undefined);
+    await copyFile(logFile, join(logs, `${id}-failed.log`)).catch(() => undefined);
+  }
+
+  private async explainShortArchive(backup: BackupInfo, redoDone: string | null): Promise<string | null> {
+    if (!this.settings.walArchive) return null;
+    const listing = await listArchive(this.settings.walArchive);
+    if (!listing.newestName) return `the WAL archive ${this.settings.walArchive} is empty`;
+    const gap = this.findGap(listing.segments, backup, listing.newestName);
+    if (!gap) return null;
+    const stoppedAt = redoDone ? ` (replay stopped at ${redoDone}, segment ${segmentFileName(backup.timeline, segmentOfLsn(redoDone, backup.walSegmentSize), backup.walSegmentSize)})` : '';
+    return `WAL segment ${gap} is missing from the archive ${this.settings.walArchive}: recovery cannot pass it${stoppedAt}`;
+  }
+
+  private async chooseBackup(backupDir: string, at: PointInTime, facts: ProductionFacts | undefined): Promise<BackupInfo> {
+    const all = await listBackups(backupDir);
+    const backups = facts ? all.filter((b) => b.systemIdentifier === facts.systemIdentifier) : all;
+    if (backups.length === 0) {
+      const other = all.length ? ` (${all.length} belong to another database system)` : '';
+      throw new PitrError('no_backups', `no base backups of this production in ${backupDir}${other}: run \`pitr backup\` first`);
+    }
+    const usable = backups.filter((b) => (at.kind === 'lsn' ? compareLsn(b.endLsn, at.lsn) <= 0 : new Date(b.endedAt).getTime() <= at.at.getTime()));
+    const chosen = usable.at(-1);
+    if (!chosen) {
+      const oldest = backups[0]!;
+      const limit = at.kind === 'lsn' ? `LSN ${oldest.endLsn}` : oldest.endedAt;
+      throw new PitrError(
+        'target_before_backups',
+        `${describePointInTime(at)} is before the oldest base backup (consistent from ${limit}); recoverable: ${limit} → the end of the WAL archive`,
+        { exit: 'usage' },
+      );
+    }
+    return chosen;
+  }
+
+  private defaultName(sourceUrl: string, at: PointInTime): string {
+    const db = connectionParts(sourceUrl.replace(/\*+/g, 'x')).database.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'db';
+    const when = at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : formatCompactUtc(at.at);
+    return `pitr-${db}-${when}`;
+  }
+
+  private async uniqueName(base: string): Promise<string> {
+    const names = new Set((await this.store.list()).map((r) => r.name));
+    let name = base;
+    for (let n = 2; names.has(name); n++) name = `${base}-${n}`;
+    return name;
+  }
+
+  private toBranch(record: LocalBranchRecord, state: RecoveryBranch['state']): RecoveryBranch {
+    return {
+      id: record.id,
+      name: record.name,
+      provider: 'local',
+      source: record.source,
+      target: record.target,
+      connectionUrl: this.withPassword(record.url),
+      createdAt: record.createdAt,
+      expiresAt: record.expiresAt,
+      secondsToQueryable: record.secondsToQueryable,
+      state,
+      details: { port: record.port, backupId: record.backupId, recoveredTo: record.recoveredTo, dataDir: this.store.dataDirOf(record.id) },
+    };
+  }
+
+  /** The instance is a copy of production, so production's password opens it too. */
+  private withPassword(url: string): string {
+    if (!this.settings.databaseUrl) return url;
+    const prod = connectionParts(this.settings.databaseUrl);
+    const parsed = new URL(url);
+    if (prod.password && decodeURIComponent(parsed.username) === prod.user) parsed.password = encodeURIComponent(prod.password);
+    return parsed.toString();
+  }
+
+  async listRecoveryBranches(): Promise<RecoveryBranch[]> {
+    const records = await this.store.list();
+    return Promise.all(records.map(async (r) => this.toBranch(r, (await serverPid(this.store.dataDirOf(r.id))) ? 'running' : 'stopped')));
+  }
+
+  async getRecoveryBranch(idOrName: string): Promise<RecoveryBranch> {
+    const record = await this.findRecord(idOrName);
+    return this.toBranch(record, (await serverPid(this.store.dataDirOf(record.id))) ? 'running' : 'stopped');
+  }
+
+  private async findRecord(idOrName: string): Promise<LocalBranchRecord> {
+    const records = await this.store.list();
+    const record = records.find((r) => r.id === idOrName) ?? records.find((r) => r.name === idOrName);
+    if (!record) {
+      const known = records.map((r) => r.name).join(', ') || 'none';
+      throw badInput('unknown_branch', `no recovery branch "${idOrName}" in ${this.store.root} (known: ${known})`);
+    }
+    return record;
+  }
+
+  async deleteRecoveryBranch(idOrName: string): Promise<RecoveryBranch> {
+    const record = await this.findRecord(idOrName);
+    const branch = this.toBranch(record, 'stopped');
+    const dataDir = this.store.dataDirOf(record.id);
+    if (await serverPid(dataDir)) {
+      const bin: PostgresBinaries | undefined = await findPostgresBinaries(record.pgMajor).catch(() => undefined);
+      if (bin) await stopServer(bin, dataDir, 'fast');
+    }
+    await discardInstance(undefined, dataDir, this.store.dirOf(record.id));
+    return branch;
+  }
+
+  /**
+   * Directories of branch creations that died (the CLI was killed mid-restore): no metadata,
+   * and the process that was creating them is gone. Their servers are stopped and files removed.
+   */
+  async removeAbandoned(): Promise<string[]> {
+    const removed: string[] = [];
+    const ids = await readdir(this.store.root).catch(() => [] as string[]);
+    for (const id of ids) {
+      if (await this.store.read(id)) continue;
+      const marker = await readFile(join(this.store.dirOf(id), 'creating.json'), 'utf8').catch(() => undefined);
+      const pid = marker ? (JSON.parse(marker) as { pid?: number }).pid : undefined;
+      if (pid && (await processAlive(pid))) continue;
+      const dataDir = this.store.dataDirOf(id);
+      const major = Number((await readFile(join(dataDir, 'PG_VERSION'), 'utf8').catch(() => '')).trim());
+      const bin = major ? await findPostgresBinaries(major).catch(() => undefined) : undefined;
+      await discardInstance(bin, dataDir, this.store.dirOf(id));
+      removed.push(id);
+    }
+    return removed;
+  }
+}

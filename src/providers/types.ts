@@ -1,0 +1,68 @@
+import type { PointInTime } from '../time/index.js';
+
+export type ProviderKind = 'local' | 'neon';
+
+/** Something the core reports while it works; the CLI decides how to show it. */
+export interface ProgressEvent {
+  phase: string;
+  message: string;
+  /** 0..1 when the work has a known size. */
+  fraction?: number;
+}
+export type ProgressSink = (event: ProgressEvent) => void;
+
+export interface RecoverableWindow {
+  /** Oldest instant a branch can be created at, when known. */
+  oldest: string | null;
+  /** Newest instant the history is known to reach (archived WAL), when known. */
+  newest: string | null;
+  /** True when pitr can extend the window to "now" itself (production reachable, archiving healthy). */
+  reachesNow: boolean;
+}
+
+export interface SourceInfo {
+  provider: ProviderKind;
+  /** Production, for people: a redacted URL or a Neon project/branch. */
+  source: string;
+  pgVersion: string | null;
+  window: RecoverableWindow;
+  /** Things that make recovery unsafe or impossible; the status command exits 1 when any exist. */
+  problems: string[];
+  /** Provider-specific facts (archiver statistics, backups, …), already free of secrets. */
+  details: Record<string, unknown>;
+}
+
+export interface RecoveryBranch {
+  id: string;
+  name: string;
+  provider: ProviderKind;
+  source: string;
+  /** The requested point: an ISO UTC instant or `lsn:X/Y`. */
+  target: string;
+  /** Full connection URL, including the password: callers must redact before showing it. */
+  connectionUrl: string;
+  createdAt: string;
+  expiresAt: string | null;
+  secondsToQueryable: number | null;
+  state: 'running' | 'stopped' | 'creating' | 'unknown';
+  /** Provider-specific facts, free of secrets. */
+  details?: Record<string, unknown>;
+}
+
+export interface CreateBranchOptions {
+  ttlMs: number;
+  name?: string;
+  signal?: AbortSignal;
+  onProgress?: ProgressSink;
+}
+
+export interface Provider {
+  readonly kind: ProviderKind;
+  describe(): Promise<SourceInfo>;
+  /** Creates a branch of production as it was at `at` and waits until it answers queries. */
+  createRecoveryBranch(at: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch>;
+  listRecoveryBranches(): Promise<RecoveryBranch[]>;
+  /** Accepts an id or a name. */
+  getRecoveryBranch(idOrName: string): Promise<RecoveryBranch>;
+  deleteRecoveryBranch(idOrName: string): Promise<RecoveryBranch>;
+}

@@ -1,0 +1,368 @@
+import { badInput, type PitrError } from '../errors.js';
+import { DURATION_UNITS, readDuration } from './duration.js';
+import { formatUtc } from './format.js';
+import { formatLsn, tryLsnToBigInt } from './lsn.js';
+
+export type PointInTime =
+  | { kind: 'time'; at: Date; input: string }
+  /** `lsn` is spelled the way Postgres prints it: upper-case hex, no leading zeros (`16/B374D848`). */
+  | { kind: 'lsn'; lsn: string; input: string };
+
+export interface ParseTimeOptions {
+  /** Defaults to the current time; tests pin it so "today" and "the future" are deterministic. */
+  now?: Date;
+  /** IANA zone for wall-clock times written without a zone. Defaults to UTC. */
+  timeZone?: string;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** Real-world offsets run from -12:00 to +14:00; anything past ±14:00 is a typo. */
+const MAX_OFFSET_MINUTES = 14 * 60;
+
+/** Long inputs are cut so the message stays one readable line; JSON quoting also escapes newlines. */
+function quote(text: string): string {
+  return JSON.stringify(text.length > 80 ? `${text.slice(0, 77)}...` : text);
+}
+
+function fail(message: string): PitrError {
+  return badInput('bad_time', message);
+}
+
+function examples(zoneLabel: string): string {
+  return `use e.g. 2026-11-25T14:03:00Z, '2026-11-25 14:03' (read in ${zoneLabel}), 14:03, -15m, '2h ago', now or lsn:16/B374D848`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wall-clock times and zones
+
+interface WallTime {
+  year: number;
+  month: number; // 1-12
+  day: number;
+  hour: number;
+  minute: number;
+  second: number;
+  ms: number;
+}
+
+/** Epoch milliseconds of a wall time read as if it were UTC. */
+function wallAsUtcMs(w: WallTime): number {
+  // Date.UTC maps years 0-99 to 1900-1999; setUTCFullYear does not.
+  const d = new Date(0);
+  d.setUTCFullYear(w.year, w.month - 1, w.day);
+  d.setUTCHours(w.hour, w.minute, w.second, w.ms);
+  return d.getTime();
+}
+
+function utcWall(epochMs: number): WallTime {
+  const d = new Date(epochMs);
+  return {
+    year: d.getUTCFullYear(),
+    month: d.getUTCMonth() + 1,
+    day: d.getUTCDate(),
+    hour: d.getUTCHours(),
+    minute: d.getUTCMinutes(),
+    second: d.getUTCSeconds(),
+    ms: d.getUTCMilliseconds(),
+  };
+}
+
+function pad(n: number, width = 2): string {
+  return String(n).padStart(width, '0');
+}
+
+function formatDate(w: Pick<WallTime, 'year' | 'month' | 'day'>): string {
+  return `${pad(w.year, 4)}-${pad(w.month)}-${pad(w.day)}`;
+}
+
+function formatOffset(offsetMs: number): string {
+  const minutes = Math.round(Math.abs(offsetMs) / 60_000);
+  return `${offsetMs < 0 ? '-' : '+'}${pad(Math.floor(minutes / 60))}:${pad(minutes % 60)}`;
+}
+
+interface Zone {
+  /** For messages: `UTC`, `+02:00`, `Europe/Berlin`. */
+  label: string;
+  /** Written in the input (Z, UTC, +02:00) rather than taken from options.timeZone. */
+  explicit: boolean;
+  wallAt(epochMs: number): WallTime;
+  /** Every instant showing this wall time: none inside a DST gap, two inside a DST overlap. */
+  instantsAt(wall: WallTime): number[];
+  /** The zone's offsets (ms) a day either side of a wall time, to explain a gap. */
+  offsetsAround(wall: WallTime): [before: number, after: number];
+}
+
+function fixedZone(offsetMinutes: number, label: string): Zone {
+  const offsetMs = offsetMinutes * 60_000;
+  return {
+    label,
+    explicit: true,
+    wallAt: (epochMs) => utcWall(epochMs + offsetMs),
+    instantsAt: (wall) => [wallAsUtcMs(wall) - offsetMs],
+    offsetsAround: () => [offsetMs, offsetMs],
+  };
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+function zoneFormatter(timeZone: string): Intl.DateTimeFormat | undefined {
+  let format = formatters.get(timeZone);
+  if (format === undefined) {
+    try {
+      format = new Intl.DateTimeFormat('en-US', {
+        timeZone,
+        // era lets us tell 1 BC from AD 1; hourCycle h23 avoids the "24:00" some ICU builds emit at midnight.
+        era: 'short',
+        year: 'numeric',
+        month: 'numeric',
+        day: 'numeric',
+        hour: 'numeric',
+        minute: 'numeric',
+        second: 'numeric',
+        hourCycle: 'h23',
+      });
+    } catch {
+      return undefined; // RangeError: unknown time zone
+    }
+    formatters.set(timeZone, format);
+  }
+  return format;
+}
+
+function ianaZone(format: Intl.DateTimeFormat): Zone {
+  const wallAt = (epochMs: number): WallTime => {
+    const parts: Record<string, string> = {};
+    for (const part of format.formatToParts(new Date(epochMs))) parts[part.type] = part.value;
+    const year = Number(parts.year);
+    return {
+      year: parts.era === 'BC' ? 1 - year : year,
+      month: Number(parts.month),
+      day: Number(parts.day),
+      hour: Number(parts.hour) % 24,
+      minute: Number(parts.minute),
+      second: Number(parts.second),
+      // Intl does not print milliseconds, and zone offsets are whole seconds, so carry them over.
+      ms: ((epochMs % 1000) + 1000) % 1000,
+    };
+  };
+  const offsetAt = (epochMs: number): number => wallAsUtcMs(wallAt(epochMs)) - epochMs;
+  return {
+    label: format.resolvedOptions().timeZone,
+    explicit: false,
+    wallAt,
+    instantsAt(wall) {
+      // Intl only maps instant -> wall time, so invert it: try each offset the zone uses around
+      // that day and keep the ones that map back. Zones never change offset twice within a day.
+      const local = wallAsUtcMs(wall);
+      const offsets = new Set([local - DAY_MS, local, local + DAY_MS].map(offsetAt));
+      const instants = [...offsets].map((offset) => local - offset).filter((t) => offsetAt(t) === local - t);
+      return [...new Set(instants)].sort((a, b) => a - b);
+    },
+    offsetsAround(wall) {
+      const local = wallAsUtcMs(wall);
+      return [offsetAt(local - DAY_MS), offsetAt(local + DAY_MS)];
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grammar
+
+const DATE = String.raw`(?<year>\d{4})-(?<month>\d{2})-(?<day>\d{2})`;
+const CLOCK = String.raw`(?<clock>(?<hour>\d{1,2}):(?<minute>\d{2})(?::(?<second>\d{2})(?:[.,](?<fraction>\d+))?)?)`;
+const ZONE = String.raw`(?:\s*(?<zone>z|utc|(?<sign>[+-])(?<offH>\d{2})(?::?(?<offM>\d{2}))?))?`;
+const DATE_TIME = new RegExp(String.raw`^${DATE}(?:t|\s+)${CLOCK}${ZONE}$`, 'i');
+const TIME_OF_DAY = new RegExp(String.raw`^${CLOCK}${ZONE}$`, 'i');
+
+type Groups = Record<string, string | undefined>;
+
+function readDate(g: Groups, shown: string): Pick<WallTime, 'year' | 'month' | 'day'> {
+  const year = Number(g.year);
+  const month = Number(g.month);
+  const day = Number(g.day);
+  if (month < 1 || month > 12) {
+    throw fail(`${shown} has month ${g.month}, which does not exist; write dates as YYYY-MM-DD`);
+  }
+  const daysInMonth = new Date(wallAsUtcMs({ year, month: month + 1, day: 0, hour: 0, minute: 0, second: 0, ms: 0 })).getUTCDate();
+  if (day < 1 || day > daysInMonth) {
+    throw fail(`${shown} is not a calendar date: ${g.year}-${g.month} has ${daysInMonth} days; write dates as YYYY-MM-DD`);
+  }
+  return { year, month, day };
+}
+
+function readClock(g: Groups, shown: string): Pick<WallTime, 'hour' | 'minute' | 'second' | 'ms'> {
+  const hour = Number(g.hour);
+  const minute = Number(g.minute);
+  const second = Number(g.second ?? '0');
+  const fraction = g.fraction ?? '';
+  if (hour > 23) throw fail(`${shown} has hour ${g.hour}; hours run from 00 to 23`);
+  if (minute > 59) throw fail(`${shown} has minute ${g.minute}; minutes run from 00 to 59`);
+  if (second > 59) throw fail(`${shown} has second ${g.second}; seconds run from 00 to 59`);
+  if (fraction.length > 6) {
+    throw fail(`${shown} has ${fraction.length} fractional digits; give at most 6 (Postgres keeps microseconds)`);
+  }
+  // Truncate to milliseconds rather than round: the target never moves later than what was written.
+  return { hour, minute, second, ms: Number(fraction.padEnd(3, '0').slice(0, 3)) };
+}
+
+function readZone(g: Groups, shown: string, fallback: Zone): Zone {
+  if (g.zone === undefined) return fallback;
+  if (g.sign === undefined) return fixedZone(0, 'UTC');
+  const hours = Number(g.offH);
+  const minutes = Number(g.offM ?? '0');
+  const total = hours * 60 + minutes;
+  if (minutes > 59 || total > MAX_OFFSET_MINUTES) {
+    throw fail(`${shown} has offset ${g.zone}, which is out of range; offsets run from -14:00 to +14:00`);
+  }
+  const signed = g.sign === '-' ? -total : total;
+  return fixedZone(signed, formatOffset(signed * 60_000));
+}
+
+function resolveWall(wall: WallTime, zone: Zone, shown: string, wallText: string): Date {
+  const instants = zone.instantsAt(wall);
+  const [first, second] = instants;
+  if (first === undefined) {
+    const [before, after] = zone.offsetsAround(wall);
+    throw fail(
+      `${shown} does not exist in ${zone.label}: the clocks jump forward over it (UTC${formatOffset(before)} to ` +
+        `UTC${formatOffset(after)}); pick a time outside the gap or add an offset, e.g. '${wallText}${formatOffset(before)}'`,
+    );
+  }
+  if (second !== undefined) {
+    const options = instants.map((t) => `'${wallText}${formatOffset(wallAsUtcMs(wall) - t)}'`).join(' or ');
+    throw fail(
+      `${shown} is ambiguous in ${zone.label}: that wall time happens twice, at ${formatUtc(new Date(first))} ` +
+        `and ${formatUtc(new Date(second))}; add an offset to choose, e.g. ${options}`,
+    );
+  }
+  return new Date(first);
+}
+
+function readIn(zone: Zone): string {
+  return zone.explicit ? '' : ` (read in ${zone.label})`;
+}
+
+/** Milliseconds to go back, undefined when the text is not relative at all. */
+function readRelative(lower: string, shown: string): number | undefined {
+  const past = /^-(.*)$/s.exec(lower) ?? /^(.+)\s+ago$/s.exec(lower);
+  if (past !== null) {
+    const result = readDuration(past[1] ?? '');
+    if (!result.ok) {
+      throw fail(
+        `${shown} is not a valid relative time: ${result.reason}; units are ${DURATION_UNITS}, e.g. -15m, -1h30m or '2 hours ago'`,
+      );
+    }
+    return result.ms;
+  }
+  const future = /^\+(.*)$/s.exec(lower) ?? /^in\s+(.+)$/s.exec(lower) ?? /^(.+)\s+from\s+now$/s.exec(lower);
+  if (future !== null && readDuration(future[1] ?? '').ok) {
+    throw fail(`${shown} points into the future; recovery targets are in the past, e.g. -15m or '15m ago'`);
+  }
+  // A bare `15m` could be read either way; forcing the direction avoids restoring to the wrong side of now.
+  if (readDuration(lower).ok) throw fail(`${shown} has no direction; use -${lower} or '${lower} ago'`);
+  return undefined;
+}
+
+/** Explanations for inputs that look like something we deliberately do not accept. */
+function explainRejection(text: string, shown: string, zone: Zone): PitrError {
+  if (/^\d{4}-\d{2}-\d{2}$/.test(text)) {
+    return fail(`${shown} has no time of day; add one, e.g. '${text} 14:03' (read in ${zone.label}) or '${text}T14:03Z'`);
+  }
+  const named = /^(?:\d{4}-\d{2}-\d{2}(?:t|\s+))?\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*([a-z][a-z_/+-]*)$/i.exec(text);
+  if (named !== null) {
+    // Abbreviations such as IST or CST each name several zones, so they are never guessed at.
+    return fail(
+      `${shown} names its zone as '${named[1]}', which is not accepted; write an offset such as +02:00, Z or UTC, ` +
+        'or leave the zone off and set the time zone option',
+    );
+  }
+  if (tryLsnToBigInt(text) !== undefined) {
+    return fail(`${shown} is ambiguous: for an LSN write lsn:${text}; for a date write YYYY-MM-DD HH:MM`);
+  }
+  if (/^\d{1,4}\/\d{1,2}\/\d{1,4}\b/.test(text)) {
+    return fail(`${shown} uses a slash date, which is ambiguous (day/month order); write YYYY-MM-DD HH:MM, e.g. '2026-11-25 14:03'`);
+  }
+  if (/^[+-]?\d+(?:\.\d+)?$/.test(text)) {
+    return fail(`${shown} is a bare number; epochs are not accepted, ${examples(zone.label)}`);
+  }
+  return fail(`could not read ${shown} as a point in time; ${examples(zone.label)}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Reads a recovery target as a person would type it under pressure. Anything that could be read
+ * two ways (date without time, slash dates, DST overlaps, `15m` without a direction) is refused
+ * with a hint rather than guessed, because a wrong guess restores the wrong data.
+ */
+export function parsePointInTime(input: string, options: ParseTimeOptions = {}): PointInTime {
+  const now = options.now ?? new Date();
+  if (Number.isNaN(now.getTime())) throw new TypeError('parsePointInTime: options.now is an invalid Date');
+  const text = input.trim();
+  const shown = quote(text === '' ? input : text);
+
+  // Checked even when the input carries its own zone: a bad zone setting is worth hearing about early.
+  const timeZone = options.timeZone ?? 'UTC';
+  const format = zoneFormatter(timeZone);
+  if (format === undefined) {
+    throw fail(
+      `unknown time zone ${quote(timeZone)} (reading ${shown}); use an IANA name such as UTC, Europe/Berlin or America/New_York`,
+    );
+  }
+  const defaultZone = ianaZone(format);
+
+  if (text === '') throw fail(`no point in time given (${shown}); ${examples(defaultZone.label)}`);
+
+  const lower = text.toLowerCase();
+  if (lower.startsWith('lsn:')) {
+    const value = tryLsnToBigInt(text.slice(4));
+    if (value === undefined) {
+      throw fail(`${shown} is not a valid LSN; write lsn: then two groups of 1-8 hex digits, e.g. lsn:16/B374D848`);
+    }
+    if (value === 0n) throw fail(`${shown} is 0/0, which Postgres uses to mean "no LSN"; give a real WAL position`);
+    return { kind: 'lsn', lsn: formatLsn(value), input: text };
+  }
+
+  const nowMs = now.getTime();
+  if (lower === 'now') return { kind: 'time', at: new Date(nowMs), input: text };
+
+  const back = readRelative(lower, shown);
+  if (back !== undefined) {
+    const at = new Date(nowMs - back);
+    if (Number.isNaN(at.getTime())) throw fail(`${shown} reaches too far into the past; give a shorter span`);
+    return { kind: 'time', at, input: text };
+  }
+
+  const full = DATE_TIME.exec(text);
+  if (full?.groups !== undefined) {
+    const g = full.groups;
+    const date = readDate(g, shown);
+    const clock = readClock(g, shown);
+    const zone = readZone(g, shown, defaultZone);
+    const at = resolveWall({ ...date, ...clock }, zone, shown, `${formatDate(date)} ${g.clock}`);
+    if (at.getTime() > nowMs) {
+      throw fail(`${shown}${readIn(zone)} is in the future: ${formatUtc(at)}, and now is ${formatUtc(now)}`);
+    }
+    return { kind: 'time', at, input: text };
+  }
+
+  const timeOnly = TIME_OF_DAY.exec(text);
+  if (timeOnly?.groups !== undefined) {
+    const g = timeOnly.groups;
+    const clock = readClock(g, shown);
+    const zone = readZone(g, shown, defaultZone);
+    const today = zone.wallAt(nowMs);
+    const at = resolveWall({ ...today, ...clock }, zone, shown, `${formatDate(today)} ${g.clock}`);
+    if (at.getTime() > nowMs) {
+      // Silently taking yesterday would turn a typo into a restore a whole day off; make it explicit.
+      const yesterday = utcWall(wallAsUtcMs({ ...today, hour: 12, minute: 0, second: 0, ms: 0 }) - DAY_MS);
+      throw fail(
+        `${shown}${readIn(zone)} would be ${formatUtc(at)} today, which is in the future (now is ${formatUtc(now)}); ` +
+          `for an earlier day give the full date, e.g. '${formatDate(yesterday)} ${text}'`,
+      );
+    }
+    return { kind: 'time', at, input: text };
+  }
+
+  throw explainRejection(text, shown, defaultZone);
+}
