@@ -1,0 +1,58 @@
+import type { BackupInfo } from '../../providers/local/backups.js';
+import { renderFields, renderTable } from '../output.js';
+import type { CommandRunner } from '../program.js';
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+const backupJson = ({ dir, dataDir, ...rest }: BackupInfo) => ({ ...rest, dir });
+
+export const register: CommandRunner = (program, run) => {
+  const backup = program.command('backup').description('base backups of production (local provider)');
+  backup
+    .command('create', { isDefault: true })
+    .description('take a base backup with pg_basebackup into the backup directory and verify it')
+    .action(
+      run(async (ctx) => {
+        const info = await ctx.localProvider().backup((e) => ctx.output.progress(e));
+        ctx.output.result(backupJson(info), () =>
+          [
+            `Base backup ${info.id} taken and verified in ${info.seconds.toFixed(1)} s`,
+            renderFields([
+              ['dir', info.dir],
+              ['consistent from', info.endedAt],
+              ['WAL', `${info.startLsn} → ${info.endLsn} (timeline ${info.timeline})`],
+              ['size', formatBytes(info.bytes)],
+              ['server', `PostgreSQL ${info.pgVersion}`],
+            ]),
+          ].join('\n'),
+        );
+        return 0;
+      }),
+    );
+  backup
+    .command('list')
+    .description('list base backups')
+    .action(
+      run(async (ctx) => {
+        const backups = await ctx.localProvider().listBackups();
+        ctx.output.result({ backups: backups.map(backupJson) }, () =>
+          backups.length === 0
+            ? 'No base backups yet. Take one with: pitr backup'
+            : renderTable([
+                ['ID', 'CONSISTENT FROM', 'END LSN', 'SIZE', 'SERVER'],
+                ...backups.map((b) => [b.id, b.endedAt, b.endLsn, formatBytes(b.bytes), b.pgVersion]),
+              ]),
+        );
+        return 0;
+      }),
+    );
+};

@@ -1,0 +1,88 @@
+import type { Command } from 'commander';
+import { redactUrl } from '../../redact.js';
+import type { RecoveryBranch } from '../../providers/types.js';
+import { describePointInTime, parseDuration, parsePointInTime } from '../../time/index.js';
+import type { CommandContext } from '../context.js';
+import { renderFields } from '../output.js';
+import type { CommandRunner } from '../program.js';
+
+export interface BranchCreateOptions {
+  at?: string;
+  ttl?: string;
+  name?: string;
+  showPassword?: boolean;
+}
+
+/** The options `pitr --at` and `pitr branch create` share. */
+export function addBranchCreateOptions(command: Command, atRequired: boolean): Command {
+  const at = '--at <time>';
+  const atHelp = 'when production was right: 2026-11-25T14:03:00Z, "2026-11-25 14:03" (UTC or --tz), -15m, "2h ago", lsn:16/B374D848';
+  (atRequired ? command.requiredOption(at, atHelp) : command.option(at, atHelp))
+    .option('--ttl <duration>', 'delete the branch after this long (branches prune)', undefined)
+    .option('--name <name>', 'branch name (default pitr-<source>-<yyyymmddThhmmssZ>)')
+    .option('--timeout <duration>', 'give up when WAL replay takes longer than this (default 30m)')
+    .option('--offline', 'do not contact production: recover from the backups and the WAL archive alone')
+    .option('--archive-wait <duration>', 'how long to wait for the archiver to take the newest WAL (default 30s)')
+    .option('--show-password', 'print the connection URL with its password');
+  return command;
+}
+
+export async function createBranch(ctx: CommandContext, options: BranchCreateOptions): Promise<number> {
+  const at = parsePointInTime(options.at ?? '', { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
+  const ttlMs = parseDuration(options.ttl ?? ctx.config.ttl);
+  const provider = ctx.provider();
+  ctx.output.note(`target: ${describePointInTime(at)}${at.input === describePointInTime(at) ? '' : ` (from "${at.input}")`}`);
+  const branch = await provider.createRecoveryBranch(at, {
+    ttlMs,
+    signal: ctx.signal,
+    onProgress: (e) => ctx.output.progress(e),
+    ...(options.name !== undefined && { name: options.name }),
+  });
+  const shown = options.showPassword ? branch : { ...branch, connectionUrl: redactUrl(branch.connectionUrl) };
+  ctx.output.result(branchJson(shown), () => renderCreated(shown), { reveal: !!options.showPassword });
+  return 0;
+}
+
+/** The stable --json shape of a branch (the same for every provider). */
+export function branchJson(b: RecoveryBranch) {
+  return {
+    id: b.id,
+    name: b.name,
+    provider: b.provider,
+    source: b.source,
+    target: b.target,
+    connectionUrl: b.connectionUrl,
+    createdAt: b.createdAt,
+    expiresAt: b.expiresAt,
+    secondsToQueryable: b.secondsToQueryable === null ? null : Math.round(b.secondsToQueryable * 1000) / 1000,
+    state: b.state,
+    ...(b.details && { details: b.details }),
+  };
+}
+
+function renderCreated(b: RecoveryBranch): string {
+  const recovered = b.details?.recoveredTo as { mode: string; stoppedBefore: string | null } | undefined;
+  return [
+    `Recovery branch ready in ${b.secondsToQueryable?.toFixed(1)} s: production as it was at ${b.target}`,
+    renderFields([
+      ['id', b.id],
+      ['name', b.name],
+      ['target', b.target],
+      ['source', b.source],
+      ['url', b.connectionUrl],
+      ['expires', b.expiresAt],
+      ...(recovered?.stoppedBefore ? [['first commit left out', recovered.stoppedBefore] as const] : []),
+      ...(recovered?.mode === 'end-of-archive' ? [['replayed', 'the whole archive (no commit after the target)'] as const] : []),
+    ]),
+    '',
+    `Connect:  psql "${b.connectionUrl}"`,
+    `Remove:   pitr branches delete ${b.name}`,
+  ].join('\n');
+}
+
+export const register: CommandRunner = (program, run) => {
+  const branch = program.command('branch').description('recovery branches (see also: branches)');
+  addBranchCreateOptions(branch.command('create').description('create a recovery branch of production at a point in time'), true).action(
+    run<BranchCreateOptions>((ctx, opts) => createBranch(ctx, opts)),
+  );
+};

@@ -1,0 +1,2 @@
+import type { CommandRunner } from '../program.js';
+export const register: CommandRunner = () => undefined;

@@ -1,0 +1,97 @@
+import type { Command } from 'commander';
+import { resolveConfig, type Config, type Settings } from '../config/index.js';
+import { badInput } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import { LocalProvider } from '../providers/local/index.js';
+import type { Provider } from '../providers/types.js';
+import { parseDuration } from '../time/index.js';
+import { Output } from './output.js';
+
+export interface GlobalOptions {
+  provider?: 'neon' | 'local';
+  config?: string;
+  json?: boolean;
+  yes?: boolean;
+  input?: boolean;
+  logLevel?: string;
+  databaseUrl?: string;
+  backupDir?: string;
+  walArchive?: string;
+  restoreCommand?: string;
+  workDir?: string;
+  tz?: string;
+  archiveWait?: string;
+  offline?: boolean;
+  timeout?: string;
+}
+
+export interface CommandContext {
+  config: Config;
+  output: Output;
+  logger: Logger;
+  signal: AbortSignal;
+  /** Prompts are allowed: stdin is a TTY and neither --yes nor --no-input was given. */
+  interactive: boolean;
+  yes: boolean;
+  provider(): Provider;
+  localProvider(): LocalProvider;
+}
+
+export interface CliIo {
+  stdout: NodeJS.WriteStream | (NodeJS.WritableStream & { isTTY?: boolean });
+  stderr: NodeJS.WriteStream | (NodeJS.WritableStream & { isTTY?: boolean });
+  stdinIsTTY: boolean;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  signal: AbortSignal;
+}
+
+export async function buildContext(command: Command, io: CliIo): Promise<CommandContext> {
+  const opts = command.optsWithGlobals<GlobalOptions>();
+  const output = new Output({ json: !!opts.json, stdout: io.stdout as never, stderr: io.stderr as never });
+  const flags: Settings & { config?: string } = {
+    ...(opts.config !== undefined && { config: opts.config }),
+    ...(opts.provider !== undefined && { provider: opts.provider }),
+    ...(opts.logLevel !== undefined && { logLevel: opts.logLevel as Settings['logLevel'] }),
+    ...(opts.databaseUrl !== undefined && { databaseUrl: opts.databaseUrl }),
+    ...(opts.backupDir !== undefined && { backupDir: opts.backupDir }),
+    ...(opts.walArchive !== undefined && { walArchive: opts.walArchive }),
+    ...(opts.restoreCommand !== undefined && { restoreCommand: opts.restoreCommand }),
+    ...(opts.workDir !== undefined && { workDir: opts.workDir }),
+    ...(opts.tz !== undefined && { timezone: opts.tz }),
+    ...(opts.archiveWait !== undefined && { archiveWait: opts.archiveWait }),
+  };
+  const config = await resolveConfig({ flags, env: io.env, cwd: io.cwd });
+  const logger = createLogger(config.logLevel);
+  let provider: Provider | undefined;
+  const localProvider = () => {
+    if (config.provider !== 'local') {
+      throw badInput('wrong_provider', `this command works with the local provider only (the ${config.provider} provider is selected)`);
+    }
+    return (provider ??= new LocalProvider({
+      ...(config.databaseUrl !== undefined && { databaseUrl: config.databaseUrl }),
+      ...(config.backupDir !== undefined && { backupDir: config.backupDir }),
+      ...(config.walArchive !== undefined && { walArchive: config.walArchive }),
+      ...(config.restoreCommand !== undefined && { restoreCommand: config.restoreCommand }),
+      workDir: config.workDir,
+      archiveWaitMs: parseDuration(config.archiveWait),
+      offline: !!opts.offline,
+      recoveryTimeoutMs: opts.timeout ? parseDuration(opts.timeout) : 30 * 60_000,
+    })) as LocalProvider;
+  };
+  return {
+    config,
+    output,
+    logger,
+    signal: io.signal,
+    yes: !!opts.yes,
+    interactive: io.stdinIsTTY && !opts.yes && opts.input !== false,
+    localProvider,
+    provider() {
+      if (config.provider === 'neon') {
+        throw badInput('provider_unavailable', 'the neon provider is not available in this version of pitr yet; use --provider local');
+      }
+      return localProvider();
+    },
+  };
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+import { runCli } from './program.js';
+
+// The first Ctrl-C asks the running command to stop and clean up (stop half-started servers,
+// remove half-restored directories); a second one exits at once.
+const controller = new AbortController();
+let interrupts = 0;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    process.stderr.write(`\npitr: ${sig} received, stopping and cleaning up (again to exit now)\n`);
+    controller.abort();
+  });
+}
+
+const code = await runCli(process.argv, {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  stdinIsTTY: !!process.stdin.isTTY,
+  env: process.env,
+  cwd: process.cwd(),
+  signal: controller.signal,
+});
+process.exitCode = code;

@@ -1,0 +1,99 @@
+import type { Writable } from 'node:stream';
+import { PitrError } from '../errors.js';
+import { redactDeep, redactSecrets } from '../redact.js';
+import type { ProgressEvent } from '../providers/types.js';
+
+export interface OutputOptions {
+  json: boolean;
+  stdout?: Writable & { isTTY?: boolean };
+  stderr?: Writable & { isTTY?: boolean };
+}
+
+/**
+ * The one writer every command prints through: a result goes to stdout as text for people or as
+ * one JSON document for scripts; progress and notes go to stderr; everything is redacted.
+ */
+export class Output {
+  readonly json: boolean;
+  private readonly stdout: Writable & { isTTY?: boolean };
+  private readonly stderr: Writable & { isTTY?: boolean };
+  private progressLineOpen = false;
+
+  constructor(options: OutputOptions) {
+    this.json = options.json;
+    this.stdout = options.stdout ?? process.stdout;
+    this.stderr = options.stderr ?? process.stderr;
+  }
+
+  get stderrIsTTY(): boolean {
+    return !!this.stderr.isTTY;
+  }
+
+  /** The command's result. `reveal` skips redaction for values the user explicitly asked to see. */
+  result<T>(data: T, render: (data: T) => string, options: { reveal?: boolean } = {}): void {
+    this.endProgress();
+    if (this.json) {
+      const safe = options.reveal ? data : redactDeep(data);
+      this.stdout.write(JSON.stringify(safe, null, 2) + '\n');
+    } else {
+      const text = render(data);
+      this.stdout.write((options.reveal ? text : redactSecrets(text)) + (text.endsWith('\n') ? '' : '\n'));
+    }
+  }
+
+  /** A line for the person at the terminal (stderr, so stdout stays parseable). */
+  note(line: string): void {
+    if (this.json && !this.stderrIsTTY) return;
+    this.endProgress();
+    this.stderr.write(redactSecrets(line) + '\n');
+  }
+
+  progress(event: ProgressEvent): void {
+    if (this.stderrIsTTY) {
+      const line = redactSecrets(`… ${event.message}`).slice(0, (process.stderr.columns ?? 100) - 1);
+      this.stderr.write(`\r\x1b[2K${line}`);
+      this.progressLineOpen = true;
+    } else if (!this.json) {
+      this.stderr.write(redactSecrets(`pitr: ${event.message}`) + '\n');
+    }
+  }
+
+  private endProgress(): void {
+    if (this.progressLineOpen) {
+      this.stderr.write('\r\x1b[2K');
+      this.progressLineOpen = false;
+    }
+  }
+
+  /** Prints a failure as one line (and as JSON on stdout for scripts) and returns the exit code. */
+  error(err: unknown, debug = false): number {
+    this.endProgress();
+    const pitrError = err instanceof PitrError ? err : undefined;
+    const message = redactSecrets(pitrError ? pitrError.message : `unexpected error: ${(err as Error)?.message ?? String(err)}`).replace(/\s*\n\s*/g, ' ');
+    const code = pitrError?.code ?? 'internal';
+    const exitCode = pitrError?.exitCode ?? 1;
+    if (this.json) this.stdout.write(JSON.stringify({ error: { code, message, exitCode } }) + '\n');
+    this.stderr.write(`pitr: error: ${message}\n`);
+    if (debug) {
+      if (pitrError?.detail) this.stderr.write(redactSecrets(pitrError.detail) + '\n');
+      if (!pitrError && err instanceof Error && err.stack) this.stderr.write(redactSecrets(err.stack) + '\n');
+    }
+    return exitCode;
+  }
+}
+
+/** Aligned columns for people; the first row is the header. */
+export function renderTable(rows: readonly (readonly string[])[]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+}
+
+/** Label/value lines, aligned. */
+export function renderFields(fields: readonly (readonly [string, string | number | null | undefined])[]): string {
+  const width = Math.max(...fields.map(([k]) => k.length));
+  return fields
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `  ${k.padEnd(width)}  ${v ?? '-'}`)
+    .join('\n');
+}

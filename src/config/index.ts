@@ -1,0 +1,140 @@
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { badInput } from '../errors.js';
+import { LOG_LEVELS } from '../log.js';
+import { registerSecret } from '../redact.js';
+import { parseDuration } from '../time/index.js';
+
+/**
+ * Settings come from flags, then environment variables, then a config file
+ * (pitr.config.json|yaml|yml in the current directory, or --config). Each setting is declared
+ * once here with its environment variable, so the three sources can never drift apart.
+ */
+const postgresUrl = z
+  .string()
+  .min(1)
+  .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// or postgresql:// URL');
+const duration = z.string().refine((v) => {
+  try {
+    parseDuration(v);
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be a duration like 90s, 15m, 24h or 7d');
+
+export const SETTINGS = {
+  provider: { env: 'PITR_PROVIDER', schema: z.enum(['neon', 'local']), path: false },
+  logLevel: { env: 'PITR_LOG_LEVEL', schema: z.enum(LOG_LEVELS), path: false },
+  timezone: { env: 'PITR_TZ', schema: z.string().min(1), path: false },
+  ttl: { env: 'PITR_TTL', schema: duration, path: false },
+  databaseUrl: { env: 'DATABASE_URL', schema: postgresUrl, path: false },
+  backupDir: { env: 'PITR_BACKUP_DIR', schema: z.string().min(1), path: true },
+  walArchive: { env: 'PITR_WAL_ARCHIVE', schema: z.string().min(1), path: true },
+  restoreCommand: { env: 'PITR_RESTORE_COMMAND', schema: z.string().min(1), path: false },
+  workDir: { env: 'PITR_WORK_DIR', schema: z.string().min(1), path: true },
+  archiveWait: { env: 'PITR_ARCHIVE_WAIT', schema: duration, path: false },
+  neonApiKey: { env: 'NEON_API_KEY', schema: z.string().min(1), path: false },
+  neonApiHost: { env: 'NEON_API_HOST', schema: z.string().url(), path: false },
+  neonProjectId: { env: 'NEON_PROJECT_ID', schema: z.string().min(1), path: false },
+  neonSourceBranch: { env: 'NEON_SOURCE_BRANCH', schema: z.string().min(1), path: false },
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+type SettingValue<K extends SettingName> = z.infer<(typeof SETTINGS)[K]['schema']>;
+export type Settings = { [K in SettingName]?: SettingValue<K> };
+
+export interface Config extends Settings {
+  provider: 'neon' | 'local';
+  logLevel: (typeof LOG_LEVELS)[number];
+  workDir: string;
+  ttl: string;
+  archiveWait: string;
+  /** The config file that was read, if any. */
+  file: string | null;
+}
+
+const FileSchema = z.strictObject(
+  Object.fromEntries(Object.entries(SETTINGS).map(([k, v]) => [k, v.schema.optional()])) as {
+    [K in SettingName]: z.ZodOptional<(typeof SETTINGS)[K]['schema']>;
+  },
+);
+
+const DEFAULT_FILES = ['pitr.config.json', 'pitr.config.yaml', 'pitr.config.yml'];
+
+function zodLine(error: z.ZodError): string {
+  const issue = error.issues[0]!;
+  const where = issue.path.length ? issue.path.join('.') : '(top level)';
+  return `${where}: ${issue.message}`;
+}
+
+async function readConfigFile(path: string): Promise<Settings> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw badInput('bad_config', `cannot read config file ${path}`);
+  }
+  let data: unknown;
+  try {
+    data = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    const reason = err instanceof YAMLParseError ? err.message.split('\n')[0] : (err as Error).message;
+    throw badInput('bad_config', `invalid config ${path}: ${reason}`);
+  }
+  const parsed = FileSchema.safeParse(data ?? {});
+  if (!parsed.success) throw badInput('bad_config', `invalid config ${path}: ${zodLine(parsed.error)}`);
+  const settings = parsed.data as Settings;
+  // Paths in a config file are relative to the file, so the file works from any directory.
+  for (const [key, spec] of Object.entries(SETTINGS)) {
+    const value = settings[key as SettingName];
+    if (spec.path && typeof value === 'string' && !isAbsolute(value)) {
+      (settings as Record<string, unknown>)[key] = resolve(dirname(path), value);
+    }
+  }
+  return settings;
+}
+
+export interface ResolveInput {
+  flags: Settings & { config?: string };
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export async function resolveConfig({ flags, env = process.env, cwd = process.cwd() }: ResolveInput): Promise<Config> {
+  const filePath = flags.config ? resolve(cwd, flags.config) : DEFAULT_FILES.map((f) => resolve(cwd, f)).find((f) => existsSync(f));
+  const fromFile = filePath ? await readConfigFile(filePath) : {};
+  const merged: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(SETTINGS)) {
+    const flag = flags[key as SettingName];
+    const envValue = env[spec.env] === '' ? undefined : env[spec.env];
+    let value: unknown = fromFile[key as SettingName];
+    let origin = `${filePath}: ${key}`;
+    if (envValue !== undefined) [value, origin] = [envValue, spec.env];
+    if (flag !== undefined) [value, origin] = [flag, `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`];
+    if (value === undefined) continue;
+    const parsed = spec.schema.safeParse(value);
+    if (!parsed.success) throw badInput('bad_config', `invalid ${origin}: ${parsed.error.issues[0]!.message}`);
+    merged[key] = spec.path && typeof parsed.data === 'string' && origin !== `${filePath}: ${key}` ? resolve(cwd, parsed.data) : parsed.data;
+  }
+  registerSecret(merged.neonApiKey as string | undefined);
+  if (typeof merged.databaseUrl === 'string') {
+    try {
+      registerSecret(decodeURIComponent(new URL(merged.databaseUrl).password));
+    } catch {
+      /* validated above */
+    }
+  }
+  return {
+    ...(merged as Settings),
+    provider: (merged.provider as Config['provider'] | undefined) ?? (merged.neonApiKey ? 'neon' : 'local'),
+    logLevel: (merged.logLevel as Config['logLevel'] | undefined) ?? 'warn',
+    workDir: (merged.workDir as string | undefined) ?? resolve(cwd, '.pitr'),
+    ttl: (merged.ttl as string | undefined) ?? '24h',
+    archiveWait: (merged.archiveWait as string | undefined) ?? '30s',
+    file: filePath ?? null,
+  };
+}
