@@ -24,7 +24,8 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     (action) =>
     async (...args: unknown[]) => {
       const command = args.at(-1) as Command;
-      const options = args.at(-2);
+      // Global options are parsed wherever they appear, so handlers see them merged with their own.
+      const options = command.optsWithGlobals();
       const positional = args.slice(0, -2);
       const ctx = await buildContext(command, io);
       result.debug = ctx.config.logLevel === 'debug' || ctx.config.logLevel === 'trace';
@@ -55,7 +56,7 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     });
 
   // `pitr --at <time>` is the headline: the same as `pitr branch create --at <time>`.
-  addBranchCreateOptions(program, false);
+  addBranchCreateOptions(program);
   program.allowExcessArguments(true).action(
     run<BranchCreateOptions>(async (ctx, options) => {
       const stray = program.args[0];

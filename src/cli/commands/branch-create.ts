@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { badInput } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
 import type { RecoveryBranch } from '../../providers/types.js';
 import { describePointInTime, parseDuration, parsePointInTime } from '../../time/index.js';
@@ -14,10 +15,9 @@ export interface BranchCreateOptions {
 }
 
 /** The options `pitr --at` and `pitr branch create` share. */
-export function addBranchCreateOptions(command: Command, atRequired: boolean): Command {
-  const at = '--at <time>';
-  const atHelp = 'when production was right: 2026-11-25T14:03:00Z, "2026-11-25 14:03" (UTC or --tz), -15m, "2h ago", lsn:16/B374D848';
-  (atRequired ? command.requiredOption(at, atHelp) : command.option(at, atHelp))
+export function addBranchCreateOptions(command: Command): Command {
+  command
+    .option('--at <time>', 'when production was right: 2026-11-25T14:03:00Z, "2026-11-25 14:03" (UTC or --tz), -15m, "2h ago", lsn:16/B374D848')
     .option('--ttl <duration>', 'delete the branch after this long (branches prune)', undefined)
     .option('--name <name>', 'branch name (default pitr-<source>-<yyyymmddThhmmssZ>)')
     .option('--timeout <duration>', 'give up when WAL replay takes longer than this (default 30m)')
@@ -82,7 +82,13 @@ function renderCreated(b: RecoveryBranch): string {
 
 export const register: CommandRunner = (program, run) => {
   const branch = program.command('branch').description('recovery branches (see also: branches)');
-  addBranchCreateOptions(branch.command('create').description('create a recovery branch of production at a point in time'), true).action(
-    run<BranchCreateOptions>((ctx, opts) => createBranch(ctx, opts)),
-  );
+  branch
+    .command('create')
+    .description('create a recovery branch of production at a point in time (same as pitr --at; options: see pitr --help)')
+    .action(
+      run<BranchCreateOptions>((ctx, opts) => {
+        if (!opts.at) throw badInput('missing_at', 'pitr branch create needs --at <time>');
+        return createBranch(ctx, opts);
+      }),
+    );
 };
