@@ -147,6 +147,8 @@ export class LocalProvider implements Provider {
     let facts: ProductionFacts | undefined;
     let coverage: WalSwitch | null = null;
     const databaseUrl = this.settings.offline ? this.settings.databaseUrl : this.requireDatabaseUrl();
+    // Refuse a target no backup can reach before touching production at all.
+    await this.chooseBackup(backupDir, at, undefined);
     if (!this.settings.offline && databaseUrl) {
       options.onProgress?.({ phase: 'archive', message: 'switching WAL on production so the newest commits are archived' });
       const client = await connectProduction(databaseUrl).catch((err: unknown) => {
