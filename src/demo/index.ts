@@ -1,0 +1,163 @@
+import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { connect } from '../db/connect.js';
+import { LocalProvider } from '../providers/local/index.js';
+import type { ProgressSink, RecoveryBranch } from '../providers/types.js';
+import { createLocalCluster, type LocalCluster } from '../system/local-cluster.js';
+import { ensureServerDir } from '../system/process.js';
+import { formatUtc } from '../time/index.js';
+import { COMICS_SCHEMA, COMICS_TABLES, comicsLoadSql, comicsSizes } from './comics.js';
+
+export interface DemoOptions {
+  rows: number;
+  keep: boolean;
+  /** Parent directory for the demo's files (default: the system temp dir). */
+  dir?: string;
+  signal?: AbortSignal;
+  onProgress?: ProgressSink;
+}
+
+export interface TableCounts {
+  table: string;
+  beforeIncident: number;
+  production: number;
+  branch: number;
+}
+
+export interface DemoResult {
+  root: string;
+  kept: boolean;
+  productionUrl: string;
+  branch: Pick<RecoveryBranch, 'id' | 'name' | 'target' | 'connectionUrl'>;
+  incident: { statement: string; at: string; authorId: number; comicsDeleted: number };
+  target: string;
+  counts: TableCounts[];
+  /** Rows the incident removed that the recovery branch holds, per table. */
+  recoverable: Record<string, number>;
+  timings: { loadSeconds: number; backupSeconds: number; branchSeconds: number; totalSeconds: number };
+  /** Settings to point pitr at the demo's production when it is kept. */
+  env: Record<string, string>;
+}
+
+async function counts(client: pg.Client): Promise<Record<string, number>> {
+  const sql = COMICS_TABLES.map((t) => `(select count(*) from ${t})::int as ${t}`).join(', ');
+  return (await client.query(`select ${sql}`)).rows[0];
+}
+
+/**
+ * The whole incident on a machine with nothing but Postgres binaries: a production with WAL
+ * archiving, a base backup, live traffic, a cascading DELETE, and a recovery branch from just
+ * before it, with the numbers that show what came back and how fast.
+ */
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const started = Date.now();
+  const say = (phase: string, message: string) => options.onProgress?.({ phase, message });
+  const root = await mkdtemp(join(options.dir ?? tmpdir(), 'pitr-demo-'));
+  await chmod(root, 0o755);
+  await ensureServerDir(root, 0o755);
+  let prod: LocalCluster | undefined;
+  let provider: LocalProvider | undefined;
+  let branch: RecoveryBranch | undefined;
+  let client: pg.Client | undefined;
+  try {
+    say('setup', 'starting a local production Postgres with WAL archiving');
+    prod = await createLocalCluster({ root: join(root, 'production'), archive: true, settings: { archive_timeout: 60 } });
+    client = await connect(prod.url);
+    const sizes = comicsSizes(options.rows);
+    say('load', `loading the comics platform (${options.rows.toLocaleString('en-US')} rows)`);
+    const loadStart = Date.now();
+    await client.query(COMICS_SCHEMA);
+    for (const statement of comicsLoadSql(sizes)) await client.query(statement);
+    const loadSeconds = (Date.now() - loadStart) / 1000;
+
+    const env = {
+      DATABASE_URL: prod.url,
+      PITR_BACKUP_DIR: join(root, 'backups'),
+      PITR_WAL_ARCHIVE: prod.archiveDir,
+      PITR_WORK_DIR: join(root, 'pitr'),
+    };
+    provider = new LocalProvider({
+      databaseUrl: env.DATABASE_URL,
+      backupDir: env.PITR_BACKUP_DIR,
+      walArchive: env.PITR_WAL_ARCHIVE,
+      workDir: env.PITR_WORK_DIR,
+      archiveWaitMs: 30_000,
+      recoveryTimeoutMs: 10 * 60_000,
+    });
+    say('backup', 'taking a base backup (pitr backup)');
+    const backup = await provider.backup();
+
+    say('traffic', 'normal traffic: readers comment and bookmark');
+    await client.query(`insert into comments (chapter_id, user_id, body)
+      select 1 + (g * 31) % ${sizes.chapters}, 1 + g % ${sizes.users}, 'live comment ' || g from generate_series(1, 2000) g`);
+    const before = await counts(client);
+    const target = new Date((await client.query<{ now: Date }>('select now() as now')).rows[0]!.now);
+    await new Promise((r) => setTimeout(r, 10));
+
+    const { rows: victims } = await client.query<{ author_id: string; n: string }>(
+      'select author_id, count(*) as n from comics group by author_id order by count(*) desc, author_id limit 1',
+    );
+    const authorId = Number(victims[0]!.author_id);
+    const statement = `DELETE FROM comics WHERE author_id = ${authorId}`;
+    say('incident', `incident: ${statement} (cascades to chapters, comments, bookmarks)`);
+    const deleted = await client.query(statement);
+    const incidentAt = new Date().toISOString();
+
+    say('traffic', 'traffic goes on after the incident: new users and comments');
+    await client.query(`insert into users (handle) select 'newcomer_' || g from generate_series(1, 50) g`);
+    await client.query(`insert into comments (chapter_id, user_id, body)
+      select c.id, 1, 'after the incident' from chapters c where c.comic_id not in (select id from comics where author_id = ${authorId}) limit 500`);
+    const after = await counts(client);
+
+    say('recover', `pitr --at ${formatUtc(target)}: recovery branch from just before the incident`);
+    branch = await provider.createRecoveryBranch(
+      { kind: 'time', at: target, input: formatUtc(target) },
+      { ttlMs: 24 * 3600_000, name: 'demo-before-incident', ...(options.signal && { signal: options.signal }), ...(options.onProgress && { onProgress: options.onProgress }) },
+    );
+    const branchClient = await connect(branch.connectionUrl);
+    let inBranch: Record<string, number>;
+    const recoverable: Record<string, number> = {};
+    try {
+      inBranch = await counts(branchClient);
+      // Rows of the incident's victim that production lost and the branch still has.
+      const { rows } = await branchClient.query(
+        `select (select count(*) from comics where author_id = $1)::int as comics,
+                (select count(*) from chapters ch join comics c on c.id = ch.comic_id where c.author_id = $1)::int as chapters,
+                (select count(*) from comments m join chapters ch on ch.id = m.chapter_id join comics c on c.id = ch.comic_id where c.author_id = $1)::int as comments,
+                (select count(*) from bookmarks b join comics c on c.id = b.comic_id where c.author_id = $1)::int as bookmarks`,
+        [authorId],
+      );
+      Object.assign(recoverable, rows[0]);
+    } finally {
+      await branchClient.end().catch(() => undefined);
+    }
+    return {
+      root,
+      kept: options.keep,
+      productionUrl: prod.url,
+      branch: { id: branch.id, name: branch.name, target: branch.target, connectionUrl: branch.connectionUrl },
+      incident: { statement, at: incidentAt, authorId, comicsDeleted: deleted.rowCount ?? 0 },
+      target: formatUtc(target),
+      counts: COMICS_TABLES.map((t) => ({ table: t, beforeIncident: before[t]!, production: after[t]!, branch: inBranch[t]! })),
+      recoverable,
+      timings: {
+        loadSeconds,
+        backupSeconds: backup.seconds,
+        branchSeconds: branch.secondsToQueryable ?? 0,
+        totalSeconds: (Date.now() - started) / 1000,
+      },
+      env,
+    };
+  } finally {
+    await client?.end().catch(() => undefined);
+    if (!options.keep) {
+      say('cleanup', 'removing the demo (use --keep to leave it running)');
+      if (branch && provider) await provider.deleteRecoveryBranch(branch.id).catch(() => undefined);
+      await provider?.removeAbandoned().catch(() => undefined);
+      await prod?.destroy().catch(() => undefined);
+      await rm(root, { recursive: true, force: true });
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { findPostgresBinaries, type PostgresBinaries } from './postgres-binaries.js';
+import { freeLoopbackPort } from './ports.js';
+import { ensureServerDir } from './process.js';
+import { initCluster, renderConf, startServer, stopServer, writeServerFile } from './postgres-server.js';
+
+/**
+ * A Postgres cluster pitr creates and owns: the demo's "production" and the test harness's
+ * throw-away servers. Loopback only, a free port, WAL archiving into its own directory when
+ * asked (copy-then-rename, so a reader never sees a half-copied segment).
+ */
+export interface LocalCluster {
+  root: string;
+  dataDir: string;
+  archiveDir: string;
+  logFile: string;
+  port: number;
+  url: string;
+  bin: PostgresBinaries;
+  urlFor(database: string): string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Stops the server (immediately) and removes the whole root directory. */
+  destroy(): Promise<void>;
+}
+
+export interface LocalClusterOptions {
+  /** A directory the postgres OS user can write to; everything lives below it. */
+  root: string;
+  archive?: boolean;
+  /** Skip fsync (throw-away clusters only: a crash loses data). */
+  fast?: boolean;
+  settings?: Record<string, string | number | boolean>;
+}
+
+export function archiveCommand(archiveDir: string): string {
+  const dir = archiveDir.replace(/'/g, `'\\''`);
+  return `test ! -f '${dir}/%f' && cp %p '${dir}/%f.tmp' && mv '${dir}/%f.tmp' '${dir}/%f'`;
+}
+
+export async function createLocalCluster(options: LocalClusterOptions): Promise<LocalCluster> {
+  const bin = await findPostgresBinaries();
+  const { root } = options;
+  const dataDir = join(root, 'data');
+  const archiveDir = join(root, 'wal-archive');
+  const logFile = join(root, 'server.log');
+  await ensureServerDir(root, 0o755);
+  await ensureServerDir(dataDir);
+  if (options.archive) await ensureServerDir(archiveDir, 0o755);
+  await initCluster(bin, dataDir, { noSync: !!options.fast });
+  const port = await freeLoopbackPort();
+  await writeServerFile(
+    join(dataDir, 'postgresql.conf'),
+    renderConf({
+      listen_addresses: '127.0.0.1',
+      port,
+      unix_socket_directories: '',
+      max_wal_senders: 4,
+      ...(options.fast ? { fsync: 'off', synchronous_commit: 'off' } : {}),
+      ...(options.archive ? { wal_level: 'replica', archive_mode: 'on', archive_command: archiveCommand(archiveDir) } : {}),
+      ...options.settings,
+    }),
+    true,
+  );
+  const urlFor = (database: string) => `postgresql://postgres@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  const cluster: LocalCluster = {
+    root,
+    dataDir,
+    archiveDir,
+    logFile,
+    port,
+    url: urlFor('postgres'),
+    bin,
+    urlFor,
+    start: () => startServer(bin, dataDir, logFile, 60),
+    stop: () => stopServer(bin, dataDir, 'fast'),
+    async destroy() {
+      await stopServer(bin, dataDir, 'immediate').catch(() => undefined);
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+  try {
+    await cluster.start();
+  } catch (err) {
+    await cluster.destroy();
+    throw err;
+  }
+  return cluster;
+}
