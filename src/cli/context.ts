@@ -77,6 +77,7 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
       archiveWaitMs: parseDuration(config.archiveWait),
       offline: !!opts.offline,
       recoveryTimeoutMs: opts.timeout ? parseDuration(opts.timeout) : 30 * 60_000,
+      logger,
     })) as LocalProvider;
   };
   return {

@@ -93,6 +93,14 @@ describe('pitr --at on the local provider', () => {
     expect(await countsAt(r.json.connectionUrl)).toMatchObject({ users: 20001, deleted_users: 500, before_t1: 1, after_t1: 0 });
   });
 
+  it('works with any restore_command instead of a WAL archive directory (pgBackRest, WAL-G)', async () => {
+    const { PITR_WAL_ARCHIVE, ...rest } = env;
+    const r = await runPitr(['--at', t1, '--json', '--show-password'], { ...rest, PITR_RESTORE_COMMAND: `cp '${PITR_WAL_ARCHIVE}/%f' "%p"` });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await countsAt(r.json.connectionUrl)).toMatchObject({ users: 20001, deleted_users: 500, after_t1: 0 });
+    expect((await runPitr(['branches', 'delete', r.json.id], env)).code).toBe(0);
+  });
+
   it('prints the resolved UTC instant for a relative time', async () => {
     const r = await runPitr(['--at', '1s ago', '--ttl', '1s', '--name', 'short-lived'], env);
     expect(r.code, r.stderr).toBe(0);

@@ -3,6 +3,7 @@ import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { badInput, PitrError } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
+import { silentLogger, type Logger } from '../../log.js';
 import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgres-binaries.js';
 import { freeLoopbackPort } from '../../system/ports.js';
 import { ensureServerDir, isRoot } from '../../system/process.js';
@@ -27,6 +28,11 @@ export interface LocalSettings {
   /** Restore from backups and archive alone, without touching production. */
   offline?: boolean;
   recoveryTimeoutMs: number;
+  logger?: Logger;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new PitrError('interrupted', 'interrupted: nothing was created');
 }
 
 /**
@@ -37,9 +43,11 @@ export interface LocalSettings {
 export class LocalProvider implements Provider {
   readonly kind = 'local' as const;
   private readonly store: BranchStore;
+  private readonly log: Logger;
 
   constructor(private readonly settings: LocalSettings) {
     this.store = new BranchStore(settings.workDir);
+    this.log = settings.logger ?? silentLogger;
   }
 
   private requireDatabaseUrl(): string {
@@ -159,13 +167,24 @@ export class LocalProvider implements Provider {
       });
       try {
         facts = await readProductionFacts(client);
-        coverage = await switchWalAndWait(client, this.settings.archiveWaitMs, options.signal).catch(() => null);
+        this.log.debug({ version: facts.serverVersion, timeline: facts.timeline, archiver: facts.archiver }, 'production');
+        coverage = await switchWalAndWait(client, this.settings.archiveWaitMs, options.signal).catch((err: unknown) => {
+          // Without pg_switch_wal (no permission) the archive may lag; recovery still runs and says so if it falls short.
+          this.log.warn({ err: (err as Error).message }, 'could not switch WAL on production');
+          return null;
+        });
+        this.log.debug({ coverage }, 'WAL switch');
+        if (coverage && !coverage.archived) {
+          options.onProgress?.({ phase: 'archive', message: `segment ${coverage.segment} was not archived within the archive wait; using what the archive has` });
+        }
       } finally {
         await client.end().catch(() => undefined);
       }
     }
+    throwIfAborted(options.signal);
 
     const backup = await this.chooseBackup(backupDir, at, facts);
+    this.log.info({ backup: backup.id, endedAt: backup.endedAt, target: describePointInTime(at) }, 'restoring base backup');
     const bin = await findPostgresBinaries(backup.pgMajor);
     const sourceUrl = databaseUrl ?? backup.source;
     const id = `lb-${randomBytes(4).toString('hex')}`;
@@ -201,6 +220,7 @@ export class LocalProvider implements Provider {
         ...(options.signal ? { signal: options.signal } : {}),
         ...(options.onProgress ? { onProgress: options.onProgress } : {}),
       });
+      this.log.info({ id, port, result, seconds: (Date.now() - started) / 1000 }, 'recovery branch promoted');
       const createdAt = new Date();
       const record: LocalBranchRecord = {
         id,

@@ -119,7 +119,8 @@ export async function switchWalAndWait(client: pg.Client, waitMs: number, signal
     const { rows: s } = await client.query(`select last_archived_wal from pg_stat_archiver`);
     const last: string | null = s[0].last_archived_wal;
     // Same-length hex names of one timeline sort like their positions; a newer timeline sorts later.
-    if (last && last.slice(0, 24) >= segment) return { segment, at, archived: true };
+    // Only plain segment names compare by position (a .history or .partial name does not).
+    if (last && /^[0-9A-F]{24}$/.test(last) && last >= segment) return { segment, at, archived: true };
     if (Date.now() >= deadline || signal?.aborted) return { segment, at, archived: false };
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -61,6 +61,7 @@ export async function restoreInstance(req: InstanceRestore): Promise<InstanceRes
   req.onProgress?.({ phase: 'restore', message: `copying base backup ${backup.id}` });
   // A reflink copy is near-instant on btrfs/xfs and a plain copy elsewhere.
   await runChecked('cp', ['-a', '--reflink=auto', backup.dataDir, dataDir], { asServerUser: true, what: 'copying the base backup', code: 'restore_failed' });
+  if (req.signal?.aborted) throw new PitrError('interrupted', 'interrupted while copying the base backup');
   await rm(join(dataDir, 'backup_manifest'), { force: true });
   await ensureConfigFiles(dataDir);
   await writeServerFile(join(dataDir, 'recovery.signal'), '');
