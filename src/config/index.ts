@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { badInput } from '../errors.js';
 import { LOG_LEVELS } from '../log.js';
@@ -80,9 +79,10 @@ async function readConfigFile(path: string): Promise<Settings> {
   }
   let data: unknown;
   try {
-    data = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    // yaml is loaded only when a YAML file is used: start-up time is part of every recovery.
+    data = path.endsWith('.json') ? JSON.parse(text) : (await import('yaml')).parse(text);
   } catch (err) {
-    const reason = err instanceof YAMLParseError ? err.message.split('\n')[0] : (err as Error).message;
+    const reason = (err as Error).message.split('\n')[0];
     throw badInput('bad_config', `invalid config ${path}: ${reason}`);
   }
   const parsed = FileSchema.safeParse(data ?? {});

@@ -51,6 +51,8 @@ export interface RecoveryBranch {
 
 export interface CreateBranchOptions {
   ttlMs: number;
+  /** When the user's wait began (epoch ms), so time-to-queryable covers all of it. Default: now. */
+  startedAt?: number;
   name?: string;
   signal?: AbortSignal;
   onProgress?: ProgressSink;

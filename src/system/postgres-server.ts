@@ -39,8 +39,9 @@ export async function initCluster(bin: PostgresBinaries, dataDir: string, option
  * server in archive recovery means hot standby, not "recovery finished": callers that restore
  * must keep polling (see waitForPromotion).
  */
-export async function startServer(bin: PostgresBinaries, dataDir: string, logFile: string, timeoutSeconds = 600): Promise<void> {
-  const result = await run(bin.path('pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', String(timeoutSeconds), 'start'], {
+export async function startServer(bin: PostgresBinaries, dataDir: string, logFile: string, timeoutSeconds = 600, wait = true): Promise<void> {
+  const waitArgs = wait ? ['-w', '-t', String(timeoutSeconds)] : ['-W'];
+  const result = await run(bin.path('pg_ctl'), ['-D', dataDir, '-l', logFile, ...waitArgs, 'start'], {
     asServerUser: true,
     // The postmaster inherits pg_ctl's stdio; keep none of our pipes so it never holds us up.
     stdio: ['ignore', 'ignore', 'ignore'],
@@ -92,8 +93,15 @@ export async function serverLogReason(logFile: string): Promise<string> {
   return logReason(log);
 }
 
+/**
+ * FATALs a server logs about a client it turned away (our own polling included) while it starts
+ * or stops. They say nothing about why the server itself failed.
+ */
+const CONNECTION_REJECTIONS =
+  /the database system is (starting up|in recovery mode|shutting down|not yet accepting connections|not accepting connections)|Consistent recovery state has not been yet reached|terminating connection|connection to client lost|authentication failed|no pg_hba\.conf entry|(database|role) "[^"]*" does not exist/;
+
 export function logReason(log: string): string {
-  const lines = log.split('\n');
+  const lines = log.split('\n').filter((l) => !CONNECTION_REJECTIONS.test(l));
   const pick = (re: RegExp) => [...lines].reverse().find((l) => re.test(l));
   const line = pick(/\b(FATAL|PANIC):/) ?? pick(/\bERROR:/) ?? lines.filter(Boolean).at(-1) ?? 'no log output';
   return line.replace(/^.*?\b(FATAL|PANIC|ERROR):\s*/, '').trim();

@@ -51,7 +51,7 @@ describe('pitr --at on the local provider', () => {
     expect(backup.code, backup.stderr).toBe(0);
     expect(backup.json.verified).toBe(true);
     await prod.query(`insert into users values (30001, 'before-t1')`);
-    const [mark] = await prod.query<{ now: string; lsn: string }>(`select now()::text as now, pg_current_wal_lsn()::text as lsn`);
+    const [mark] = await prod.query<{ now: string; lsn: string }>(`select now()::text as now, pg_current_wal_insert_lsn()::text as lsn`);
     t1 = mark!.now;
     lsn1 = mark!.lsn;
     await prod.query(`delete from users where id <= 500`); // cascades to their orders

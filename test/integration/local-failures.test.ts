@@ -100,7 +100,7 @@ describe('pitr --at failure modes (local provider)', () => {
 
   it('unreachable production: one line for --at, backup and status', async () => {
     const down = { ...env, DATABASE_URL: 'postgresql://postgres:hunter22@127.0.0.1:9/postgres' };
-    const at = await runPitr(['--at', '-1m'], down);
+    const at = await runPitr(['--at', 'now'], down);
     expect(at.code).toBe(1);
     expect(at.stderr).toContain('production is unreachable: cannot connect to 127.0.0.1:9/postgres: connection refused');
     expect(at.stderr).toContain('--offline');

@@ -34,6 +34,8 @@ export async function createBranch(ctx: CommandContext, options: BranchCreateOpt
   ctx.output.note(`target: ${describePointInTime(at)}${at.input === describePointInTime(at) ? '' : ` (from "${at.input}")`}`);
   const branch = await provider.createRecoveryBranch(at, {
     ttlMs,
+    // Measured from process start: start-up is part of what the user waits for.
+    startedAt: performance.timeOrigin,
     signal: ctx.signal,
     onProgress: (e) => ctx.output.progress(e),
     ...(options.name !== undefined && { name: options.name }),

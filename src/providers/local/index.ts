@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { badInput, PitrError } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
@@ -13,7 +13,7 @@ import type { CreateBranchOptions, Provider, RecoveryBranch, SourceInfo } from '
 import { listBackups, takeBackup, type BackupInfo } from './backups.js';
 import { BranchStore, type LocalBranchRecord } from './branch-store.js';
 import { archivingProblems, connectProduction, readProductionFacts, switchWalAndWait, type ProductionFacts, type WalSwitch } from './production.js';
-import { directoryRestoreCommand, discardInstance, restoreInstance, serverUserCanWrite } from './recovery.js';
+import { directoryRestoreCommand, discardInstance, prepareInstance, recoverInstance, serverUserCanWrite, type InstanceRestore } from './recovery.js';
 import { branchUrl, connectionParts } from './urls.js';
 import { firstMissingSegment, listArchive, parseSegmentName, segmentFileName, segmentOfLsn } from './wal-archive.js';
 
@@ -149,43 +149,14 @@ export class LocalProvider implements Provider {
   }
 
   async createRecoveryBranch(at: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
-    const started = Date.now();
+    const started = options.startedAt ?? Date.now();
     const backupDir = this.requireBackupDir();
     const restoreCommand = this.restoreCommand();
-    let facts: ProductionFacts | undefined;
-    let coverage: WalSwitch | null = null;
     const databaseUrl = this.settings.offline ? this.settings.databaseUrl : this.requireDatabaseUrl();
-    // Refuse a target no backup can reach before touching production at all.
-    await this.chooseBackup(backupDir, at, undefined);
-    if (!this.settings.offline && databaseUrl) {
-      options.onProgress?.({ phase: 'archive', message: 'switching WAL on production so the newest commits are archived' });
-      const client = await connectProduction(databaseUrl).catch((err: unknown) => {
-        if (err instanceof PitrError) {
-          throw new PitrError(err.code, `${err.message}; pass --offline to recover from the backups and WAL archive alone`, { cause: err });
-        }
-        throw err;
-      });
-      try {
-        facts = await readProductionFacts(client);
-        this.log.debug({ version: facts.serverVersion, timeline: facts.timeline, archiver: facts.archiver }, 'production');
-        coverage = await switchWalAndWait(client, this.settings.archiveWaitMs, options.signal).catch((err: unknown) => {
-          // Without pg_switch_wal (no permission) the archive may lag; recovery still runs and says so if it falls short.
-          this.log.warn({ err: (err as Error).message }, 'could not switch WAL on production');
-          return null;
-        });
-        this.log.debug({ coverage }, 'WAL switch');
-        if (coverage && !coverage.archived) {
-          options.onProgress?.({ phase: 'archive', message: `segment ${coverage.segment} was not archived within the archive wait; using what the archive has` });
-        }
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-    }
-    throwIfAborted(options.signal);
+    // Refuse a target no backup can reach before touching production or the disk.
+    let backup = await this.chooseBackup(backupDir, at, undefined);
+    let bin = await findPostgresBinaries(backup.pgMajor);
 
-    const backup = await this.chooseBackup(backupDir, at, facts);
-    this.log.info({ backup: backup.id, endedAt: backup.endedAt, target: describePointInTime(at) }, 'restoring base backup');
-    const bin = await findPostgresBinaries(backup.pgMajor);
     const sourceUrl = databaseUrl ?? backup.source;
     const id = `lb-${randomBytes(4).toString('hex')}`;
     const name = options.name ?? (await this.uniqueName(this.defaultName(sourceUrl, at)));
@@ -195,31 +166,47 @@ export class LocalProvider implements Provider {
     await mkdir(this.store.root, { recursive: true });
     await ensureServerDir(dir, 0o755);
     await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }));
-    if (isRoot() && !(await serverUserCanWrite(dir))) {
-      await discardInstance(undefined, dataDir, dir);
-      throw new PitrError(
-        'work_dir_unreachable',
-        `the postgres OS user cannot reach the work directory ${this.settings.workDir} (a parent directory is not traversable): set --work-dir or PITR_WORK_DIR to a path such as /var/lib/pitr`,
-      );
-    }
     const port = await freeLoopbackPort();
     const url = branchUrl(databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backup.source.replace(/\*+/g, 'x')).database}`, port);
+    const request = (b: BackupInfo, pg: PostgresBinaries): InstanceRestore => ({
+      bin: pg,
+      backup: b,
+      target: at,
+      dataDir,
+      logFile,
+      port,
+      restoreCommand,
+      url,
+      explainShortArchive: (redoDone: string | null) => this.explainShortArchive(b, redoDone),
+      timeoutMs: this.settings.recoveryTimeoutMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
     try {
-      const result = await restoreInstance({
-        bin,
-        backup,
-        target: at,
-        dataDir,
-        logFile,
-        port,
-        restoreCommand,
-        url,
-        coverage,
-        explainShortArchive: (redoDone) => this.explainShortArchive(backup, redoDone),
-        timeoutMs: this.settings.recoveryTimeoutMs,
-        ...(options.signal ? { signal: options.signal } : {}),
-        ...(options.onProgress ? { onProgress: options.onProgress } : {}),
-      });
+      if (isRoot() && !(await serverUserCanWrite(dir))) {
+        throw new PitrError(
+          'work_dir_unreachable',
+          `the postgres OS user cannot reach the work directory ${this.settings.workDir} (a parent directory is not traversable): set --work-dir or PITR_WORK_DIR to a path such as /var/lib/pitr`,
+        );
+      }
+      // The copy needs nothing from production, so it overlaps the WAL switch and archiver wait.
+      const [production, copy] = await Promise.allSettled([
+        this.settings.offline || !databaseUrl ? Promise.resolve(undefined) : this.switchProductionWal(databaseUrl, options),
+        prepareInstance(request(backup, bin)),
+      ]);
+      if (production.status === 'rejected') throw production.reason;
+      if (copy.status === 'rejected') throw copy.reason;
+      throwIfAborted(options.signal);
+      const facts = production.value?.facts;
+      if (facts && backup.systemIdentifier !== facts.systemIdentifier) {
+        // The backup directory also holds another cluster's backups: start over from one of ours.
+        backup = await this.chooseBackup(backupDir, at, facts);
+        bin = await findPostgresBinaries(backup.pgMajor);
+        await rm(dataDir, { recursive: true, force: true });
+        await prepareInstance(request(backup, bin));
+      }
+      this.log.info({ backup: backup.id, endedAt: backup.endedAt, target: describePointInTime(at) }, 'restoring base backup');
+      const result = await recoverInstance(request(backup, bin), production.value?.coverage ?? null);
       this.log.info({ id, port, result, seconds: (Date.now() - started) / 1000 }, 'recovery branch promoted');
       const createdAt = new Date();
       const record: LocalBranchRecord = {
@@ -238,12 +225,42 @@ export class LocalProvider implements Provider {
         purpose: 'recovery',
       };
       await this.store.write(record);
-      await import('node:fs/promises').then((fs) => fs.rm(join(dir, 'creating.json'), { force: true }));
+      await rm(join(dir, 'creating.json'), { force: true });
       return this.toBranch(record, 'running');
     } catch (err) {
       await this.keepFailedLog(id, logFile);
       await discardInstance(bin, dataDir, dir);
       throw err;
+    }
+  }
+
+  /**
+   * Forces production's newest WAL into the archive (so the newest commits are recoverable) and
+   * returns its facts and how far the archive provably reaches.
+   */
+  private async switchProductionWal(databaseUrl: string, options: CreateBranchOptions): Promise<{ facts: ProductionFacts; coverage: WalSwitch | null }> {
+    options.onProgress?.({ phase: 'archive', message: 'switching WAL on production so the newest commits are archived' });
+    const client = await connectProduction(databaseUrl).catch((err: unknown) => {
+      if (err instanceof PitrError) {
+        throw new PitrError(err.code, `${err.message}; pass --offline to recover from the backups and WAL archive alone`, { cause: err });
+      }
+      throw err;
+    });
+    try {
+      const facts = await readProductionFacts(client);
+      this.log.debug({ version: facts.serverVersion, timeline: facts.timeline, archiver: facts.archiver }, 'production');
+      const coverage = await switchWalAndWait(client, this.settings.archiveWaitMs, options.signal).catch((err: unknown) => {
+        // Without pg_switch_wal (no permission) the archive may lag; recovery still runs and says so if it falls short.
+        this.log.warn({ err: (err as Error).message }, 'could not switch WAL on production');
+        return null;
+      });
+      this.log.debug({ coverage }, 'WAL switch');
+      if (coverage && !coverage.archived) {
+        options.onProgress?.({ phase: 'archive', message: `segment ${coverage.segment} was not archived within the archive wait; using what the archive has` });
+      }
+      return { facts, coverage };
+    } finally {
+      await client.end().catch(() => undefined);
     }
   }
 

@@ -22,8 +22,6 @@ export interface InstanceRestore {
   restoreCommand: string;
   /** URL the instance will answer on (production's credentials, loopback port). */
   url: string;
-  /** Proof that the archive reaches at least this far (a WAL switch on production that was archived). */
-  coverage: WalSwitch | null;
   /** Explains a recovery that ended early (a directory archive can name the missing segment). */
   explainShortArchive: (redoDoneLsn: string | null) => Promise<string | null>;
   timeoutMs: number;
@@ -53,11 +51,11 @@ const exists = (path: string) =>
   );
 
 /**
- * Restores a base backup into `dataDir` and replays archived WAL up to the target, then promotes.
- * The caller owns cleanup: on any throw it must stop the server and remove the directory.
+ * Lays out a recovery instance: a copy of the base backup with recovery settings. Needs nothing
+ * from production, so it runs while production is asked to switch WAL.
  */
-export async function restoreInstance(req: InstanceRestore): Promise<InstanceRestoreResult> {
-  const { bin, backup, dataDir } = req;
+export async function prepareInstance(req: InstanceRestore): Promise<void> {
+  const { backup, dataDir } = req;
   req.onProgress?.({ phase: 'restore', message: `copying base backup ${backup.id}` });
   // A reflink copy is near-instant on btrfs/xfs and a plain copy elsewhere.
   await runChecked('cp', ['-a', '--reflink=auto', backup.dataDir, dataDir], { asServerUser: true, what: 'copying the base backup', code: 'restore_failed' });
@@ -92,7 +90,14 @@ export async function restoreInstance(req: InstanceRestore): Promise<InstanceRes
       }),
     true,
   );
+}
 
+/**
+ * Replays archived WAL up to the target and promotes. `coverage` is proof that the archive
+ * reaches at least that far (a WAL switch on production that was archived). The caller owns
+ * cleanup: on any throw it must stop the server and remove the directory.
+ */
+export async function recoverInstance(req: InstanceRestore, coverage: WalSwitch | null): Promise<InstanceRestoreResult> {
   req.onProgress?.({ phase: 'replay', message: `replaying WAL to ${describePointInTime(req.target)}` });
   const deadline = Date.now() + req.timeoutMs;
   const outcome = await runRecovery(req, deadline);
@@ -102,11 +107,12 @@ export async function restoreInstance(req: InstanceRestore): Promise<InstanceRes
   if (/recovery ended before configured recovery target was reached/.test(reason)) {
     const redoDone = /redo done at ([0-9A-F]+\/[0-9A-F]+)/i.exec(outcome.log)?.[1] ?? null;
     const lastTx = /last completed transaction was at log time (.+)$/m.exec(outcome.log)?.[1]?.trim() ?? null;
-    if (req.target.kind === 'time' && archiveReachesCoverage(req, redoDone)) {
+    if (req.target.kind === 'time' && archiveReachesCoverage(req, coverage, redoDone)) {
       // No commit after the target exists anywhere in the archive, and the archive provably
       // reaches past the target: replaying all of it gives exactly the state at the target.
+      // The restart resumes from the last restartpoint, not from the backup.
       req.onProgress?.({ phase: 'replay', message: 'no commit after the target in the archive: replaying to its end' });
-      await writeServerFile(join(dataDir, 'postgresql.auto.conf'), renderConf({ recovery_target_time: '' }), true);
+      await writeServerFile(join(req.dataDir, 'postgresql.auto.conf'), renderConf({ recovery_target_time: '' }), true);
       const second = await runRecovery(req, deadline);
       if (second.kind === 'promoted') return { mode: 'end-of-archive', stoppedBefore: null, lastTransaction: lastTx };
       throw recoveryError(logReason(second.log), second.log);
@@ -123,8 +129,7 @@ export async function restoreInstance(req: InstanceRestore): Promise<InstanceRes
   throw recoveryError(reason, outcome.log);
 }
 
-function archiveReachesCoverage(req: InstanceRestore, redoDoneLsn: string | null): boolean {
-  const c = req.coverage;
+function archiveReachesCoverage(req: InstanceRestore, c: WalSwitch | null, redoDoneLsn: string | null): boolean {
   if (!c?.archived || req.target.kind !== 'time' || !redoDoneLsn) return false;
   if (new Date(c.at).getTime() < req.target.at.getTime()) return false;
   const switched = parseSegmentName(c.segment, req.backup.walSegmentSize);
@@ -155,18 +160,26 @@ type RecoveryOutcome = { kind: 'promoted' } | { kind: 'died'; log: string };
 async function runRecovery(req: InstanceRestore, deadline: number): Promise<RecoveryOutcome> {
   const logStart = await readFile(req.logFile, 'utf8').then((t) => t.length, () => 0);
   const newLog = async () => (await readFile(req.logFile, 'utf8').catch(() => '')).slice(logStart);
+  // pg_ctl -w would only add its own 100 ms polling; this loop watches the server itself.
   try {
-    await startServer(req.bin, req.dataDir, req.logFile, Math.max(1, Math.ceil((deadline - Date.now()) / 1000)));
+    await startServer(req.bin, req.dataDir, req.logFile, 0, false);
   } catch (err) {
     if (err instanceof PitrError && err.code === 'server_start_failed') return { kind: 'died', log: await newLog() };
     throw err;
   }
+  const launched = Date.now();
+  let seenAlive = false;
   let client: pg.Client | undefined;
   let lastReport = 0;
   try {
     for (;;) {
       if (req.signal?.aborted) throw new PitrError('interrupted', 'interrupted while replaying WAL');
-      if (!(await serverPid(req.dataDir))) return { kind: 'died', log: await newLog() };
+      if (await serverPid(req.dataDir)) seenAlive = true;
+      else if (seenAlive || Date.now() - launched > 15_000 || /\b(FATAL|PANIC):/.test(await newLog())) {
+        // Give the postmaster a moment to write its log before reading why it died.
+        await new Promise((r) => setTimeout(r, 50));
+        return { kind: 'died', log: await newLog() };
+      }
       if (Date.now() > deadline) {
         throw new PitrError('recovery_timeout', `WAL replay did not reach ${describePointInTime(req.target)} within the timeout (raise --timeout)`);
       }
