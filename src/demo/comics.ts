@@ -66,15 +66,15 @@ export function comicsSizes(totalRows: number): ComicsSizes {
  */
 export function comicsLoadSql(s: ComicsSizes): string[] {
   return [
-    `insert into users (handle) select 'reader_' || g from generate_series(1, ${s.users}) g`,
+    `insert into users (handle) select 'reader_' || g from generate_series(1::bigint, ${s.users}) g`,
     `insert into comics (author_id, title)
-       select 1 + ((g * g) % greatest(1, ${s.users} / 20)), 'Comic #' || g from generate_series(1, ${s.comics}) g`,
+       select 1 + ((g * g) % greatest(1, ${s.users} / 20)), 'Comic #' || g from generate_series(1::bigint, ${s.comics}) g`,
     `insert into chapters (comic_id, number, title)
-       select 1 + (g % ${s.comics}), 1 + (g / ${s.comics}), 'Chapter ' || (1 + g / ${s.comics}) from generate_series(0, ${s.chapters - 1}) g`,
+       select 1 + (g % ${s.comics}), 1 + (g / ${s.comics}), 'Chapter ' || (1 + g / ${s.comics}) from generate_series(0::bigint, ${s.chapters - 1}) g`,
     `insert into comments (chapter_id, user_id, body)
-       select 1 + (g * 7919) % ${s.chapters}, 1 + (g * 104729) % ${s.users}, 'comment ' || g || E'\\twith a tab' from generate_series(1, ${s.comments}) g`,
+       select 1 + (g * 7919) % ${s.chapters}, 1 + (g * 104729) % ${s.users}, 'comment ' || g || E'\\twith a tab' from generate_series(1::bigint, ${s.comments}) g`,
     `insert into bookmarks (user_id, comic_id)
-       select 1 + (g / ${s.comics}), 1 + (g % ${s.comics}) from generate_series(0, ${s.bookmarks - 1}) g
+       select 1 + (g / ${s.comics}), 1 + (g % ${s.comics}) from generate_series(0::bigint, ${s.bookmarks - 1}) g(g)
        on conflict do nothing`,
     `analyze`,
   ];

@@ -65,3 +65,14 @@ describe('config resolution', () => {
     expect(err.message).toBe('invalid PITR_ARCHIVE_WAIT: must be a duration like 90s, 15m, 24h or 7d');
   });
 });
+
+describe('demo data', () => {
+  it('sizes add up and every series is bigint (int products overflow past ~270k rows)', async () => {
+    const { comicsLoadSql, comicsSizes } = await import('../../src/demo/comics.js');
+    const sizes = comicsSizes(500_000);
+    expect(Object.values(sizes).reduce((a, b) => a + b, 0)).toBe(500_000);
+    for (const sql of comicsLoadSql(sizes)) {
+      for (const series of sql.match(/generate_series\([^,]+,/g) ?? []) expect(series).toMatch(/::bigint,$/);
+    }
+  });
+});
