@@ -4,6 +4,8 @@ import { badInput } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { LocalProvider } from '../providers/local/index.js';
 import type { Provider } from '../providers/types.js';
+import { NeonProvider } from '../providers/neon/index.js';
+import { useDriver } from '../db/connect.js';
 import { parseDuration } from '../time/index.js';
 import { Output } from './output.js';
 
@@ -23,6 +25,13 @@ export interface GlobalOptions {
   archiveWait?: string;
   offline?: boolean;
   timeout?: string;
+  apiHost?: string;
+  projectId?: string;
+  source?: string;
+  database?: string;
+  role?: string;
+  driver?: 'pg' | 'ws';
+  wsProxy?: string;
 }
 
 export interface CommandContext {
@@ -60,9 +69,17 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
     ...(opts.workDir !== undefined && { workDir: opts.workDir }),
     ...(opts.tz !== undefined && { timezone: opts.tz }),
     ...(opts.archiveWait !== undefined && { archiveWait: opts.archiveWait }),
+    ...(opts.apiHost !== undefined && { neonApiHost: opts.apiHost }),
+    ...(opts.projectId !== undefined && { neonProjectId: opts.projectId }),
+    ...(opts.source !== undefined && { neonSourceBranch: opts.source }),
+    ...(opts.database !== undefined && { neonDatabase: opts.database }),
+    ...(opts.role !== undefined && { neonRole: opts.role }),
+    ...(opts.driver !== undefined && { driver: opts.driver }),
+    ...(opts.wsProxy !== undefined && { wsProxy: opts.wsProxy }),
   };
   const config = await resolveConfig({ flags, env: io.env, cwd: io.cwd });
   const logger = createLogger(config.logLevel);
+  useDriver({ driver: config.driver, ...(config.wsProxy !== undefined && { wsProxy: config.wsProxy }) });
   let provider: Provider | undefined;
   const localProvider = () => {
     if (config.provider !== 'local') {
@@ -89,10 +106,20 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
     interactive: io.stdinIsTTY && !opts.yes && opts.input !== false,
     localProvider,
     provider() {
-      if (config.provider === 'neon') {
-        throw badInput('provider_unavailable', 'the neon provider is not available in this version of pitr yet; use --provider local');
-      }
-      return localProvider();
+      if (config.provider !== 'neon') return localProvider();
+      if (!config.neonApiKey) throw badInput('missing_api_key', 'the neon provider needs an API key: set NEON_API_KEY');
+      return (provider ??= new NeonProvider({
+        apiKey: config.neonApiKey,
+        ...(config.neonApiHost !== undefined && { apiHost: config.neonApiHost }),
+        projectId: config.neonProjectId ?? '',
+        ...(config.neonSourceBranch !== undefined && { source: config.neonSourceBranch }),
+        ...(config.neonDatabase !== undefined && { database: config.neonDatabase }),
+        ...(config.neonRole !== undefined && { role: config.neonRole }),
+        httpTimeoutMs: parseDuration(config.httpTimeout),
+        operationTimeoutMs: opts.timeout ? parseDuration(opts.timeout) : 5 * 60_000,
+        signal: io.signal,
+        logger,
+      }));
     },
   };
 }

@@ -10,6 +10,8 @@ import * as branchCreate from './commands/branch-create.js';
 import * as branches from './commands/branches.js';
 import * as demo from './commands/demo.js';
 import * as status from './commands/status.js';
+import * as connectionString from './commands/connection-string.js';
+import * as restore from './commands/restore.js';
 
 export type Action<O, A extends unknown[]> = (ctx: CommandContext, options: O, ...args: A) => Promise<number>;
 /** Wraps a command handler: builds its context, runs it, and records its exit code. */
@@ -47,6 +49,13 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     .option('--wal-archive <dir>', 'directory of archived WAL (env PITR_WAL_ARCHIVE)')
     .option('--restore-command <cmd>', 'restore_command for other archives, e.g. pgBackRest or WAL-G (env PITR_RESTORE_COMMAND)')
     .option('--work-dir <dir>', 'where recovery instances and run reports live (env PITR_WORK_DIR, default ./.pitr)')
+    .option('--api-host <url>', 'Neon API base URL (env NEON_API_HOST, default https://console.neon.tech/api/v2)')
+    .option('--project-id <id>', 'Neon project (env NEON_PROJECT_ID)')
+    .option('--source <branch>', 'Neon production branch, name or id (env NEON_SOURCE_BRANCH, default: the default branch)')
+    .option('--database <name>', 'Neon database (env NEON_DATABASE, default: the branch\'s only database)')
+    .option('--role <name>', 'Neon role (env NEON_ROLE, default: the database owner)')
+    .addOption(new Option('--driver <driver>', 'how to reach Postgres: pg (TCP) or ws (WebSocket, env PITR_DRIVER)').choices(['pg', 'ws']))
+    .option('--ws-proxy <template>', 'WebSocket proxy for --driver ws, e.g. ws://127.0.0.1:8080/v1?address={host}:{port} (env PITR_WS_PROXY)')
     .showHelpAfterError('(run pitr --help for usage)')
     .exitOverride()
     .configureOutput({
@@ -69,7 +78,7 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     }),
   );
 
-  for (const module of [branchCreate, branches, backup, status, demo]) module.register(program, run);
+  for (const module of [branchCreate, branches, connectionString, restore, backup, status, demo]) module.register(program, run);
   return program;
 }
 

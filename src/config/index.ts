@@ -40,6 +40,11 @@ export const SETTINGS = {
   neonApiHost: { env: 'NEON_API_HOST', schema: z.string().url(), path: false },
   neonProjectId: { env: 'NEON_PROJECT_ID', schema: z.string().min(1), path: false },
   neonSourceBranch: { env: 'NEON_SOURCE_BRANCH', schema: z.string().min(1), path: false },
+  neonDatabase: { env: 'NEON_DATABASE', schema: z.string().min(1), path: false },
+  neonRole: { env: 'NEON_ROLE', schema: z.string().min(1), path: false },
+  driver: { env: 'PITR_DRIVER', schema: z.enum(['pg', 'ws']), path: false },
+  wsProxy: { env: 'PITR_WS_PROXY', schema: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL template with {host} and {port}'), path: false },
+  httpTimeout: { env: 'PITR_HTTP_TIMEOUT', schema: duration, path: false },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -52,6 +57,8 @@ export interface Config extends Settings {
   workDir: string;
   ttl: string;
   archiveWait: string;
+  driver: 'pg' | 'ws';
+  httpTimeout: string;
   /** The config file that was read, if any. */
   file: string | null;
 }
@@ -135,6 +142,8 @@ export async function resolveConfig({ flags, env = process.env, cwd = process.cw
     workDir: (merged.workDir as string | undefined) ?? resolve(cwd, '.pitr'),
     ttl: (merged.ttl as string | undefined) ?? '24h',
     archiveWait: (merged.archiveWait as string | undefined) ?? '30s',
+    driver: (merged.driver as Config['driver'] | undefined) ?? 'pg',
+    httpTimeout: (merged.httpTimeout as string | undefined) ?? '30s',
     file: filePath ?? null,
   };
 }

@@ -4,9 +4,49 @@ import { redactUrl } from '../redact.js';
 
 export type PgClient = pg.Client;
 
+/**
+ * How pitr reaches Postgres: `pg` is plain TCP; `ws` is Neon's serverless driver over a
+ * WebSocket (for networks that block port 5432). Chosen once per process by the CLI.
+ */
+export type DriverName = 'pg' | 'ws';
+export interface DriverSettings {
+  driver: DriverName;
+  /**
+   * WebSocket proxy for `ws`, as a URL template with {host} and {port}, e.g.
+   * `ws://127.0.0.1:8080/v1?address={host}:{port}`. Default: Neon's own proxy at wss://<host>/v2.
+   */
+  wsProxy?: string;
+}
+let driverSettings: DriverSettings = { driver: 'pg' };
+
+export function useDriver(settings: DriverSettings): void {
+  driverSettings = settings;
+}
+
+export function currentDriver(): DriverSettings {
+  return driverSettings;
+}
+
 export interface ConnectOptions {
   timeoutMs?: number;
   applicationName?: string;
+  /** Overrides the process-wide driver (local recovery instances are always reached over TCP). */
+  driver?: DriverName;
+}
+
+async function wsClient(url: string, options: ConnectOptions): Promise<pg.Client> {
+  const [{ Client, neonConfig }, { default: WebSocket }] = await Promise.all([import('@neondatabase/serverless'), import('ws')]);
+  neonConfig.webSocketConstructor = WebSocket;
+  // "password" pipelining breaks SCRAM against a plain Postgres behind a proxy; one round trip more is fine.
+  neonConfig.pipelineConnect = false;
+  const template = driverSettings.wsProxy;
+  if (template) {
+    neonConfig.useSecureWebSocket = template.startsWith('wss://');
+    const bare = template.replace(/^wss?:\/\//, '');
+    neonConfig.wsProxy = (host: string, port: number | string) => bare.replace('{host}', host).replace('{port}', String(port));
+  }
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: options.timeoutMs ?? 5000 });
+  return client as unknown as pg.Client;
 }
 
 /** Where a connection URL points, for messages: host:port/database, never credentials. */
@@ -20,11 +60,15 @@ export function describeTarget(url: string): string {
 }
 
 export async function connect(url: string, options: ConnectOptions = {}): Promise<pg.Client> {
-  const client = new pg.Client({
-    connectionString: url,
-    connectionTimeoutMillis: options.timeoutMs ?? 5000,
-    application_name: options.applicationName ?? 'pitr',
-  });
+  const driver = options.driver ?? driverSettings.driver;
+  const client =
+    driver === 'ws'
+      ? await wsClient(url, options)
+      : new pg.Client({
+          connectionString: url,
+          connectionTimeoutMillis: options.timeoutMs ?? 5000,
+          application_name: options.applicationName ?? 'pitr',
+        });
   // A server that goes away mid-session must not crash the process with an unhandled 'error'.
   client.on('error', () => undefined);
   try {

@@ -58,6 +58,28 @@ export interface CreateBranchOptions {
   onProgress?: ProgressSink;
 }
 
+export interface RestoreInPlaceOptions {
+  /** Name for the branch that keeps the current state (default `<branch>-before-pitr-<timestamp>`). */
+  preserveName?: string;
+  dryRun?: boolean;
+  onProgress?: ProgressSink;
+}
+
+export interface RestoreResult {
+  branch: { id: string; name: string };
+  target: string;
+  preservedAs: string;
+  preservedBranchId: string | null;
+  applied: boolean;
+}
+
+export interface PointInTimeConnection {
+  /** Includes the password: redact before showing. */
+  connectionUrl: string;
+  readOnly: true;
+  target: string;
+}
+
 export interface Provider {
   readonly kind: ProviderKind;
   describe(): Promise<SourceInfo>;
@@ -67,4 +89,10 @@ export interface Provider {
   /** Accepts an id or a name. */
   getRecoveryBranch(idOrName: string): Promise<RecoveryBranch>;
   deleteRecoveryBranch(idOrName: string): Promise<RecoveryBranch>;
+  /** Full connection URI of a branch, password included (for psql). */
+  connectionString(idOrName: string): Promise<string>;
+  /** Whole-branch rollback in place, keeping the current state under a name. */
+  restoreInPlace?(at: PointInTime, options: RestoreInPlaceOptions): Promise<RestoreResult>;
+  /** Read the past without creating a branch (Neon Time Travel). */
+  openPointInTime?(at: PointInTime): Promise<PointInTimeConnection>;
 }

@@ -359,6 +359,10 @@ export class LocalProvider implements Provider {
     return record;
   }
 
+  async connectionString(idOrName: string): Promise<string> {
+    return (await this.getRecoveryBranch(idOrName)).connectionUrl;
+  }
+
   async deleteRecoveryBranch(idOrName: string): Promise<RecoveryBranch> {
     const record = await this.findRecord(idOrName);
     const branch = this.toBranch(record, 'stopped');

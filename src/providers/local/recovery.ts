@@ -183,7 +183,7 @@ async function runRecovery(req: InstanceRestore, deadline: number): Promise<Reco
       if (Date.now() > deadline) {
         throw new PitrError('recovery_timeout', `WAL replay did not reach ${describePointInTime(req.target)} within the timeout (raise --timeout)`);
       }
-      if (!client) client = await connect(req.url, { timeoutMs: 2000 }).catch((err: unknown) => rejectAuth(err));
+      if (!client) client = await connect(req.url, { timeoutMs: 2000, driver: 'pg' }).catch((err: unknown) => rejectAuth(err));
       if (client) {
         const state = await client
           .query<{ r: boolean; ts: Date | null }>('select pg_is_in_recovery() as r, pg_last_xact_replay_timestamp() as ts')
