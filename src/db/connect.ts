@@ -71,12 +71,23 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
         });
   // A server that goes away mid-session must not crash the process with an unhandled 'error'.
   client.on('error', () => undefined);
+  const timeoutMs = options.timeoutMs ?? 5000;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await client.connect();
+    // The WebSocket driver does not always honour its own connect timeout (a relay that drops
+    // the socket leaves it waiting), so the deadline is enforced here for both drivers.
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), timeoutMs + 500);
+      }),
+    ]);
     return client;
   } catch (err) {
-    await client.end().catch(() => undefined);
+    void client.end().catch(() => undefined);
     throw new PitrError('unreachable', `cannot connect to ${describeTarget(url)}: ${connectionErrorReason(err)}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
   }
 }
 
