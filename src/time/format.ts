@@ -19,7 +19,18 @@ export function formatCompactUtc(d: Date): string {
   );
 }
 
+/** A time target in UTC with every digit the user gave: `2026-11-25T14:03:00.123456Z`. */
+export function formatTarget(p: Extract<PointInTime, { kind: 'time' }>): string {
+  if (!p.subMillisecondMicros) return formatUtc(p.at);
+  return p.at.toISOString().replace(/Z$/, `${String(p.subMillisecondMicros).padStart(3, '0')}Z`);
+}
+
+/** The same instant as Postgres reads it for recovery_target_time (explicit +00 offset). */
+export function formatPostgresTimestamp(p: Extract<PointInTime, { kind: 'time' }>): string {
+  return formatTarget(p).replace('T', ' ').replace(/Z$/, '+00');
+}
+
 /** How a recovery target is shown to people: `2026-11-25T14:03:00Z` or `LSN 16/B374D848`. */
 export function describePointInTime(p: PointInTime): string {
-  return p.kind === 'time' ? formatUtc(p.at) : `LSN ${p.lsn}`;
+  return p.kind === 'time' ? formatTarget(p) : `LSN ${p.lsn}`;
 }

@@ -4,7 +4,12 @@ import { formatUtc } from './format.js';
 import { formatLsn, tryLsnToBigInt } from './lsn.js';
 
 export type PointInTime =
-  | { kind: 'time'; at: Date; input: string }
+  /**
+   * `subMillisecondMicros` keeps the microseconds a Date cannot hold (0-999): Postgres commit
+   * times have microseconds, and a target copied from `select now()` must not drop commits
+   * made within the same millisecond.
+   */
+  | { kind: 'time'; at: Date; input: string; subMillisecondMicros?: number }
   /** `lsn` is spelled the way Postgres prints it: upper-case hex, no leading zeros (`16/B374D848`). */
   | { kind: 'lsn'; lsn: string; input: string };
 
@@ -288,6 +293,11 @@ function explainRejection(text: string, shown: string, zone: Zone): PitrError {
   return fail(`could not read ${shown} as a point in time; ${examples(zone.label)}`);
 }
 
+function withMicros(p: { kind: 'time'; at: Date; input: string }, fraction: string | undefined): PointInTime {
+  const micros = Number((fraction ?? '').padEnd(6, '0').slice(3, 6));
+  return micros > 0 ? { ...p, subMillisecondMicros: micros } : p;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -343,7 +353,7 @@ export function parsePointInTime(input: string, options: ParseTimeOptions = {}):
     if (at.getTime() > nowMs) {
       throw fail(`${shown}${readIn(zone)} is in the future: ${formatUtc(at)}, and now is ${formatUtc(now)}`);
     }
-    return { kind: 'time', at, input: text };
+    return withMicros({ kind: 'time', at, input: text }, g.fraction);
   }
 
   const timeOnly = TIME_OF_DAY.exec(text);
@@ -361,7 +371,7 @@ export function parsePointInTime(input: string, options: ParseTimeOptions = {}):
           `for an earlier day give the full date, e.g. '${formatDate(yesterday)} ${text}'`,
       );
     }
-    return { kind: 'time', at, input: text };
+    return withMicros({ kind: 'time', at, input: text }, g.fraction);
   }
 
   throw explainRejection(text, shown, defaultZone);

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
 import { cliTranscript, processesUsing, runPitr } from '../support/cli.js';
 import { rm } from 'node:fs/promises';
+import { describePointInTime, parsePointInTime } from '../../src/time/index.js';
 
 /**
  * The foundation's acceptance path, through the real built CLI and real WAL replay:
@@ -51,6 +52,7 @@ describe('pitr --at on the local provider', () => {
     expect(backup.code, backup.stderr).toBe(0);
     expect(backup.json.verified).toBe(true);
     await prod.query(`insert into users values (30001, 'before-t1')`);
+    await new Promise((r) => setTimeout(r, 20));
     const [mark] = await prod.query<{ now: string; lsn: string }>(`select now()::text as now, pg_current_wal_insert_lsn()::text as lsn`);
     t1 = mark!.now;
     lsn1 = mark!.lsn;
@@ -73,7 +75,8 @@ describe('pitr --at on the local provider', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(Object.keys(r.json)).toEqual(expect.arrayContaining(['id', 'name', 'provider', 'target', 'connectionUrl', 'createdAt', 'expiresAt', 'secondsToQueryable']));
     expect(r.json.provider).toBe('local');
-    expect(r.json.target).toBe(new Date(t1).toISOString().replace('.000Z', 'Z'));
+    expect(r.json.target).toBe(describePointInTime(parsePointInTime(t1)));
+    expect(r.json.target).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     expect(r.json.connectionUrl).not.toContain(PASSWORD);
     expect(r.json.secondsToQueryable).toBeGreaterThan(0);
     const branchUrl = r.json.connectionUrl.replace(/:\*+@/, `:${PASSWORD}@`);

@@ -35,7 +35,7 @@ describe('Neon API retry policy', () => {
     const res = await api(sleeps).call('get project', (c) => c.getProject('p1'));
     expect(res.project.id).toBe('p1');
     expect(calls()).toBe(3);
-    expect(sleeps).toEqual([500, 1000]);
+    expect(sleeps).toEqual([250, 500]);
   });
 
   it('honours Retry-After on 429', async () => {

@@ -460,3 +460,15 @@ describe('LSN arithmetic', () => {
     expect(compareLsn(a, b)).toBe(expected);
   });
 });
+
+describe('microsecond targets', () => {
+  it('keeps microseconds a Date cannot hold, for Postgres and for people', async () => {
+    const { parsePointInTime, describePointInTime, formatPostgresTimestamp } = await import('../../src/time/index.js');
+    const p = parsePointInTime('2026-11-25 10:00:00.630244+00', { now: new Date('2026-11-25T15:00:00Z') });
+    expect(p.kind === 'time' && p.subMillisecondMicros).toBe(244);
+    expect(describePointInTime(p)).toBe('2026-11-25T10:00:00.630244Z');
+    expect(p.kind === 'time' && formatPostgresTimestamp(p)).toBe('2026-11-25 10:00:00.630244+00');
+    const plain = parsePointInTime('2026-11-25T10:00:00.5Z', { now: new Date('2026-11-25T15:00:00Z') });
+    expect(describePointInTime(plain)).toBe('2026-11-25T10:00:00.500Z');
+  });
+});

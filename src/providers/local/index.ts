@@ -8,7 +8,7 @@ import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgr
 import { freeLoopbackPort } from '../../system/ports.js';
 import { ensureServerDir, isRoot } from '../../system/process.js';
 import { processAlive, serverPid, stopServer } from '../../system/postgres-server.js';
-import { compareLsn, describePointInTime, formatCompactUtc, formatUtc, type PointInTime } from '../../time/index.js';
+import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, type PointInTime } from '../../time/index.js';
 import type { CreateBranchOptions, Provider, RecoveryBranch, SourceInfo } from '../types.js';
 import { listBackups, takeBackup, type BackupInfo } from './backups.js';
 import { BranchStore, type LocalBranchRecord } from './branch-store.js';
@@ -213,7 +213,7 @@ export class LocalProvider implements Provider {
         id,
         name,
         source: redactUrl(sourceUrl),
-        target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatUtc(at.at),
+        target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at),
         createdAt: createdAt.toISOString(),
         expiresAt: new Date(createdAt.getTime() + options.ttlMs).toISOString(),
         port,

@@ -6,7 +6,7 @@ import { connect } from '../../db/connect.js';
 import type { PostgresBinaries } from '../../system/postgres-binaries.js';
 import { run, runChecked } from '../../system/process.js';
 import { logReason, renderConf, serverPid, startServer, stopServer, writeServerFile } from '../../system/postgres-server.js';
-import { describePointInTime, type PointInTime } from '../../time/index.js';
+import { describePointInTime, formatPostgresTimestamp, type PointInTime } from '../../time/index.js';
 import type { ProgressSink } from '../types.js';
 import type { BackupInfo } from './backups.js';
 import type { WalSwitch } from './production.js';
@@ -66,7 +66,7 @@ export async function prepareInstance(req: InstanceRestore): Promise<void> {
   const target: Record<string, string> =
     req.target.kind === 'lsn'
       ? { recovery_target_lsn: req.target.lsn }
-      : { recovery_target_time: req.target.at.toISOString().replace('T', ' ').replace('Z', '+00') };
+      : { recovery_target_time: formatPostgresTimestamp(req.target) };
   // postgresql.auto.conf is read last, so these win over anything copied from production.
   await writeServerFile(
     join(dataDir, 'postgresql.auto.conf'),

@@ -102,7 +102,7 @@ export class NeonApi {
         this.log.debug({ what, attempt, status: last.status, message: last.message }, 'Neon API call failed');
         if (!retryable || attempt === this.maxAttempts) break;
         // Exponential backoff with full jitter; a server's Retry-After wins when it asks for longer.
-        const backoff = Math.min(8000, 500 * 2 ** (attempt - 1)) * (0.5 + this.random() / 2);
+        const backoff = Math.min(4000, 250 * 2 ** (attempt - 1)) * (0.5 + this.random() / 2);
         await this.sleep(Math.max(backoff, last.retryAfterMs ?? 0));
       }
     }

@@ -4,7 +4,7 @@ import { badInput, PitrError, refused } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { redactUrl } from '../../redact.js';
 import { withClient } from '../../db/connect.js';
-import { describePointInTime, formatCompactUtc, formatUtc, type PointInTime } from '../../time/index.js';
+import { describePointInTime, formatCompactUtc, formatTarget, formatUtc, type PointInTime } from '../../time/index.js';
 import type { CreateBranchOptions, PointInTimeConnection, Provider, RecoveryBranch, RestoreInPlaceOptions, RestoreResult, SourceInfo } from '../types.js';
 import { NeonApi, type NeonApiOptions } from './api.js';
 import { waitForOperations } from './operations.js';
@@ -135,7 +135,7 @@ export class NeonProvider implements Provider {
     let name = options.name ?? `${PITR_PREFIX}${source.name.replace(/[^A-Za-z0-9-]+/g, '-')}-${at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : formatCompactUtc(at.at)}`;
     if (!options.name) for (let n = 2; taken.has(name); n++) name = `${name.replace(/-\d+$/, '')}-${n}`;
     const expiresAt = new Date(Date.now() + options.ttlMs).toISOString();
-    const target = at.kind === 'lsn' ? `lsn:${at.lsn}` : formatUtc(at.at);
+    const target = at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at);
     options.onProgress?.({ phase: 'neon', message: `creating branch ${name} from ${source.name} at ${describePointInTime(at)}` });
     const created = await this.api.call(
       `create branch ${name}`,
@@ -144,7 +144,7 @@ export class NeonProvider implements Provider {
           branch: {
             parent_id: source.id,
             name,
-            ...(at.kind === 'lsn' ? { parent_lsn: at.lsn } : { parent_timestamp: at.at.toISOString() }),
+            ...(at.kind === 'lsn' ? { parent_lsn: at.lsn } : { parent_timestamp: formatTarget(at) }),
             expires_at: expiresAt,
           },
           endpoints: [{ type: EndpointType.ReadWrite }],
@@ -160,14 +160,19 @@ export class NeonProvider implements Provider {
       },
     );
     const branch = created.branch;
-    await waitForOperations(this.api, this.projectId, created.operations, {
-      timeoutMs: this.settings.operationTimeoutMs,
-      ...(options.signal && { signal: options.signal }),
-      ...(options.onProgress && { onProgress: options.onProgress }),
-    });
-    const uri = await this.connectionUri(branch.id, database, role);
-    options.onProgress?.({ phase: 'neon', message: 'checking that the branch answers queries' });
-    await this.waitQueryable(uri, started + this.settings.operationTimeoutMs);
+    let uri: string;
+    try {
+      await waitForOperations(this.api, this.projectId, created.operations, {
+        timeoutMs: this.settings.operationTimeoutMs,
+        ...(options.signal && { signal: options.signal }),
+        ...(options.onProgress && { onProgress: options.onProgress }),
+      });
+      uri = await this.connectionUri(branch.id, database, role);
+      options.onProgress?.({ phase: 'neon', message: 'checking that the branch answers queries' });
+      await this.waitQueryable(uri, started + this.settings.operationTimeoutMs);
+    } catch (err) {
+      throw await this.discardHalfCreated(branch, expiresAt, err);
+    }
     return {
       id: branch.id,
       name: branch.name,
@@ -181,6 +186,18 @@ export class NeonProvider implements Provider {
       state: 'running',
       details: { projectId: this.projectId, sourceBranchId: source.id, database, role },
     };
+  }
+
+  /** A branch that never became usable is deleted (best effort), so nothing half-made is left behind. */
+  private async discardHalfCreated(branch: Branch, expiresAt: string, err: unknown): Promise<unknown> {
+    if (!(err instanceof PitrError)) return err;
+    const outcome = await this.api
+      .call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: this.projectId, branchId: branch.id }))
+      .then(
+        () => `the half-created branch ${branch.name} was deleted`,
+        (e: unknown) => `the half-created branch ${branch.name} could not be deleted (${(e as Error).message}); it expires at ${expiresAt}`,
+      );
+    return new PitrError(err.code, `${err.message} (${outcome})`, { exit: err.exitClass, ...(err.detail !== undefined && { detail: err.detail }) });
   }
 
   private async waitQueryable(uri: string, deadline: number): Promise<void> {
@@ -266,14 +283,14 @@ export class NeonProvider implements Provider {
     if (all.some((b) => b.branch.name === preservedName)) throw badInput('name_taken', `a branch named ${preservedName} already exists`);
     const plan = {
       branch: { id: source.id, name: source.name },
-      target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatUtc(at.at),
+      target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at),
       preservedAs: preservedName,
     };
     if (options.dryRun) return { ...plan, applied: false, preservedBranchId: null };
     const res = await this.api.call(`restore branch ${source.name}`, (c) =>
       c.restoreProjectBranch(this.projectId, source.id, {
         source_branch_id: source.id,
-        ...(at.kind === 'lsn' ? { source_lsn: at.lsn } : { source_timestamp: at.at.toISOString() }),
+        ...(at.kind === 'lsn' ? { source_lsn: at.lsn } : { source_timestamp: formatTarget(at) }),
         preserve_under_name: preservedName,
       }),
     );
@@ -299,8 +316,8 @@ export class NeonProvider implements Provider {
     const endpoint = endpoints.find((e) => e.type === EndpointType.ReadWrite) ?? endpoints[0];
     const url = new URL(await this.connectionUri(source.id, database, role));
     if (endpoint && url.hostname.startsWith(endpoint.id)) url.hostname = source.id + url.hostname.slice(endpoint.id.length);
-    url.searchParams.set('options', at.kind === 'lsn' ? `neon_lsn:${at.lsn}` : `neon_timestamp:${at.at.toISOString()}`);
-    return { connectionUrl: url.toString(), readOnly: true, target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatUtc(at.at) };
+    url.searchParams.set('options', at.kind === 'lsn' ? `neon_lsn:${at.lsn}` : `neon_timestamp:${formatTarget(at)}`);
+    return { connectionUrl: url.toString(), readOnly: true, target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at) };
   }
 
   sourceLabel(): string {
