@@ -14,14 +14,16 @@ export interface WaitOptions {
 }
 
 /**
- * Waits until every operation a mutation started has finished. Polls quickly at first (most
- * operations take a second or two) and backs off to every 2 s, as Neon asks.
+ * Waits until every operation a mutation started has finished. Polls every 250 ms for the first
+ * 10 s (most operations take a few seconds, and each poll interval is time the user waits for
+ * nothing), then backs off to every 2 s as Neon asks; well under its 11 requests/s limit.
  */
 export async function waitForOperations(api: NeonApi, projectId: string, operations: readonly Operation[], options: WaitOptions): Promise<void> {
   const sleep = options.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms)));
   const deadline = Date.now() + options.timeoutMs;
   const pending = new Map(operations.filter((op) => !DONE.has(op.status)).map((op) => [op.id, op]));
-  let delay = 200;
+  const fastUntil = Date.now() + 10_000;
+  let delay = 250;
   while (pending.size > 0) {
     for (const op of [...pending.values()]) {
       const { operation } = await api.call(`operation ${op.action} ${op.id}`, (c) => c.getProjectOperation(projectId, op.id));
@@ -38,6 +40,6 @@ export async function waitForOperations(api: NeonApi, projectId: string, operati
     }
     options.onProgress?.({ phase: 'neon', message: `waiting for ${[...pending.values()].map((op) => `${op.action} (${op.status})`).join(', ')}` });
     await sleep(delay);
-    delay = Math.min(2000, Math.round(delay * 1.5));
+    if (Date.now() > fastUntil) delay = Math.min(2000, Math.round(delay * 1.5));
   }
 }
