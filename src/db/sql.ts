@@ -1,0 +1,50 @@
+/** Identifiers are always quoted: mixed case, spaces and reserved words must just work. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export function qualifiedName(schema: string, name: string): string {
+  return `${quoteIdent(schema)}.${quoteIdent(name)}`;
+}
+
+/** A SQL string literal (standard_conforming_strings on, as since Postgres 9.1). */
+export function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/** `schema.table` or `table` (public) as typed by a user, quotes allowed: `"My Schema"."Orders"`. */
+export function parseTableName(input: string): { schema: string | null; name: string } {
+  const parts: string[] = [];
+  let i = 0;
+  const s = input.trim();
+  while (i < s.length) {
+    if (s[i] === '"') {
+      let j = i + 1;
+      let part = '';
+      for (;;) {
+        if (j >= s.length) throw new Error(`unterminated quote in table name ${input}`);
+        if (s[j] === '"') {
+          if (s[j + 1] === '"') {
+            part += '"';
+            j += 2;
+            continue;
+          }
+          break;
+        }
+        part += s[j++];
+      }
+      parts.push(part);
+      i = j + 1;
+    } else {
+      let j = i;
+      while (j < s.length && s[j] !== '.') j++;
+      // Unquoted identifiers fold to lower case, as in SQL.
+      parts.push(s.slice(i, j).toLowerCase());
+      i = j;
+    }
+    if (s[i] === '.') i++;
+  }
+  if (parts.length === 1) return { schema: null, name: parts[0]! };
+  if (parts.length === 2) return { schema: parts[0]!, name: parts[1]! };
+  throw new Error(`not a table name: ${input}`);
+}

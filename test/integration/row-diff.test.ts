@@ -1,0 +1,202 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { startCluster, type TestCluster } from '../support/cluster.js';
+import { findTable, introspect } from '../../src/db/introspect.js';
+import { parseTableName } from '../../src/db/sql.js';
+import { beginDiffSession, diffRows, endDiffSession, type RowDifference } from '../../src/diff/rows.js';
+import { diffSchemas } from '../../src/diff/schema.js';
+
+/**
+ * The row diff must give exactly what a naive full comparison gives. Two databases of one
+ * cluster stand in for branch and production; random deletes, updates and inserts hit
+ * "production"; leaf segments are kept tiny so bisection runs on every table.
+ */
+function mulberry32(seed: number) {
+  return () => {
+    seed |= 0;
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SCHEMA = `
+create type mood as enum ('sad', 'ok', 'happy');
+create table typed (
+  id int primary key, f8 float8, n numeric, t text, b bytea, j jsonb, arr int[], ts timestamptz, e mood, u uuid);
+create table composite (a int not null, b text not null, v text, primary key (a, b));
+create table icu_keys (k text collate "und-x-icu" primary key, v int);
+create table "Order Items" ("Order Id" int primary key, "Qty" int, "select" text);
+create table nokey (a int, b text);
+create table uniq (code text not null unique, v int);
+create table events (id int, at date, payload text, primary key (id, at)) partition by range (at);
+create table events_2025 partition of events for values from ('2025-01-01') to ('2026-01-01');
+create table events_2026 partition of events for values from ('2026-01-01') to ('2027-01-01');
+`;
+
+const POPULATE = `
+insert into typed select g,
+  case g % 7 when 0 then 'NaN'::float8 when 1 then '-0'::float8 when 2 then 'Infinity'::float8 when 3 then null else g / 3.0 end,
+  case when g % 5 = 0 then null else g * 1.000001 end,
+  case g % 4 when 0 then null when 1 then E'tab\\there\\nnewline ü ' || g when 2 then '' else 'plain ' || g end,
+  case when g % 6 = 0 then null else decode(md5(g::text), 'hex') end,
+  case when g % 3 = 0 then null else jsonb_build_object('g', g, 'nested', jsonb_build_array(g, 'x')) end,
+  case when g % 8 = 0 then null else array[g, g + 1, null] end,
+  timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute',
+  (array['sad', 'ok', 'happy'])[1 + g % 3]::mood,
+  md5(g::text)::uuid
+from generate_series(1, 600) g;
+insert into composite select g % 20, 'k' || (g / 20), 'v' || g from generate_series(1, 500) g;
+insert into icu_keys select k, ord::int from unnest(array['a', 'B', 'b', 'A', 'é', 'e', 'Z', 'z', '_x', ' sp', 'Ä', 'ä', '10', '9', 'ß', 'ss']) with ordinality as x(k, ord);
+insert into icu_keys select 'key ' || g, g from generate_series(1, 300) g;
+insert into "Order Items" select g, g % 10, 'sel' || g from generate_series(1, 400) g;
+insert into nokey select g % 50, 'dup' || (g % 50) from generate_series(1, 400) g;
+insert into uniq select 'code-' || g, g from generate_series(1, 300) g;
+insert into events select g, date '2025-06-01' + (g % 400), 'p' || g from generate_series(1, 500) g;
+`;
+
+/** Random deletes, updates and inserts, as SQL, for "production". */
+function mutations(seed: number): string[] {
+  const r = mulberry32(seed);
+  const pick = (n: number) => 1 + Math.floor(r() * n);
+  const out: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const id = pick(600);
+    const choice = r();
+    if (choice < 0.3) out.push(`delete from typed where id = ${id}`);
+    else if (choice < 0.45) out.push(`update typed set f8 = ${r() < 0.5 ? "'NaN'" : r() < 0.5 ? "'-0'" : r()} where id = ${id}`);
+    else if (choice < 0.55) out.push(`update typed set t = E'changed\\t${i}' , j = null where id = ${id}`);
+    else if (choice < 0.65) out.push(`update typed set b = '\\x00ff', arr = array[${i}] where id = ${id}`);
+    else if (choice < 0.75) out.push(`insert into typed (id, t) values (${1000 + i}, 'new ${i}') on conflict do nothing`);
+    else if (choice < 0.85) out.push(`update typed set ts = ts + interval '1 microsecond', e = 'happy' where id = ${id}`);
+    else out.push(`update typed set n = n + 0.000001, u = null where id = ${id}`);
+  }
+  for (let i = 0; i < 15; i++) {
+    out.push(`delete from composite where a = ${pick(20) - 1} and b = 'k${pick(25) - 1}'`);
+    out.push(`update composite set v = 'upd${i}' where a = ${pick(20) - 1} and b = 'k${pick(25) - 1}'`);
+    out.push(`update icu_keys set v = -v where k = 'key ${pick(300)}'`);
+    out.push(`delete from "Order Items" where "Order Id" = ${pick(400)}`);
+    out.push(`update "Order Items" set "Qty" = null where "Order Id" = ${pick(400)}`);
+    out.push(`delete from nokey where ctid = (select ctid from nokey where a = ${pick(50) - 1} limit 1)`);
+    out.push(`update uniq set v = 0 where code = 'code-${pick(300)}'`);
+    out.push(`update events set payload = 'changed' where id = ${pick(500)}`);
+    out.push(`delete from events where id = ${pick(500)}`);
+  }
+  out.push(`delete from icu_keys where k in ('é', 'B', 'ß')`, `insert into icu_keys values ('Ω', 1), ('0', 2)`);
+  out.push(`insert into nokey values (7, 'dup7'), (7, 'dup7'), (999, 'only in production')`);
+  out.push(`insert into composite values (99, 'new', 'n')`, `insert into events values (9999, '2026-03-01', 'new')`);
+  return out;
+}
+
+type Row = Record<string, string | null>;
+
+async function naive(client: pg.Client, table: string, cols: string[], key: string[] | null) {
+  const { rows } = await client.query<Row>(`select ${cols.map((c) => `"${c.replace(/"/g, '""')}"::text as "${c.replace(/"/g, '""')}"`).join(', ')} from ${table}`);
+  const map = new Map<string, { row: Row; count: number }>();
+  for (const row of rows) {
+    const id = JSON.stringify(key ? key.map((k) => row[k]) : cols.map((c) => row[c]));
+    const entry = map.get(id);
+    if (entry) entry.count++;
+    else map.set(id, { row, count: 1 });
+  }
+  return map;
+}
+
+describe('row diff = naive full comparison', () => {
+  let cluster: TestCluster;
+  let branch: pg.Client;
+  let production: pg.Client;
+
+  beforeAll(async () => {
+    cluster = await startCluster();
+    await cluster.query('create database branch');
+    await cluster.query('create database production');
+    branch = new pg.Client({ connectionString: cluster.urlFor('branch') });
+    production = new pg.Client({ connectionString: cluster.urlFor('production') });
+    await Promise.all([branch.connect(), production.connect()]);
+    for (const c of [branch, production]) {
+      await c.query(SCHEMA);
+      await c.query(POPULATE);
+      await c.query('analyze');
+    }
+    for (const sql of mutations(42)) await production.query(sql);
+    // A migration half-done in production: a dropped column, a retyped one.
+    await production.query(`alter table uniq add column note text; alter table "Order Items" drop column "select"; alter table composite alter column v type varchar(40)`);
+  });
+
+  afterAll(async () => {
+    await branch?.end();
+    await production?.end();
+    await cluster?.destroy();
+  });
+
+  const tables = ['typed', 'composite', 'icu_keys', '"Order Items"', 'nokey', 'uniq', 'events'];
+
+  it.each(tables.flatMap((t) => [[t, 7], [t, 100000]] as [string, number][]))('%s (leaf %i rows)', async (name, leafRows) => {
+    const [bSchema, pSchema] = [await introspect(branch), await introspect(production)];
+    const bTable = findTable(bSchema, parseTableName(name))!;
+    const pTable = findTable(pSchema, parseTableName(name))!;
+    await Promise.all([beginDiffSession(branch), beginDiffSession(production)]);
+    const found: RowDifference[] = [];
+    let summary;
+    try {
+      summary = await diffRows({ branch, production, branchTable: bTable, productionTable: pTable, leafRows, onDifference: (d) => void found.push(d) });
+    } finally {
+      await Promise.all([endDiffSession(branch), endDiffSession(production)]);
+    }
+    const cols = summary.comparedColumns;
+    const key = summary.mode === 'key' ? summary.keyColumns : null;
+    await Promise.all([beginDiffSession(branch), beginDiffSession(production)]);
+    const [nb, np] = await Promise.all([naive(branch, bTable.qualified, cols, key), naive(production, pTable.qualified, cols, key)]);
+    await Promise.all([endDiffSession(branch), endDiffSession(production)]);
+    const expected: string[] = [];
+    for (const [id, b] of nb) {
+      const p = np.get(id);
+      if (!key) {
+        const d = b.count - (p?.count ?? 0);
+        if (d > 0) expected.push(`missing ${id} x${d}`);
+        if (d < 0) expected.push(`extra ${id} x${-d}`);
+      } else if (!p) expected.push(`missing ${id} x1`);
+      else {
+        const changed = cols.filter((c) => b.row[c] !== p.row[c]);
+        if (changed.length) expected.push(`changed ${id} x1 ${changed.join(',')}`);
+      }
+    }
+    for (const [id, p] of np) if (!nb.has(id)) expected.push(`extra ${id} x${p.count}`);
+    const actual = found.map((d) => {
+      const values = (d.branch ?? d.production)!;
+      const id = JSON.stringify(key ? key.map((k) => values[k]) : cols.map((c) => values[c]));
+      return `${d.kind} ${id} x${d.count}${d.kind === 'changed' ? ` ${d.changedColumns.join(',')}` : ''}`;
+    });
+    expect(actual.sort()).toEqual(expected.sort());
+    expect(expected.length).toBeGreaterThan(0);
+    expect(summary.missing + summary.changed + summary.extra).toBe(found.reduce((s, d) => s + d.count, 0));
+    if (leafRows === 7) expect(summary.segments.checked + summary.segments.initial).toBeGreaterThan(1);
+  });
+
+  it('reports schema differences and compares only the common columns', async () => {
+    const diff = diffSchemas(await introspect(branch), await introspect(production));
+    expect(diff.identical).toBe(false);
+    const items = diff.changedTables.find((t) => t.table === 'public.Order Items')!;
+    expect(items.columnsOnlyInBranch).toEqual(['select']);
+    const composite = diff.changedTables.find((t) => t.table === 'public.composite')!;
+    expect(composite.retypedColumns).toEqual([{ column: 'v', branch: 'text', production: 'character varying(40)' }]);
+    expect(diff.changedTables.find((t) => t.table === 'public.uniq')!.columnsOnlyInProduction).toEqual(['note']);
+  });
+
+  it('identical tables take the fast path: one checksum scan, nothing fetched', async () => {
+    const [bSchema, pSchema] = [await introspect(branch), await introspect(branch)];
+    const t = findTable(bSchema, { schema: null, name: 'typed' })!;
+    await beginDiffSession(branch);
+    const other = new pg.Client({ connectionString: cluster.urlFor('branch') });
+    await other.connect();
+    await beginDiffSession(other);
+    const summary = await diffRows({ branch, production: other, branchTable: t, productionTable: findTable(pSchema, { schema: null, name: 'typed' })!, leafRows: 7 });
+    await endDiffSession(other);
+    await other.end();
+    await endDiffSession(branch);
+    expect(summary).toMatchObject({ missing: 0, changed: 0, extra: 0, segments: { fetched: 0, checked: 0 } });
+    expect(summary.branchRows).toBe(600);
+  });
+});
