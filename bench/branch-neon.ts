@@ -26,7 +26,8 @@
  *               (the poll that saw it finished, the polls of the request's other operations,
  *               connection_uri). The other requests' latency is hidden behind the operation,
  *               except where it delays the poll that sees the end, which is counted in:
- *   poll lag    operation finished → the fake handled the first poll that saw it finished
+ *   poll lag    operation finished → the fake handled pitr's last operation poll, less the
+ *               latency of the other polls handled after the finish (counted in `latency`)
  *   rest        overhead − the three above: pitr's own work (config, pg connect + `select 1`
  *               through the endpoint proxy, output, exit) and the fake's handler time
  *
@@ -172,14 +173,16 @@ async function oneRound(lane: Lane, round: number, t1: string, startupMs: number
 
   // The fake answers a request L ms (the injected delay) after its handler ran.
   const handledAt = answered.map((a) => a - L);
-  // The poll that saw the end: the first one handled after the (last) operation finished. The
-  // polls after it (other operations of the same request, polled one by one) are requests on the
-  // critical path, counted in `latency`.
+  // pitr polls the request's operations one by one and stops polling each once it is seen
+  // finished, so its last poll is when it knew they all were. The polls handled after the finish
+  // are requests on the critical path (their latency is counted in `latency`); poll lag is the
+  // rest of the time from the finish to that last poll: the poll interval, and the latency of
+  // the polls that were in flight when the operation finished.
   const opIds = new Set(ops.map((op) => op.id));
   const pollIdx = requests.map((q, i) => (q.method === 'GET' && opIds.has(q.path.split('/operations/')[1] ?? '') ? i : -1)).filter((i) => i >= 0);
   const polls = pollIdx.length;
-  const seenAt = Math.min(...pollIdx.map((i) => handledAt[i]!).filter((h) => h >= opFinished));
-  const pollLagMs = Number.isFinite(seenAt) ? seenAt - opFinished : 0;
+  const afterFinish = pollIdx.filter((i) => handledAt[i]! >= opFinished).length;
+  const pollLagMs = afterFinish ? Math.max(0, handledAt[pollIdx.at(-1)!]! - opFinished - L * (afterFinish - 1)) : 0;
   const criticalRequests = requests.filter((_, i) => answered[i]! <= opCreated || handledAt[i]! >= opFinished).length;
   const latencyMsOnPath = criticalRequests * L;
 

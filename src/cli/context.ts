@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { resolveConfig, type Config, type Settings } from '../config/index.js';
 import { badInput } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { LocalProvider } from '../providers/local/index.js';
+import type { LocalProvider } from '../providers/local/index.js';
 import type { Provider } from '../providers/types.js';
-import { NeonProvider } from '../providers/neon/index.js';
 import { useDriver } from '../db/connect.js';
 import { parseDuration } from '../time/index.js';
 import { Output } from './output.js';
@@ -42,8 +41,9 @@ export interface CommandContext {
   /** Prompts are allowed: stdin is a TTY and neither --yes nor --no-input was given. */
   interactive: boolean;
   yes: boolean;
-  provider(): Provider;
-  localProvider(): LocalProvider;
+  /** Providers load on first use: start-up time is part of every recovery. */
+  provider(): Promise<Provider>;
+  localProvider(): Promise<LocalProvider>;
 }
 
 export interface CliIo {
@@ -81,10 +81,11 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
   const logger = createLogger(config.logLevel);
   useDriver({ driver: config.driver, ...(config.wsProxy !== undefined && { wsProxy: config.wsProxy }) });
   let provider: Provider | undefined;
-  const localProvider = () => {
+  const localProvider = async () => {
     if (config.provider !== 'local') {
       throw badInput('wrong_provider', `this command works with the local provider only (the ${config.provider} provider is selected)`);
     }
+    const { LocalProvider } = await import('../providers/local/index.js');
     return (provider ??= new LocalProvider({
       ...(config.databaseUrl !== undefined && { databaseUrl: config.databaseUrl }),
       ...(config.backupDir !== undefined && { backupDir: config.backupDir }),
@@ -95,7 +96,7 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
       offline: !!opts.offline,
       recoveryTimeoutMs: opts.timeout ? parseDuration(opts.timeout) : 30 * 60_000,
       logger,
-    })) as LocalProvider;
+    })) as import('../providers/local/index.js').LocalProvider;
   };
   return {
     config,
@@ -105,9 +106,10 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
     yes: !!opts.yes,
     interactive: io.stdinIsTTY && !opts.yes && opts.input !== false,
     localProvider,
-    provider() {
+    async provider() {
       if (config.provider !== 'neon') return localProvider();
       if (!config.neonApiKey) throw badInput('missing_api_key', 'the neon provider needs an API key: set NEON_API_KEY');
+      const { NeonProvider } = await import('../providers/neon/index.js');
       return (provider ??= new NeonProvider({
         apiKey: config.neonApiKey,
         ...(config.neonApiHost !== undefined && { apiHost: config.neonApiHost }),

@@ -41,6 +41,12 @@ export class Output {
     }
   }
 
+  /** One line of a streamed result (ndjson, csv, sql), written as it is produced. */
+  stream(line: string): void {
+    this.endProgress();
+    this.stdout.write(redactSecrets(line) + '\n');
+  }
+
   /** A line for the person at the terminal (stderr, so stdout stays parseable). */
   note(line: string): void {
     if (this.json && !this.stderrIsTTY) return;
@@ -48,15 +54,26 @@ export class Output {
     this.stderr.write(redactSecrets(line) + '\n');
   }
 
+  /**
+   * Progress on stderr: a line rewritten in place on a terminal (at most 10 times a second),
+   * plain lines otherwise, one per phase plus one every few seconds, so logs stay readable.
+   */
   progress(event: ProgressEvent): void {
+    const now = Date.now();
     if (this.stderrIsTTY) {
+      if (now - this.lastProgressAt < 100 && event.phase === this.lastPhase) return;
       const line = redactSecrets(`… ${event.message}`).slice(0, (process.stderr.columns ?? 100) - 1);
       this.stderr.write(`\r\x1b[2K${line}`);
       this.progressLineOpen = true;
     } else if (!this.json) {
+      if (event.phase === this.lastPhase && now - this.lastProgressAt < 3000) return;
       this.stderr.write(redactSecrets(`pitr: ${event.message}`) + '\n');
     }
+    this.lastPhase = event.phase;
+    this.lastProgressAt = now;
   }
+  private lastPhase = '';
+  private lastProgressAt = 0;
 
   private endProgress(): void {
     if (this.progressLineOpen) {

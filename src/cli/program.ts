@@ -12,6 +12,8 @@ import * as demo from './commands/demo.js';
 import * as status from './commands/status.js';
 import * as connectionString from './commands/connection-string.js';
 import * as restore from './commands/restore.js';
+import * as previewCommand from './commands/preview.js';
+import * as diffCommand from './commands/diff.js';
 
 export type Action<O, A extends unknown[]> = (ctx: CommandContext, options: O, ...args: A) => Promise<number>;
 /** Wraps a command handler: builds its context, runs it, and records its exit code. */
@@ -78,7 +80,7 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     }),
   );
 
-  for (const module of [branchCreate, branches, connectionString, restore, backup, status, demo]) module.register(program, run);
+  for (const module of [branchCreate, branches, previewCommand, diffCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
   return program;
 }
 

@@ -89,6 +89,8 @@ export interface Provider {
   /** Accepts an id or a name. */
   getRecoveryBranch(idOrName: string): Promise<RecoveryBranch>;
   deleteRecoveryBranch(idOrName: string): Promise<RecoveryBranch>;
+  /** Production's connection URI, password included. */
+  productionUrl(): Promise<string>;
   /** Full connection URI of a branch, password included (for psql). */
   connectionString(idOrName: string): Promise<string>;
   /** Whole-branch rollback in place, keeping the current state under a name. */

@@ -173,6 +173,17 @@ describe('pitr on Neon (against the fake API)', () => {
     expect(fake.state().branches.length).toBe(branchesBefore);
   });
 
+  it('preview and diff --at read the past through Time Travel, without a branch', async () => {
+    const branchesBefore = fake.state().branches.length;
+    const r = await runPitr(['preview', '--at', t1, '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.tables).toEqual([expect.objectContaining({ table: 'public.items', missing: 100, changed: 0, extra: 1 })]);
+    const d = await runPitr(['diff', 'items', '--at', t1, '--format', 'csv', '--where', 'id <= 2'], env);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stdout.trim().split('\n')).toEqual(['kind,changed_columns,id,note', 'missing,,1,before', 'missing,,2,before']);
+    expect(fake.state().branches.length).toBe(branchesBefore);
+  });
+
   it('restore in place: asks for confirmation, keeps the old state under a name, URI unchanged', async () => {
     const uriBefore = (await runPitr(['connection-string', 'main'], env)).stdout.trim();
     const refusedRun = await runPitr(['restore', '--at', t1, '--no-input'], env);

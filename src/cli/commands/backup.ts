@@ -22,7 +22,7 @@ export const register: CommandRunner = (program, run) => {
     .description('take a base backup with pg_basebackup into the backup directory and verify it')
     .action(
       run(async (ctx) => {
-        const info = await ctx.localProvider().backup((e) => ctx.output.progress(e));
+        const info = await (await ctx.localProvider()).backup((e) => ctx.output.progress(e));
         ctx.output.result(backupJson(info), () =>
           [
             `Base backup ${info.id} taken and verified in ${info.seconds.toFixed(1)} s`,
@@ -43,7 +43,7 @@ export const register: CommandRunner = (program, run) => {
     .description('list base backups')
     .action(
       run(async (ctx) => {
-        const backups = await ctx.localProvider().listBackups();
+        const backups = await (await ctx.localProvider()).listBackups();
         ctx.output.result({ backups: backups.map(backupJson) }, () =>
           backups.length === 0
             ? 'No base backups yet. Take one with: pitr backup'

@@ -30,7 +30,7 @@ export function addBranchCreateOptions(command: Command): Command {
 export async function createBranch(ctx: CommandContext, options: BranchCreateOptions): Promise<number> {
   const at = parsePointInTime(options.at ?? '', { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
   const ttlMs = parseDuration(options.ttl ?? ctx.config.ttl);
-  const provider = ctx.provider();
+  const provider = await ctx.provider();
   ctx.output.note(`target: ${describePointInTime(at)}${at.input === describePointInTime(at) ? '' : ` (from "${at.input}")`}`);
   const branch = await provider.createRecoveryBranch(at, {
     ttlMs,

@@ -31,7 +31,7 @@ export const register: CommandRunner = (program, run) => {
     .description('list recovery branches')
     .action(
       run(async (ctx) => {
-        const list = await ctx.provider().listRecoveryBranches();
+        const list = await (await ctx.provider()).listRecoveryBranches();
         ctx.output.result({ branches: list.map(safe) }, () => renderList(list));
         return 0;
       }),
@@ -41,7 +41,7 @@ export const register: CommandRunner = (program, run) => {
     .description('stop a recovery branch and remove it (id or name)')
     .action(
       run<Record<string, never>, [string]>(async (ctx, _opts, idOrName) => {
-        const deleted = await ctx.provider().deleteRecoveryBranch(idOrName);
+        const deleted = await (await ctx.provider()).deleteRecoveryBranch(idOrName);
         ctx.output.result({ deleted: [safe(deleted)] }, () => `Deleted ${deleted.name} (${deleted.id})`);
         return 0;
       }),
@@ -52,14 +52,14 @@ export const register: CommandRunner = (program, run) => {
     .option('--dry-run', 'show what would be deleted')
     .action(
       run<{ dryRun?: boolean }>(async (ctx, opts) => {
-        const provider = ctx.provider();
+        const provider = await ctx.provider();
         const now = Date.now();
         const victims = (await provider.listRecoveryBranches()).filter((b) => expired(b, now));
         const deleted: RecoveryBranch[] = [];
         let abandoned: string[] = [];
         if (!opts.dryRun) {
           for (const b of victims) deleted.push(await provider.deleteRecoveryBranch(b.id));
-          if (provider.kind === 'local') abandoned = await ctx.localProvider().removeAbandoned();
+          if (provider.kind === 'local') abandoned = await (await ctx.localProvider()).removeAbandoned();
         }
         const list = opts.dryRun ? victims : deleted;
         ctx.output.result({ dryRun: !!opts.dryRun, deleted: list.map(safe), abandonedRemoved: abandoned }, () => {

@@ -7,7 +7,7 @@ export const register: CommandRunner = (program, run) => {
     .description('the full connection URI of a branch (id or name), password included, for psql')
     .action(
       run<Record<string, never>, [string]>(async (ctx, _opts, branch) => {
-        const uri = await ctx.provider().connectionString(branch);
+        const uri = await (await ctx.provider()).connectionString(branch);
         // The user asked for the secret: this is the one output that shows it.
         ctx.output.result({ branch, uri }, (d) => d.uri, { reveal: true });
         return 0;

@@ -34,7 +34,7 @@ export const register: CommandRunner = (program, run) => {
         if (!opts.at) throw badInput('missing_at', 'pitr restore needs --at <time>');
         const at = parsePointInTime(opts.at, { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
         ctx.output.note(`target: ${describePointInTime(at)}${at.input === describePointInTime(at) ? '' : ` (from "${at.input}")`}`);
-        const provider = ctx.provider();
+        const provider = await ctx.provider();
         if (!provider.restoreInPlace) {
           throw badInput(
             'restore_unsupported',

@@ -38,7 +38,7 @@ export const register: CommandRunner = (program, run) => {
     .description('production, recoverable window and archiving health (exit 1 when recovery is at risk)')
     .action(
       run(async (ctx) => {
-        const info = await ctx.provider().describe();
+        const info = await (await ctx.provider()).describe();
         ctx.output.result({ ...info, ok: info.problems.length === 0 }, render);
         return info.problems.length === 0 ? 0 : 1;
       }),

@@ -359,6 +359,10 @@ export class LocalProvider implements Provider {
     return record;
   }
 
+  async productionUrl(): Promise<string> {
+    return this.requireDatabaseUrl();
+  }
+
   async connectionString(idOrName: string): Promise<string> {
     return (await this.getRecoveryBranch(idOrName)).connectionUrl;
   }

@@ -1,4 +1,4 @@
-import type { Branch, Database, Endpoint, Operation, Role } from '@neondatabase/api-client';
+import type { Branch, ConnectionDetails, Database, Endpoint, Operation, Role } from '@neondatabase/api-client';
 import { EndpointType } from '@neondatabase/api-client';
 import { badInput, PitrError, refused } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
@@ -125,12 +125,14 @@ export class NeonProvider implements Provider {
 
   async createRecoveryBranch(at: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
     const started = options.startedAt ?? Date.now();
-    const project = await this.project();
+    // Every round trip before the create is time the user waits: these two go together.
+    const [project, all] = await Promise.all([this.project(), this.branches()]);
     // Refused before any write: Neon would reject it anyway, with a less helpful message.
     this.checkWindow(at, project.history_retention_seconds);
-    const all = await this.branches();
     const source = await this.sourceBranch(all);
-    const { database, role } = await this.databaseAndRole(source.id);
+    // Needed only for the connection URI at the end: looked up while Neon works.
+    const names = this.databaseAndRole(source.id);
+    names.catch(() => undefined);
     const taken = new Set(all.map((b) => b.branch.name));
     let name = options.name ?? `${PITR_PREFIX}${source.name.replace(/[^A-Za-z0-9-]+/g, '-')}-${at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : formatCompactUtc(at.at)}`;
     if (!options.name) for (let n = 2; taken.has(name); n++) name = `${name.replace(/-\d+$/, '')}-${n}`;
@@ -155,7 +157,9 @@ export class NeonProvider implements Provider {
         retryServerErrors: true,
         beforeRetry: async () => {
           const existing = (await this.branches()).find((b) => b.branch.name === name);
-          return existing ? { branch: existing.branch, operations: [] as Operation[], endpoints: [] as Endpoint[], roles: [] as Role[], databases: [] as Database[] } : undefined;
+          return existing
+            ? { branch: existing.branch, operations: [] as Operation[], endpoints: [] as Endpoint[], roles: [] as Role[], databases: [] as Database[], connection_uris: [] as ConnectionDetails[] }
+            : undefined;
         },
       },
     );
@@ -167,7 +171,10 @@ export class NeonProvider implements Provider {
         ...(options.signal && { signal: options.signal }),
         ...(options.onProgress && { onProgress: options.onProgress }),
       });
-      uri = await this.connectionUri(branch.id, database, role);
+      const { database, role } = await names;
+      // The create response carries the URI when the branch has one database and role.
+      const offered = created.connection_uris?.find((c) => c.connection_parameters.database === database && c.connection_parameters.role === role);
+      uri = offered?.connection_uri ?? (await this.connectionUri(branch.id, database, role));
       options.onProgress?.({ phase: 'neon', message: 'checking that the branch answers queries' });
       await this.waitQueryable(uri, started + this.settings.operationTimeoutMs);
     } catch (err) {
@@ -184,7 +191,7 @@ export class NeonProvider implements Provider {
       expiresAt,
       secondsToQueryable: (Date.now() - started) / 1000,
       state: 'running',
-      details: { projectId: this.projectId, sourceBranchId: source.id, database, role },
+      details: { projectId: this.projectId, sourceBranchId: source.id, ...(await names) },
     };
   }
 
@@ -261,6 +268,12 @@ export class NeonProvider implements Provider {
     const res = await this.api.call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: this.projectId, branchId: branch.id }));
     await waitForOperations(this.api, this.projectId, res.operations, { timeoutMs: this.settings.operationTimeoutMs });
     return this.toRecoveryBranch(found, branch.parent_id ?? '?');
+  }
+
+  async productionUrl(): Promise<string> {
+    const source = await this.sourceBranch();
+    const { database, role } = await this.databaseAndRole(source.id);
+    return this.connectionUri(source.id, database, role);
   }
 
   /** The full URI of any branch of the project (as neonctl's `cs`), for psql. */

@@ -25,12 +25,13 @@ export async function waitForOperations(api: NeonApi, projectId: string, operati
   const fastUntil = Date.now() + 10_000;
   let delay = 250;
   while (pending.size > 0) {
-    for (const op of [...pending.values()]) {
-      const { operation } = await api.call(`operation ${op.action} ${op.id}`, (c) => c.getProjectOperation(projectId, op.id));
-      if (DONE.has(operation.status)) pending.delete(op.id);
+    // All pending operations at once: polling them in turn adds a round trip per operation.
+    const polled = await Promise.all([...pending.values()].map((op) => api.call(`operation ${op.action} ${op.id}`, (c) => c.getProjectOperation(projectId, op.id))));
+    for (const { operation } of polled) {
+      if (DONE.has(operation.status)) pending.delete(operation.id);
       else if (FAILED.has(operation.status)) {
         throw new PitrError('neon_operation_failed', `Neon operation ${operation.action} (${operation.id}) ${operation.status}: ${operation.error ?? 'no error given'}`);
-      } else pending.set(op.id, operation);
+      } else pending.set(operation.id, operation);
     }
     if (pending.size === 0) return;
     if (options.signal?.aborted) throw new PitrError('interrupted', 'interrupted while waiting for Neon');

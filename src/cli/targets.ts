@@ -1,0 +1,36 @@
+import { badInput } from '../errors.js';
+import type { Provider } from '../providers/types.js';
+import { describePointInTime, parsePointInTime } from '../time/index.js';
+import type { CommandContext } from './context.js';
+
+export interface DiffTargets {
+  branchUrl: string;
+  productionUrl: string;
+  /** For people: which branch, or which point in time. */
+  branchLabel: string;
+}
+
+/**
+ * What to compare production with: `--at <time>` reads the past without a branch (Neon Time
+ * Travel); a postgres:// URL is any database (a branch made by hand, a restored dump); an id or
+ * name is one of the provider's branches; nothing means the newest branch pitr made.
+ */
+export async function resolveDiffTargets(ctx: CommandContext, branch: string | undefined, at: string | undefined): Promise<DiffTargets> {
+  const provider: Provider = await ctx.provider();
+  const productionUrl = await provider.productionUrl();
+  if (at !== undefined) {
+    if (branch !== undefined) throw badInput('branch_and_at', 'give either a branch or --at, not both');
+    if (!provider.openPointInTime) {
+      throw badInput('no_time_travel', `reading the past without a branch needs the neon provider; with ${provider.kind}, create one: pitr --at ${at}`);
+    }
+    const when = parsePointInTime(at, { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
+    ctx.output.note(`target: ${describePointInTime(when)} (Time Travel, read-only, no branch created)`);
+    const pit = await provider.openPointInTime(when);
+    return { branchUrl: pit.connectionUrl, productionUrl, branchLabel: `production at ${pit.target}` };
+  }
+  if (branch !== undefined && /^postgres(ql)?:\/\//.test(branch)) return { branchUrl: branch, productionUrl, branchLabel: 'the given database' };
+  if (branch !== undefined) return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch };
+  const newest = (await provider.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
+  if (!newest) throw badInput('no_branch', 'no recovery branch to compare with: create one with pitr --at <time>, or pass --branch <id|name|postgres://…>');
+  return { branchUrl: await provider.connectionString(newest.id), productionUrl, branchLabel: `${newest.name} (at ${newest.target})` };
+}
