@@ -62,7 +62,8 @@ export class Output {
     const now = Date.now();
     if (this.stderrIsTTY) {
       if (now - this.lastProgressAt < 100 && event.phase === this.lastPhase) return;
-      const line = redactSecrets(`… ${event.message}`).slice(0, (process.stderr.columns ?? 100) - 1);
+      const bar = event.fraction === undefined ? '' : `[${'#'.repeat(Math.round(event.fraction * 20)).padEnd(20, '-')}] ${Math.round(event.fraction * 100)}% `;
+      const line = redactSecrets(`${bar}… ${event.message}`).slice(0, (process.stderr.columns ?? 100) - 1);
       this.stderr.write(`\r\x1b[2K${line}`);
       this.progressLineOpen = true;
     } else if (!this.json) {

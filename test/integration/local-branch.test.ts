@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
 import { cliTranscript, processesUsing, runPitr } from '../support/cli.js';
+import { TEST_DB_PASSWORD } from '../support/secrets.js';
 import { rm } from 'node:fs/promises';
 import { describePointInTime, parsePointInTime } from '../../src/time/index.js';
 
@@ -12,7 +13,7 @@ import { describePointInTime, parsePointInTime } from '../../src/time/index.js';
  * archive → ~100k rows → pitr backup → writes → T1 → delete → writes → pitr --at T1.
  */
 describe('pitr --at on the local provider', () => {
-  const PASSWORD = 'pw-Secret-91x';
+  const PASSWORD = TEST_DB_PASSWORD;
   let prod: TestCluster;
   let work: string;
   let env: Record<string, string>;

@@ -3,6 +3,7 @@ import { readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTempRoot, startCluster, switchAndArchiveWal, type TestCluster } from '../support/cluster.js';
 import { processesUsing, runPitr } from '../support/cli.js';
+import { TEST_DB_PASSWORD } from '../support/secrets.js';
 
 /** Every failure of `pitr --at` is one line, a non-zero exit, and leaves no server or directory behind. */
 describe('pitr --at failure modes (local provider)', () => {
@@ -99,7 +100,7 @@ describe('pitr --at failure modes (local provider)', () => {
   });
 
   it('unreachable production: one line for --at, backup and status', async () => {
-    const down = { ...env, DATABASE_URL: 'postgresql://postgres:hunter22@127.0.0.1:9/postgres' };
+    const down = { ...env, DATABASE_URL: `postgresql://postgres:${TEST_DB_PASSWORD}@127.0.0.1:9/postgres` };
     const at = await runPitr(['--at', 'now'], down);
     expect(at.code).toBe(1);
     expect(at.stderr).toContain('production is unreachable: cannot connect to 127.0.0.1:9/postgres: connection refused');
@@ -111,7 +112,7 @@ describe('pitr --at failure modes (local provider)', () => {
     const status = await runPitr(['status', '--json'], down);
     expect(status.code).toBe(1);
     expect(status.json.ok).toBe(false);
-    for (const r of [at, backup, status]) expect(r.stdout + r.stderr).not.toContain('hunter22');
+    for (const r of [at, backup, status]) expect(r.stdout + r.stderr).not.toContain(TEST_DB_PASSWORD);
   });
 
   it('archiving failing: status exits 1 and says why', async () => {

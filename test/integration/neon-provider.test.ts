@@ -5,6 +5,7 @@ import pg from 'pg';
 import { makeTempRoot, startCluster, switchAndArchiveWal, type TestCluster } from '../support/cluster.js';
 import { cliTranscript, runPitr } from '../support/cli.js';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy.js';
+import { TEST_NEON_API_KEY } from '../support/secrets.js';
 import { startFakeNeon, type FakeNeon } from '../fakes/neon/index.js';
 import { NeonProvider } from '../../src/providers/neon/index.js';
 import { describePointInTime, parsePointInTime } from '../../src/time/index.js';
@@ -14,7 +15,7 @@ import { describePointInTime, parsePointInTime } from '../../src/time/index.js';
  * branches are real local recovery instances, so "a Neon branch at T1" holds real data.
  */
 describe('pitr on Neon (against the fake API)', () => {
-  const API_KEY = 'napi_test_k3y_do_not_print_0123456789';
+  const API_KEY = TEST_NEON_API_KEY;
   let prod: TestCluster;
   let work: string;
   let fake: FakeNeon;
@@ -133,6 +134,12 @@ describe('pitr on Neon (against the fake API)', () => {
     const r = await runPitr(['--at', t1, '--json', '--driver', 'ws', '--ws-proxy', proxy.template, '--name', 'over-ws'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(proxy.connections).toBeGreaterThan(0);
+    // Every feature works over the WebSocket driver: the diff (plain queries, no COPY) too.
+    const before = proxy.connections;
+    const d = await runPitr(['diff', 'items', '--branch', 'over-ws', '--driver', 'ws', '--ws-proxy', proxy.template, '--json'], env);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.json.summary).toMatchObject({ missing: 100, extra: 1 });
+    expect(proxy.connections).toBeGreaterThanOrEqual(before + 2);
   });
 
   it('prune deletes only pitr branches that expired; foreign, default and protected branches are refused', async () => {

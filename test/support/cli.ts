@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -39,6 +41,9 @@ export function runPitr(args: string[], env: Record<string, string | undefined> 
       }
       const result = { args, code: code ?? 1, stdout, stderr, json };
       cliTranscript.push(result);
+      if (process.env.PITR_TEST_TRANSCRIPTS) {
+        appendFileSync(join(process.env.PITR_TEST_TRANSCRIPTS, `${process.pid}.jsonl`), JSON.stringify({ args, stdout, stderr }) + '\n');
+      }
       resolve(result);
     });
   });

@@ -1,6 +1,32 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REVEALING_COMMANDS, TEST_DB_PASSWORD, TEST_NEON_API_KEY } from './secrets.js';
 
-/** Integration tests drive the real built CLI, so build it once before any test file runs. */
-export default function setup(): void {
+/**
+ * Builds the CLI once (integration tests drive the real built binary), and collects every CLI
+ * run of the whole suite so the teardown can prove no secret ever reached stdout or stderr.
+ */
+export default function setup(): () => void {
   execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  const dir = mkdtempSync(join(tmpdir(), 'pitr-transcripts-'));
+  process.env.PITR_TEST_TRANSCRIPTS = dir;
+  return () => {
+    const leaks: string[] = [];
+    let runs = 0;
+    for (const file of readdirSync(dir)) {
+      for (const line of readFileSync(join(dir, file), 'utf8').split('\n').filter(Boolean)) {
+        runs++;
+        const run = JSON.parse(line) as { args: string[]; stdout: string; stderr: string };
+        const all = run.stdout + run.stderr;
+        if (all.includes(TEST_NEON_API_KEY)) leaks.push(`API key in: pitr ${run.args.join(' ')}`);
+        const revealing = run.args.some((a) => REVEALING_COMMANDS.includes(a));
+        if ((!revealing && all.includes(TEST_DB_PASSWORD)) || run.stderr.includes(TEST_DB_PASSWORD)) leaks.push(`password in: pitr ${run.args.join(' ')}`);
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+    if (leaks.length) throw new Error(`secrets leaked in ${leaks.length} of ${runs} CLI runs:\n${leaks.join('\n')}`);
+    process.stdout.write(`secret check: ${runs} CLI runs, no API key or password leaked\n`);
+  };
 }
