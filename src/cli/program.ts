@@ -14,6 +14,7 @@ import * as connectionString from './commands/connection-string.js';
 import * as restore from './commands/restore.js';
 import * as previewCommand from './commands/preview.js';
 import * as diffCommand from './commands/diff.js';
+import * as recoverCommand from './commands/recover.js';
 
 export type Action<O, A extends unknown[]> = (ctx: CommandContext, options: O, ...args: A) => Promise<number>;
 /** Wraps a command handler: builds its context, runs it, and records its exit code. */
@@ -80,7 +81,7 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     }),
   );
 
-  for (const module of [branchCreate, branches, previewCommand, diffCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
+  for (const module of [branchCreate, branches, previewCommand, diffCommand, recoverCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
   return program;
 }
 
