@@ -48,3 +48,23 @@ export function parseTableName(input: string): { schema: string | null; name: st
   if (parts.length === 2) return { schema: parts[0]!, name: parts[1]! };
   throw new Error(`not a table name: ${input}`);
 }
+
+/**
+ * A user's --where must be one boolean condition, nothing more. It is checked alone through
+ * the extended protocol, which refuses several statements in one string, so it can never close
+ * pitr's query and run a second one (`1=1; DROP TABLE …`, or `…; COMMIT; …` to leave the
+ * read-only transaction).
+ */
+export async function checkWhere(
+  client: { query: (config: { text: string; queryMode?: 'extended' }) => Promise<unknown> },
+  table: string,
+  where: string,
+): Promise<void> {
+  try {
+    await client.query({ text: `select 1 from ${table} where (${where}) limit 0`, queryMode: 'extended' });
+  } catch (err) {
+    const e = err as { message?: string };
+    const { badInput } = await import('../errors.js');
+    throw badInput('bad_where', `--where was rejected by Postgres: ${e.message ?? String(err)}`);
+  }
+}

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import type { ColumnInfo, TableInfo } from '../db/introspect.js';
-import { quoteIdent } from '../db/sql.js';
+import { checkWhere, quoteIdent } from '../db/sql.js';
 import type { ProgressSink } from '../providers/types.js';
 import { comparableColumns } from './schema.js';
 
@@ -141,6 +141,9 @@ interface Checksum {
 export async function diffRows(options: RowDiffOptions): Promise<RowDiffSummary> {
   const started = Date.now();
   const plan = planRowDiff(options.branchTable, options.productionTable, options.where, options.columns);
+  if (options.where !== undefined) {
+    await Promise.all([checkWhere(options.branch, options.branchTable.qualified, options.where), checkWhere(options.production, options.productionTable.qualified, options.where)]);
+  }
   const leafRows = options.leafRows ?? 2000;
   const from = { branch: options.branchTable.qualified, production: options.productionTable.qualified };
   const summary: RowDiffSummary = {
@@ -240,11 +243,13 @@ function toPgArray(values: string[]): string {
 
 async function bucketChecksums(client: pg.ClientBase, from: string, plan: Plan, thresholds: string[]): Promise<Map<number, Checksum>> {
   const bucket = thresholds.length ? `width_bucket(${plan.segmentExpr}, $1::${plan.segmentType}[])` : '0';
-  const { rows } = await client.query(
-    `select ${bucket} as b, count(*)::int8 as n, coalesce(sum(hashtextextended(${plan.rowText}, 0)), 0)::text as h
+  // Always the extended protocol: it runs exactly one statement, whatever the filter holds.
+  const { rows } = await client.query({
+    text: `select ${bucket} as b, count(*)::int8 as n, coalesce(sum(hashtextextended(${plan.rowText}, 0)), 0)::text as h
        from ${from} where ${plan.where} group by 1`,
-    thresholds.length ? [toPgArray(thresholds)] : [],
-  );
+    values: thresholds.length ? [toPgArray(thresholds)] : [],
+    queryMode: 'extended',
+  } as pg.QueryConfig);
   return new Map(rows.map((r) => [Number(r.b), { n: Number(r.n), h: r.h }]));
 }
 

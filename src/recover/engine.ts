@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import { connect } from '../db/connect.js';
 import { introspect, type ColumnInfo, type TableInfo } from '../db/introspect.js';
-import { parseTableName, quoteIdent } from '../db/sql.js';
+import { checkWhere, parseTableName, quoteIdent } from '../db/sql.js';
 import { beginDiffSession, endDiffSession } from '../diff/rows.js';
 import type { ProgressSink } from '../providers/types.js';
 import { copyBetween, copyFromFile, copyToFile } from './copy.js';
@@ -106,6 +106,12 @@ async function prepare(req: RecoverRequest, productionIsolation: 'repeatable rea
       throw new PitrError('bad_table', (err as Error).message, { exit: 'usage' });
     }
     const roots = selectRoots(wanted, branchSchema, productionSchema, req.where);
+    if (req.where !== undefined) {
+      for (const r of roots) {
+        await checkWhere(branch, r.branch.qualified, req.where);
+        if (req.deleteExtra) await checkWhere(production, r.production.qualified, req.where);
+      }
+    }
     const selections = req.cascade ? addCascade(roots, branchSchema, productionSchema) : roots;
     const order = insertOrder(selections.map((s) => s.production));
     const rank = new Map(order.tables.map((t, i) => [t.qualified, i]));
