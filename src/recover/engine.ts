@@ -216,6 +216,7 @@ export async function planRecovery(req: RecoverRequest, store: RunStore, run: Ru
       const plan = tablePlanOf(s, n);
       plan.candidates = await stageSource(p, s, n, req.where);
       await p.production.query(`create temp table pitr_plan_${n} on commit drop as ${planSql(s, n, req.mode, req.deleteExtra && s.role === 'root', req.where)}`);
+      await p.production.query(`analyze pitr_plan_${n}`);
       const { rows } = await p.production.query(`select action, count(*)::int as n from pitr_plan_${n} group by action`);
       for (const r of rows) plan[r.action as 'insert' | 'update' | 'delete'] = r.n;
       const colCounts = await p.production.query(`select c, count(*)::int as n from pitr_plan_${n}, unnest(cols) c group by c order by 2 desc`);
@@ -307,6 +308,7 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
            insert into pitr_applied_${n} select ${cols(s.key)}, 'delete' from del`,
         );
       }
+      await p.production.query(`create index on pitr_applied_${n} (${cols(s.key)}); analyze pitr_applied_${n}`);
       await copyToFile(p.production, `select * from pitr_applied_${n}`, data(`${n}.applied.copy`));
       await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_applied_${n} a on ${keyMatch(s.key, 't', 'a')} where a.action in ('insert', 'update')`, data(`${n}.after.copy`));
       const counts = (await p.production.query(`select action, count(*)::int as n from pitr_applied_${n} group by action`)).rows;

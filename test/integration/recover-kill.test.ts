@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { CLI, runPitr } from '../support/cli.js';
+import { tableChecksums } from '../support/checksums.js';
+
+/** kill -9 of the CLI at random moments: production is always exactly as before, or exactly as after. */
+describe('pitr recover survives kill -9', () => {
+  let prod: TestCluster;
+  let work: string;
+  let env: Record<string, string>;
+  let before: Record<string, string>;
+  let after: Record<string, string>;
+  const args = ['recover', 'items', '--where', 'id <= 40000', '--cascade', '--yes', '--json'];
+
+  function killedRun(delayMs: number): Promise<{ code: number | null; signal: string | null }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: 'ignore' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  async function lastRecoverRun(): Promise<{ id: string; status: string } | undefined> {
+    const runs = (await runPitr(['runs', '--json'], env)).json.runs as { id: string; kind: string; status: string }[];
+    return runs.filter((r) => r.kind === 'recover').at(-1);
+  }
+
+  beforeAll(async () => {
+    prod = await startCluster({ archive: true });
+    work = await makeTempRoot('pitr-kill-');
+    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    await prod.query(`
+      create table items(id bigint primary key, payload text, n int);
+      create table parts(id bigint primary key, item_id bigint not null references items on delete cascade, label text);
+      create index on parts (item_id);
+      insert into items select g, repeat('x', 50) || g, g % 97 from generate_series(1, 60000) g;
+      insert into parts select g, 1 + g % 60000, 'part ' || g from generate_series(1, 60000) g;
+      analyze;`);
+    expect((await runPitr(['backup'], env)).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 20));
+    const t1 = (await prod.query<{ now: string }>('select now()::text as now'))[0]!.now;
+    await new Promise((r) => setTimeout(r, 20));
+    await prod.query(`delete from items where id <= 40000`);
+    await prod.query(`insert into items values (100001, 'after', 1)`);
+    const branch = await runPitr(['--at', t1, '--name', 'kill-test'], env);
+    expect(branch.code, branch.stderr).toBe(0);
+    before = await tableChecksums(prod.url);
+    const full = await runPitr(args, env);
+    expect(full.code, full.stderr).toBe(0);
+    expect(full.json.totals.inserted).toBe(80000);
+    after = await tableChecksums(prod.url);
+    expect((await runPitr(['undo', full.json.runId, '--yes'], env)).code).toBe(0);
+    expect(await tableChecksums(prod.url)).toEqual(before);
+  });
+
+  afterAll(async () => {
+    await runPitr(['branches', 'delete', 'kill-test'], env);
+    await prod?.destroy();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('12 random kills: every time, all tables equal either the state before or the state after', async () => {
+    const outcomes: string[] = [];
+    // Spread over start-up, planning, staging, writing and commit.
+    for (let trial = 0; trial < 12; trial++) {
+      const delay = 250 + Math.floor(Math.random() * 2500);
+      const { signal } = await killedRun(delay);
+      const now = await tableChecksums(prod.url);
+      const state = JSON.stringify(now) === JSON.stringify(before) ? 'before' : JSON.stringify(now) === JSON.stringify(after) ? 'after' : 'MIXED';
+      outcomes.push(`${delay}ms:${signal ?? 'exited'}:${state}`);
+      expect(state, outcomes.join(' ')).not.toBe('MIXED');
+      if (state === 'after') {
+        const last = await lastRecoverRun();
+        const undo = await runPitr(['undo', last!.id, '--yes'], env);
+        expect(undo.code, undo.stderr).toBe(0);
+        expect(await tableChecksums(prod.url)).toEqual(before);
+      } else {
+        // An interrupted run is settled as failed: production says its transaction never committed.
+        const last = await lastRecoverRun();
+        const show = await runPitr(['undo', last!.id, '--dry-run'], env);
+        expect(show.code).toBe(2);
+      }
+    }
+    process.stdout.write(`kill -9 outcomes: ${outcomes.join(', ')}\n`);
+    expect(outcomes.length).toBe(12);
+  });
+});
