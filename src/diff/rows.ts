@@ -168,16 +168,19 @@ export async function diffRows(options: RowDiffOptions): Promise<RowDiffSummary>
   ]);
   const buckets = new Set([...initial[0].keys(), ...initial[1].keys()]);
   summary.segments.initial = buckets.size;
-  let pending: { segment: Segment; branch: Checksum; production: Checksum }[] = [];
+  let pending: { segment: Segment; branch: Checksum; production: Checksum; dense: boolean }[] = [];
   for (const b of [...buckets].sort((x, y) => x - y)) {
     const branch = initial[0].get(b) ?? { n: 0, h: '0' };
     const production = initial[1].get(b) ?? { n: 0, h: '0' };
     summary.branchRows += branch.n;
     summary.productionRows += production.n;
     if (branch.n !== production.n || branch.h !== production.h) {
-      pending.push({ segment: { lo: b === 0 ? null : thresholds[b - 1]!, hi: b >= thresholds.length ? null : thresholds[b]! }, branch, production });
+      pending.push({ segment: { lo: b === 0 ? null : thresholds[b - 1]!, hi: b >= thresholds.length ? null : thresholds[b]! }, branch, production, dense: false });
     }
   }
+  // Changes spread everywhere: splitting rules out little, so mid-sized segments are fetched directly.
+  if (pending.length > buckets.size / 2) for (const item of pending) item.dense = true;
+  const denseFetchRows = leafRows * 16;
 
   // Bisect breadth-first; leaves are fetched and compared row by row.
   while (pending.length > 0) {
@@ -185,21 +188,24 @@ export async function diffRows(options: RowDiffOptions): Promise<RowDiffSummary>
     for (const item of pending) {
       options.onProgress?.({ phase: 'diff', message: `${plan.table}: ${summary.segments.checked} segments checked, ${summary.segments.fetched} fetched` });
       const size = Math.max(item.branch.n, item.production.n);
-      const split = size > leafRows ? await splitPoint(options, from, plan, item.segment, item.branch.n >= item.production.n ? 'branch' : 'production', size) : null;
+      const fetchNow = size <= leafRows || (item.dense && size <= denseFetchRows);
+      const split = fetchNow ? null : await splitPoint(options, from, plan, item.segment, item.branch.n >= item.production.n ? 'branch' : 'production', size);
       if (split === null) {
         summary.segments.fetched++;
         await compareSegment(options, from, plan, item.segment, summary);
         continue;
       }
-      const halves: Segment[] = [
-        { lo: item.segment.lo, hi: split },
-        { lo: split, hi: item.segment.hi },
-      ];
-      const [b, p] = await Promise.all([rangeChecksums(options.branch, from.branch, plan, halves), rangeChecksums(options.production, from.production, plan, halves)]);
-      summary.segments.checked += 2;
-      halves.forEach((segment, i) => {
-        if (b[i]!.n !== p[i]!.n || b[i]!.h !== p[i]!.h) next.push({ segment, branch: b[i]!, production: p[i]! });
-      });
+      const left: Segment = { lo: item.segment.lo, hi: split };
+      const right: Segment = { lo: split, hi: item.segment.hi };
+      // Only the left half is scanned: counts and hash sums add up, so the right half is the rest.
+      const [[bl], [pl]] = await Promise.all([rangeChecksums(options.branch, from.branch, plan, [left]), rangeChecksums(options.production, from.production, plan, [left])]);
+      summary.segments.checked += 1;
+      const minus = (whole: Checksum, part: Checksum): Checksum => ({ n: whole.n - part.n, h: (BigInt(whole.h) - BigInt(part.h)).toString() });
+      const halves = [
+        { segment: left, branch: bl!, production: pl! },
+        { segment: right, branch: minus(item.branch, bl!), production: minus(item.production, pl!) },
+      ].filter((h) => h.branch.n !== h.production.n || h.branch.h !== h.production.h);
+      for (const h of halves) next.push({ ...h, dense: item.dense || halves.length === 2 });
     }
     pending = next;
   }
@@ -308,9 +314,31 @@ async function splitPoint(options: RowDiffOptions, from: { branch: string; produ
   return median;
 }
 
-async function fetchSegment(client: pg.ClientBase, from: string, plan: Plan, segment: Segment): Promise<Map<string, { values: Values; count: number }>> {
+/** Key → row hash of one side's segment: rows cross as a key and 8 bytes, not as whole rows. */
+async function segmentHashes(client: pg.ClientBase, from: string, plan: Plan, segment: Segment): Promise<Map<string, string>> {
   const params: unknown[] = [];
   const predicate = rangePredicate(plan, segment, params);
+  const keys = plan.keyColumns.map((c) => `${quoteIdent(c.name)}::text`).join(', ');
+  const { rows } = await client.query({ text: `select ${keys}, hashtextextended(${plan.rowText}, 0)::text from ${from} where ${predicate}`, values: params, rowMode: 'array' });
+  const out = new Map<string, string>();
+  for (const row of rows as string[][]) out.set(JSON.stringify(row.slice(0, -1)), row.at(-1)!);
+  return out;
+}
+
+/** Full rows of a segment; with `onlyKeys`, just the rows with those keys (JSON arrays of key texts). */
+async function fetchSegment(client: pg.ClientBase, from: string, plan: Plan, segment: Segment, onlyKeys?: string[]): Promise<Map<string, { values: Values; count: number }>> {
+  const params: unknown[] = [];
+  let predicate = rangePredicate(plan, segment, params);
+  if (onlyKeys) {
+    const parsed = onlyKeys.map((k) => JSON.parse(k) as (string | null)[]);
+    const arrays = plan.keyColumns.map((c, i) => {
+      params.push(parsed.map((k) => k[i]));
+      return `$${params.length}::text[]`;
+    });
+    const names = plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ');
+    const casts = plan.keyColumns.map((c, i) => `k.c${i}::${c.type}`).join(', ');
+    predicate += ` and (${names}) in (select ${casts} from unnest(${arrays.join(', ')}) as k(${plan.keyColumns.map((_, i) => `c${i}`).join(', ')}))`;
+  }
   const cols = plan.compared.map((c, i) => `${quoteIdent(c.name)}::text as c${i}`).join(', ');
   const order = plan.keyColumns.map((c) => (c.collatable ? `${quoteIdent(c.name)} collate "C"` : quoteIdent(c.name))).join(', ');
   const sql =
@@ -330,7 +358,19 @@ async function fetchSegment(client: pg.ClientBase, from: string, plan: Plan, seg
 }
 
 async function compareSegment(options: RowDiffOptions, from: { branch: string; production: string }, plan: Plan, segment: Segment, summary: RowDiffSummary): Promise<void> {
-  const [branchRows, prodRows] = await Promise.all([fetchSegment(options.branch, from.branch, plan, segment), fetchSegment(options.production, from.production, plan, segment)]);
+  let onlyKeys: string[] | undefined;
+  if (plan.mode === 'key') {
+    // Keys and row hashes first; whole rows only for the keys that differ.
+    const [bh, ph] = await Promise.all([segmentHashes(options.branch, from.branch, plan, segment), segmentHashes(options.production, from.production, plan, segment)]);
+    const differing = [...bh].filter(([k, h]) => ph.get(k) !== h).map(([k]) => k);
+    for (const k of ph.keys()) if (!bh.has(k)) differing.push(k);
+    if (differing.length === 0) return;
+    if (differing.length < Math.max(bh.size, ph.size) / 2) onlyKeys = differing;
+  }
+  const [branchRows, prodRows] = await Promise.all([
+    fetchSegment(options.branch, from.branch, plan, segment, onlyKeys),
+    fetchSegment(options.production, from.production, plan, segment, onlyKeys),
+  ]);
   const keyOf = (v: Values): Values | null => (plan.mode === 'key' ? Object.fromEntries(plan.keyColumns.map((k) => [k.name, v[k.name] ?? null])) : null);
   const emit = async (d: RowDifference) => {
     summary[d.kind === 'missing' ? 'missing' : d.kind === 'changed' ? 'changed' : 'extra'] += d.count;
