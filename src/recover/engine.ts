@@ -221,7 +221,7 @@ export async function planRecovery(req: RecoverRequest, store: RunStore, run: Ru
       for (const r of rows) plan[r.action as 'insert' | 'update' | 'delete'] = r.n;
       const colCounts = await p.production.query(`select c, count(*)::int as n from pitr_plan_${n}, unnest(cols) c group by c order by 2 desc`);
       for (const r of colCounts.rows) plan.updateColumns[r.c] = r.n;
-      await copyToFile(p.production, `select * from pitr_plan_${n}`, join(store.dir(run.id), 'data', `${n}.plan.copy`));
+      await copyToFile(p.production, `select * from pitr_plan_${n}`, join(store.dir(run.id), 'data', `${n}.plan`));
       tables.push(plan);
     }
     const totals = {
@@ -274,10 +274,10 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
       req.onProgress?.({ phase: 'apply', message: `recovering ${tp.table}`, fraction: n / plan.tables.length });
       await stageSource(p, s, n, req.where);
       await p.production.query(`create temp table pitr_plan_${n} on commit drop as select ${cols(s.key, 's')}, ''::text as action, 0::int8 as old_hash, '{}'::text[] as cols from pitr_src_${n} s where false`);
-      await copyFromFile(p.production, data(`${n}.plan.copy`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, cols`);
+      await copyFromFile(p.production, data(`${n}.plan`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, cols`);
       await p.production.query(`create index on pitr_plan_${n} (${cols(s.key)}); analyze pitr_plan_${n}`);
       // Undo data first: what we are about to overwrite or delete, and what we are about to insert.
-      await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in ('update', 'delete')`, data(`${n}.before.copy`));
+      await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in ('update', 'delete')`, data(`${n}.before`));
       await p.production.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(s.key)}, ''::text as action from pitr_plan_${n} where false`);
       const insertable = s.columns.filter((c) => true).map((c) => c.name);
       const overriding = s.columns.some((c) => c.identity === 'always') ? ' overriding system value' : '';
@@ -309,8 +309,8 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
         );
       }
       await p.production.query(`create index on pitr_applied_${n} (${cols(s.key)}); analyze pitr_applied_${n}`);
-      await copyToFile(p.production, `select * from pitr_applied_${n}`, data(`${n}.applied.copy`));
-      await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_applied_${n} a on ${keyMatch(s.key, 't', 'a')} where a.action in ('insert', 'update')`, data(`${n}.after.copy`));
+      await copyToFile(p.production, `select * from pitr_applied_${n}`, data(`${n}.applied`));
+      await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_applied_${n} a on ${keyMatch(s.key, 't', 'a')} where a.action in ('insert', 'update')`, data(`${n}.after`));
       const counts = (await p.production.query(`select action, count(*)::int as n from pitr_applied_${n} group by action`)).rows;
       const count = (a: string) => counts.find((r) => r.action === a)?.n ?? 0;
       const conflicts = await p.production.query(

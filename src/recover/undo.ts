@@ -73,9 +73,9 @@ export async function undoRecovery(
       await client.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(tp.key)}, ''::text as action from ${tp.qualified} where false`);
       await client.query(`create temp table pitr_before_${n} on commit drop as select ${cols(names)} from ${tp.qualified} where false`);
       await client.query(`create temp table pitr_after_${n} on commit drop as select ${cols(names)} from ${tp.qualified} where false`);
-      await copyFromFile(client, data(`${n}.applied.copy`), `pitr_applied_${n}`, `${cols(tp.key)}, action`);
-      await copyFromFile(client, data(`${n}.before.copy`), `pitr_before_${n}`, cols(names));
-      await copyFromFile(client, data(`${n}.after.copy`), `pitr_after_${n}`, cols(names));
+      await copyFromFile(client, data(`${n}.applied`), `pitr_applied_${n}`, `${cols(tp.key)}, action`);
+      await copyFromFile(client, data(`${n}.before`), `pitr_before_${n}`, cols(names));
+      await copyFromFile(client, data(`${n}.after`), `pitr_after_${n}`, cols(names));
       // Temp tables are never analyzed automatically; without statistics the planner picks nested loops.
       for (const tmp of [`pitr_applied_${n}`, `pitr_before_${n}`, `pitr_after_${n}`]) await client.query(`create index on ${tmp} (${cols(tp.key)}); analyze ${tmp}`);
       tables.set(n, { table: tp.table, remove: 0, restore: 0, reinsert: 0, conflicts: 0 });
