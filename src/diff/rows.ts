@@ -4,6 +4,7 @@ import type { ColumnInfo, TableInfo } from '../db/introspect.js';
 import { checkWhere, quoteIdent } from '../db/sql.js';
 import type { ProgressSink } from '../providers/types.js';
 import { comparableColumns } from './schema.js';
+import { normalizeSession } from '../db/session.js';
 
 /**
  * Row diff between a recovery branch (the past) and production (now), computed inside Postgres:
@@ -64,10 +65,7 @@ export interface RowDiffOptions {
 export async function beginDiffSession(client: pg.ClientBase): Promise<void> {
   // REPEATABLE READ: one snapshot for the many queries a diff runs while production keeps changing.
   await client.query('begin isolation level repeatable read read only');
-  await client.query(
-    `select set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'postgres', true),
-            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`,
-  );
+  await normalizeSession(client, 'pitr diff');
 }
 
 export async function endDiffSession(client: pg.ClientBase): Promise<void> {

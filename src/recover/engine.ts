@@ -3,7 +3,9 @@ import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import { connect } from '../db/connect.js';
 import { introspect, type ColumnInfo, type TableInfo } from '../db/introspect.js';
-import { checkWhere, parseTableName, quoteIdent } from '../db/sql.js';
+import { checkWhere, parseTableName } from '../db/sql.js';
+import { normalizeSession } from '../db/session.js';
+import { cols, keyMatch, q, rowHash } from './sql.js';
 import { beginDiffSession, endDiffSession } from '../diff/rows.js';
 import type { ProgressSink } from '../providers/types.js';
 import { copyBetween, copyFromFile, copyToFile } from './copy.js';
@@ -72,19 +74,6 @@ export interface RecoveryResult {
   seconds: { plan: number; apply: number };
 }
 
-const q = quoteIdent;
-const cols = (names: string[], alias?: string) => names.map((c) => (alias ? `${alias}.${q(c)}` : q(c))).join(', ');
-const keyMatch = (key: string[], a: string, b: string) => key.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' and ');
-const rowHash = (names: string[], alias: string) => `hashtextextended(row(${cols(names, alias)})::text, 0)`;
-
-/** Same text rendering as the diff, and ours on production (values cross as COPY text). */
-async function normalizeSession(client: pg.ClientBase): Promise<void> {
-  await client.query(
-    `select set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'postgres', true),
-            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), set_config('application_name', 'pitr recover', true)`,
-  );
-}
-
 interface Prepared {
   branch: pg.Client;
   production: pg.Client;
@@ -97,7 +86,7 @@ async function prepare(req: RecoverRequest, productionIsolation: 'repeatable rea
   try {
     await beginDiffSession(branch);
     await production.query(`begin isolation level ${productionIsolation}`);
-    await normalizeSession(production);
+    await normalizeSession(production, 'pitr recover');
     const [branchSchema, productionSchema] = [await introspect(branch), await introspect(production)];
     let wanted;
     try {

@@ -3,12 +3,13 @@ import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import { connect } from '../db/connect.js';
 import { findTable, introspect } from '../db/introspect.js';
-import { quoteIdent } from '../db/sql.js';
 import type { ProgressSink } from '../providers/types.js';
 import { copyFromFile } from './copy.js';
 import type { RecoveryPlan } from './engine.js';
 import { childrenOf } from './order.js';
 import type { RunState, RunStore } from './runs.js';
+import { normalizeSession } from '../db/session.js';
+import { cols, keyMatch, q, rowHash } from './sql.js';
 
 export interface UndoTable {
   table: string;
@@ -29,11 +30,6 @@ export interface UndoResult {
   tables: UndoTable[];
   totals: { remove: number; restore: number; reinsert: number; conflicts: number };
 }
-
-const q = quoteIdent;
-const cols = (names: string[], alias?: string) => names.map((c) => (alias ? `${alias}.${q(c)}` : q(c))).join(', ');
-const keyMatch = (key: string[], a: string, b: string) => key.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' and ');
-const rowHash = (names: string[], alias: string) => `hashtextextended(row(${cols(names, alias)})::text, 0)`;
 
 /**
  * Reverses a recovery exactly, from the data it saved before writing: rows it inserted are
@@ -57,8 +53,7 @@ export async function undoRecovery(
   let committed = false;
   try {
     await client.query('begin isolation level read committed');
-    await client.query(`select set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'postgres', true),
-                               set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true)`);
+    await normalizeSession(client, 'pitr undo');
     if (!options.dryRun) {
       undoRun.txid = (await client.query('select txid_current()::text as txid')).rows[0].txid;
       undoRun.status = 'applying';

@@ -1,0 +1,14 @@
+import type pg from 'pg';
+
+/**
+ * Every session that reads or writes rows for pitr renders values the same way (UTC, ISO dates,
+ * full float precision, hex bytea), so equal rows hash equally and text round-trips exactly.
+ * Transaction-local: the caller is inside a transaction.
+ */
+export async function normalizeSession(client: pg.ClientBase, applicationName = 'pitr'): Promise<void> {
+  await client.query(
+    `select set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'postgres', true),
+            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), set_config('application_name', $1, true)`,
+    [applicationName],
+  );
+}
