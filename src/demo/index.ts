@@ -8,6 +8,9 @@ import type { ProgressSink, RecoveryBranch } from '../providers/types.js';
 import { createLocalCluster, type LocalCluster } from '../system/local-cluster.js';
 import { ensureServerDir } from '../system/process.js';
 import { formatUtc } from '../time/index.js';
+import { applyRecovery, planRecovery } from '../recover/engine.js';
+import { renderResult } from '../recover/report.js';
+import { RunStore } from '../recover/runs.js';
 import { COMICS_SCHEMA, COMICS_TABLES, comicsLoadSql, comicsSizes } from './comics.js';
 
 export interface DemoOptions {
@@ -22,8 +25,11 @@ export interface DemoOptions {
 export interface TableCounts {
   table: string;
   beforeIncident: number;
+  /** Production after the incident and the writes that followed it. */
   production: number;
   branch: number;
+  /** Production after pitr recover. */
+  recovered: number;
 }
 
 export interface DemoResult {
@@ -36,7 +42,8 @@ export interface DemoResult {
   counts: TableCounts[];
   /** Rows the incident removed that the recovery branch holds, per table. */
   recoverable: Record<string, number>;
-  timings: { loadSeconds: number; backupSeconds: number; branchSeconds: number; totalSeconds: number };
+  recovery: { runId: string; inserted: number; conflicts: number; verified: boolean };
+  timings: { loadSeconds: number; backupSeconds: number; branchSeconds: number; recoverSeconds: number; rtoSeconds: number; totalSeconds: number };
   /** Settings to point pitr at the demo's production when it is kept. */
   env: Record<string, string>;
 }
@@ -111,7 +118,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       select c.id, 1, 'after the incident' from chapters c where c.comic_id not in (select id from comics where author_id = ${authorId}) limit 500`);
     const after = await counts(client);
 
-    say('recover', `pitr --at ${formatUtc(target)}: recovery branch from just before the incident`);
+    say('branch', `pitr --at ${formatUtc(target)}: recovery branch from just before the incident`);
+    const recoveryStarted = Date.now();
     branch = await provider.createRecoveryBranch(
       { kind: 'time', at: target, input: formatUtc(target) },
       { ttlMs: 24 * 3600_000, name: 'demo-before-incident', ...(options.signal && { signal: options.signal }), ...(options.onProgress && { onProgress: options.onProgress }) },
@@ -133,6 +141,26 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     } finally {
       await branchClient.end().catch(() => undefined);
     }
+    const where = `author_id = ${authorId}`;
+    say('recover', `pitr recover comics --where "${where}" --cascade: putting back exactly what the DELETE took`);
+    const store = new RunStore(env.PITR_WORK_DIR);
+    const run = await store.create('recover');
+    const request = {
+      branchUrl: branch.connectionUrl,
+      productionUrl: prod.url,
+      tables: ['comics'],
+      mode: 'missing' as const,
+      where,
+      cascade: true,
+      deleteExtra: false,
+      ...(options.onProgress && { onProgress: options.onProgress }),
+    };
+    const plan = await planRecovery(request, store, run);
+    const applied = await applyRecovery(request, plan, store, run);
+    const rtoSeconds = (Date.now() - recoveryStarted) / 1000;
+    await store.writeJson(run.id, 'report.json', applied);
+    await store.writeText(run.id, 'report.md', renderResult(applied, branch.name));
+    const recovered = await counts(client);
     return {
       root,
       kept: options.keep,
@@ -140,12 +168,15 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       branch: { id: branch.id, name: branch.name, target: branch.target, connectionUrl: branch.connectionUrl },
       incident: { statement, at: incidentAt, authorId, comicsDeleted: deleted.rowCount ?? 0 },
       target: formatUtc(target),
-      counts: COMICS_TABLES.map((t) => ({ table: t, beforeIncident: before[t]!, production: after[t]!, branch: inBranch[t]! })),
+      counts: COMICS_TABLES.map((t) => ({ table: t, beforeIncident: before[t]!, production: after[t]!, branch: inBranch[t]!, recovered: recovered[t]! })),
       recoverable,
+      recovery: { runId: run.id, inserted: applied.totals.inserted, conflicts: applied.totals.conflicts, verified: applied.verified },
       timings: {
         loadSeconds,
         backupSeconds: backup.seconds,
         branchSeconds: branch.secondsToQueryable ?? 0,
+        recoverSeconds: applied.seconds.plan + applied.seconds.apply,
+        rtoSeconds,
         totalSeconds: (Date.now() - started) / 1000,
       },
       env,

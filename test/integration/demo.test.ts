@@ -16,6 +16,11 @@ describe('pitr demo', () => {
     expect(demo.recoverable.comments).toBeGreaterThan(0);
     const users = demo.counts.find((c: { table: string }) => c.table === 'users');
     expect(users.production).toBe(users.beforeIncident + 50); // writes after the incident survived
+    // After pitr recover: everything the incident took is back, and the later writes are kept.
+    for (const c of demo.counts) expect(c.recovered, c.table).toBe(c.production + (demo.recoverable[c.table] ?? 0));
+    expect(demo.counts.find((c: { table: string }) => c.table === 'comics').recovered).toBe(demo.counts.find((c: { table: string }) => c.table === 'comics').beforeIncident);
+    expect(demo.recovery).toMatchObject({ conflicts: 0, verified: true });
+    expect(demo.timings.rtoSeconds).toBeGreaterThan(0);
     expect(demo.timings.branchSeconds).toBeGreaterThan(0);
     expect(existsSync(demo.root)).toBe(false);
     expect(await processesUsing(demo.root)).toEqual([]);

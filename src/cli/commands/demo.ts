@@ -7,21 +7,24 @@ function render(r: DemoResult): string {
   const n = (x: number) => x.toLocaleString('en-US');
   const lines = [
     '',
-    `Incident: ${r.incident.statement} at ${r.incident.at} (${r.incident.comicsDeleted} comics, cascading).`,
-    `Recovery branch at ${r.target} was queryable in ${r.timings.branchSeconds.toFixed(1)} s.`,
+    `Incident: ${r.incident.statement} at ${r.incident.at} (${r.incident.comicsDeleted} comics, cascading to their chapters, comments and bookmarks).`,
+    `Recovery branch at ${r.target} queryable in ${r.timings.branchSeconds.toFixed(1)} s; ${n(r.recovery.inserted)} rows put back in one verified transaction in ${r.timings.recoverSeconds.toFixed(1)} s.`,
     '',
     renderTable([
-      ['TABLE', 'BEFORE INCIDENT', 'PRODUCTION NOW', 'RECOVERY BRANCH', 'LOST IN PRODUCTION'],
-      ...r.counts.map((c) => [c.table, n(c.beforeIncident), n(c.production), n(c.branch), n(r.recoverable[c.table] ?? 0)]),
+      ['TABLE', 'BEFORE INCIDENT', 'AFTER INCIDENT', 'RECOVERY BRANCH', 'RECOVERED', 'WRITES SINCE (KEPT)'],
+      ...r.counts.map((c) => [c.table, n(c.beforeIncident), n(c.production), n(c.branch), n(c.recovered), n(c.recovered - c.beforeIncident)]),
     ]),
     '',
-    'The branch holds every row the DELETE took; production kept every write made after it.',
+    'Every row the DELETE took is back, and every write made after it is still there (no TRUNCATE, no re-import).',
     renderFields([
       ['load', `${r.timings.loadSeconds.toFixed(1)} s`],
       ['base backup', `${r.timings.backupSeconds.toFixed(1)} s`],
       ['time to queryable branch', `${r.timings.branchSeconds.toFixed(1)} s`],
+      ['plan + recover + verify', `${r.timings.recoverSeconds.toFixed(1)} s`],
+      ['RTO (branch → verified recovery)', `${r.timings.rtoSeconds.toFixed(1)} s`],
       ['whole demo', `${r.timings.totalSeconds.toFixed(1)} s`],
     ]),
+    `Undo it: pitr undo ${r.recovery.runId}${r.kept ? '' : ' (with --keep)'}`,
   ];
   if (r.kept) {
     lines.push(
@@ -29,7 +32,7 @@ function render(r: DemoResult): string {
       'Left running (--keep). Point pitr at it:',
       ...Object.entries(r.env).map(([k, v]) => `  export ${k}='${v}'`),
       `  psql '${r.branch.connectionUrl}'   # the recovery branch`,
-      `  pitr status; pitr branches`,
+      `  pitr status; pitr branches; pitr preview; pitr runs`,
       `Clean up: pitr branches delete ${r.branch.name}; then stop production with pg_ctl -D ${r.root}/production/data stop and remove ${r.root}`,
     );
   }
