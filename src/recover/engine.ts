@@ -85,8 +85,11 @@ async function prepare(req: RecoverRequest, productionIsolation: 'repeatable rea
   const [branch, production] = await Promise.all([connect(req.branchUrl), connect(req.productionUrl)]);
   try {
     await beginDiffSession(branch);
+    // Staging tables of a big recovery should stay in memory: temp_buffers only counts before the first temp table.
+    await production.query(`set temp_buffers = '256MB'`);
     await production.query(`begin isolation level ${productionIsolation}`);
     await normalizeSession(production, 'pitr recover');
+    await production.query(`set local work_mem = '128MB'`);
     const [branchSchema, productionSchema] = [await introspect(branch), await introspect(production)];
     let wanted;
     try {
@@ -267,15 +270,17 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
       await p.production.query(`create index on pitr_plan_${n} (${cols(s.key)}); analyze pitr_plan_${n}`);
       // Undo data first: what we are about to overwrite or delete, and what we are about to insert.
       await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in ('update', 'delete')`, data(`${n}.before`));
-      await p.production.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(s.key)}, ''::text as action from pitr_plan_${n} where false`);
-      const insertable = s.columns.filter((c) => true).map((c) => c.name);
+      // Each written row's hash as written: verification and undo compare against it.
+      await p.production.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(s.key)}, ''::text as action, 0::int8 as h from pitr_plan_${n} where false`);
+      const insertable = names;
+      const writtenHash = `hashtextextended(row(${cols(names)})::text, 0)`;
       const overriding = s.columns.some((c) => c.identity === 'always') ? ' overriding system value' : '';
       await p.production.query(
         `with ins as (
            insert into ${t} (${cols(insertable)})${overriding}
            select ${cols(insertable, 's')} from pitr_src_${n} s join pitr_plan_${n} p on ${keyMatch(s.key, 's', 'p')} and p.action = 'insert'
-           on conflict do nothing returning ${cols(s.key)})
-         insert into pitr_applied_${n} select ${cols(s.key)}, 'insert' from ins`,
+           on conflict do nothing returning ${cols(s.key)}, ${writtenHash} as h)
+         insert into pitr_applied_${n} select ${cols(s.key)}, 'insert', h from ins`,
       );
       const settable = s.columns.filter((c) => c.identity !== 'always' && !s.key.includes(c.name)).map((c) => c.name);
       if (settable.length && tp.update > 0) {
@@ -284,8 +289,8 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
              update ${t} t set ${settable.map((c) => `${q(c)} = case when '${c.replace(/'/g, "''")}' = any(p.cols) then s.${q(c)} else t.${q(c)} end`).join(', ')}
                from pitr_src_${n} s, pitr_plan_${n} p
               where ${keyMatch(s.key, 't', 's')} and ${keyMatch(s.key, 'p', 's')} and p.action = 'update' and ${rowHash(names, 't')} = p.old_hash
-             returning ${cols(s.key, 't')})
-           insert into pitr_applied_${n} select ${cols(s.key)}, 'update' from upd`,
+             returning ${cols(s.key, 't')}, ${rowHash(names, 't')} as h)
+           insert into pitr_applied_${n} select ${cols(s.key)}, 'update', h from upd`,
         );
       }
       if (tp.delete > 0) {
@@ -294,15 +299,16 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
              delete from ${t} t using pitr_plan_${n} p
               where ${keyMatch(s.key, 't', 'p')} and p.action = 'delete' and ${rowHash(names, 't')} = p.old_hash
              returning ${cols(s.key, 't')})
-           insert into pitr_applied_${n} select ${cols(s.key)}, 'delete' from del`,
+           insert into pitr_applied_${n} select ${cols(s.key)}, 'delete', null from del`,
         );
       }
       await p.production.query(`create index on pitr_applied_${n} (${cols(s.key)}); analyze pitr_applied_${n}`);
       await copyToFile(p.production, `select * from pitr_applied_${n}`, data(`${n}.applied`));
-      await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_applied_${n} a on ${keyMatch(s.key, 't', 'a')} where a.action in ('insert', 'update')`, data(`${n}.after`));
       const counts = (await p.production.query(`select action, count(*)::int as n from pitr_applied_${n} group by action`)).rows;
       const count = (a: string) => counts.find((r) => r.action === a)?.n ?? 0;
-      const conflicts = await p.production.query(
+      // Conflicts are planned rows that were not written: none when every count matches the plan.
+      const allApplied = count('insert') === tp.insert && count('update') === tp.update && count('delete') === tp.delete;
+      const conflicts = allApplied ? { rows: [], rowCount: 0 } : await p.production.query(
         `select row_to_json(k)::text as key, p.action,
                 case when p.action = 'insert' then 'a row with this key appeared in production after the plan'
                      when t.ctid is null then 'the row was deleted in production after the plan'
@@ -312,14 +318,16 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
            left join ${t} t on ${keyMatch(s.key, 't', 'p')}
           where not exists (select 1 from pitr_applied_${n} a where ${keyMatch(s.key, 'a', 'p')} and a.action = p.action)`,
       );
-      // Verification inside the transaction: what we wrote now equals the branch's version.
+      // Verification inside the transaction: every row as written equals the branch's version
+      // (a cascaded SET NULL repair restores only the reference columns, so those are compared).
+      const fkCols = s.role === 'cascade' ? [...new Set(s.via.flatMap((fk) => fk.columns))].filter((c) => names.includes(c)) : [];
       const verify = await p.production.query(
-        `select count(*)::int as n from pitr_applied_${n} a
-           join pitr_src_${n} s on ${keyMatch(s.key, 'a', 's')}
-           join pitr_plan_${n} p on ${keyMatch(s.key, 'a', 'p')} and p.action = a.action
-           join ${t} t on ${keyMatch(s.key, 'a', 't')}
-          where a.action in ('insert', 'update') and exists (select 1 from unnest(case when a.action = 'insert' then array[${names.map((c) => `'${c.replace(/'/g, "''")}'`).join(', ')}]::text[] else p.cols end) c
-                  where (row_to_json(s)->>c) is distinct from (row_to_json(t)->>c))`,
+        s.role === 'root'
+          ? `select count(*)::int as n from pitr_applied_${n} a join pitr_src_${n} s on ${keyMatch(s.key, 'a', 's')}
+              where a.action in ('insert', 'update') and a.h is distinct from ${rowHash(names, 's')}`
+          : `select count(*)::int as n from pitr_applied_${n} a join pitr_src_${n} s on ${keyMatch(s.key, 'a', 's')} join ${t} t on ${keyMatch(s.key, 'a', 't')}
+              where (a.action = 'insert' and a.h is distinct from ${rowHash(names, 's')})
+                 or (a.action = 'update' and (${fkCols.map((c) => `t.${q(c)} is distinct from s.${q(c)}`).join(' or ') || 'false'}))`,
       );
       await bumpSequences(p.production, s);
       outcomes.push({

@@ -65,14 +65,12 @@ export async function undoRecovery(
     for (const tp of plan.tables) {
       const names = tp.columns.map((c) => c.name);
       const n = tp.n;
-      await client.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(tp.key)}, ''::text as action from ${tp.qualified} where false`);
+      await client.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(tp.key)}, ''::text as action, 0::int8 as h from ${tp.qualified} where false`);
       await client.query(`create temp table pitr_before_${n} on commit drop as select ${cols(names)} from ${tp.qualified} where false`);
-      await client.query(`create temp table pitr_after_${n} on commit drop as select ${cols(names)} from ${tp.qualified} where false`);
-      await copyFromFile(client, data(`${n}.applied`), `pitr_applied_${n}`, `${cols(tp.key)}, action`);
+      await copyFromFile(client, data(`${n}.applied`), `pitr_applied_${n}`, `${cols(tp.key)}, action, h`);
       await copyFromFile(client, data(`${n}.before`), `pitr_before_${n}`, cols(names));
-      await copyFromFile(client, data(`${n}.after`), `pitr_after_${n}`, cols(names));
       // Temp tables are never analyzed automatically; without statistics the planner picks nested loops.
-      for (const tmp of [`pitr_applied_${n}`, `pitr_before_${n}`, `pitr_after_${n}`]) await client.query(`create index on ${tmp} (${cols(tp.key)}); analyze ${tmp}`);
+      for (const tmp of [`pitr_applied_${n}`, `pitr_before_${n}`]) await client.query(`create index on ${tmp} (${cols(tp.key)}); analyze ${tmp}`);
       tables.set(n, { table: tp.table, remove: 0, restore: 0, reinsert: 0, conflicts: 0 });
     }
     // Pass 1, children first: delete what the recovery inserted, unless production changed it or
@@ -88,9 +86,8 @@ export async function undoRecovery(
             .map((l) => `not exists (select 1 from ${l.child.qualified} c where ${l.fk.columns.map((c, i) => `c.${q(c)} = t.${q(l.fk.refColumns[i]!)}`).join(' and ')})`)
         : [];
       const removed = await client.query(
-        `delete from ${tp.qualified} t using pitr_applied_${n} a, pitr_after_${n} f
-          where a.action = 'insert' and ${keyMatch(tp.key, 't', 'a')} and ${keyMatch(tp.key, 'f', 'a')}
-            and ${rowHash(names, 't')} = ${rowHash(names, 'f')} ${guards.map((g) => `and ${g}`).join(' ')}`,
+        `delete from ${tp.qualified} t using pitr_applied_${n} a
+          where a.action = 'insert' and ${keyMatch(tp.key, 't', 'a')} and ${rowHash(names, 't')} = a.h ${guards.map((g) => `and ${g}`).join(' ')}`,
       );
       tables.get(n)!.remove = removed.rowCount ?? 0;
     }
@@ -102,9 +99,8 @@ export async function undoRecovery(
       if (settable.length) {
         const restored = await client.query(
           `update ${tp.qualified} t set ${settable.map((c) => `${q(c)} = b.${q(c)}`).join(', ')}
-             from pitr_applied_${n} a, pitr_before_${n} b, pitr_after_${n} f
-            where a.action = 'update' and ${keyMatch(tp.key, 't', 'a')} and ${keyMatch(tp.key, 'b', 'a')} and ${keyMatch(tp.key, 'f', 'a')}
-              and ${rowHash(names, 't')} = ${rowHash(names, 'f')}`,
+             from pitr_applied_${n} a, pitr_before_${n} b
+            where a.action = 'update' and ${keyMatch(tp.key, 't', 'a')} and ${keyMatch(tp.key, 'b', 'a')} and ${rowHash(names, 't')} = a.h`,
         );
         tables.get(n)!.restore = restored.rowCount ?? 0;
       }
