@@ -25,6 +25,7 @@ import { CLI, runPitr, type CliRun } from '../test/support/cli.js';
 import { freeLoopbackPort } from '../src/system/ports.js';
 import { ensureServerDir, run } from '../src/system/process.js';
 import { logReason, serverPid, stopServer, writeServerFile } from '../src/system/postgres-server.js';
+import { cleanupOnSignal } from './support.js';
 
 const GOAL = 1.2;
 const USERS = 200_000;
@@ -133,12 +134,7 @@ function cleanup(): Promise<void> {
   })();
   return cleanedUp;
 }
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`\n${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+cleanupOnSignal(cleanup);
 
 /**
  * Outside every timed section: flush the previous round's dirty pages (a 150 MB copy that the

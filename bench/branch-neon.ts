@@ -40,6 +40,7 @@ import { join } from 'node:path';
 import { makeTempRoot, startCluster, switchAndArchiveWal, type TestCluster } from '../test/support/cluster.js';
 import { runPitr, type CliRun } from '../test/support/cli.js';
 import { startFakeNeon, type ApiOperation, type FakeNeon, type RecordedRequest } from '../test/fakes/neon/index.js';
+import { cleanupOnSignal } from './support.js';
 
 const LATENCIES_MS = [0, 50, 150];
 const OPERATION_MS = 2000;
@@ -239,12 +240,7 @@ function cleanup(): Promise<void> {
   })();
   return cleanedUp;
 }
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`\n${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+cleanupOnSignal(cleanup);
 
 try {
   console.log(`bench/branch-neon: ${ROUNDS} round(s) per latency, latencies ${LATENCIES_MS.join('/')} ms per HTTP response, operationMs ${OPERATION_MS}, ~${ROWS / 1000}k rows\n`);

@@ -40,6 +40,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import { startCluster, type TestCluster } from '../test/support/cluster.js';
 import { findTable, introspect, type TableInfo } from '../src/db/introspect.js';
 import { beginDiffSession, diffRows, endDiffSession, type RowDiffSummary } from '../src/diff/rows.js';
+import { cleanupOnSignal } from './support.js';
 
 const DEFAULT_ROWS = [1_000_000, 3_000_000];
 const CHANGE_FRACTION = 0.001;
@@ -509,12 +510,7 @@ function cleanup(): Promise<void> {
   })();
   return cleanedUp;
 }
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`\n${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+cleanupOnSignal(cleanup);
 
 const results: Result[] = [];
 const setup: Record<string, { loadSeconds: number; copy: string; copySeconds: number[]; tableMB: number }> = {};

@@ -43,6 +43,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startCluster, type TestCluster } from '../test/support/cluster.js';
 import { applyRecovery, planRecovery, type RecoverRequest, type RecoveryPlan, type RecoveryResult } from '../src/recover/engine.js';
 import { RunStore } from '../src/recover/runs.js';
+import { cleanupOnSignal } from './support.js';
 
 // --- settings ------------------------------------------------------------------------------
 
@@ -393,12 +394,7 @@ function cleanup(): Promise<void> {
   })();
   return cleanedUp;
 }
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    console.error(`\n${sig}: cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+cleanupOnSignal(cleanup);
 
 interface Round {
   round: number;
