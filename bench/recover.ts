@@ -66,6 +66,8 @@ function count(text: string, what: string, min: number): number {
 const ROWS = count(option('rows', 'BENCH_ROWS') ?? '1200000', '--rows / BENCH_ROWS', 2);
 const DELETED = count(option('deleted', 'BENCH_DELETED') ?? String(Math.min(1_000_000, Math.round((ROWS * 5) / 6))), '--deleted / BENCH_DELETED', 1);
 const ROUNDS = count(option('rounds', 'BENCH_ROUNDS') ?? '2', '--rounds / BENCH_ROUNDS', 1);
+/** `pitr recover --yes` plans inside the apply transaction; --two-phase measures plan, then apply (the confirmed-on-a-TTY path). */
+const TWO_PHASE = process.argv.includes('--two-phase') || process.env.BENCH_TWO_PHASE === '1';
 const GOAL = 0.6;
 if (DELETED >= ROWS) throw new Error(`--deleted (${DELETED}) must be below --rows (${ROWS})`);
 
@@ -327,9 +329,15 @@ async function runPitr(branchUrl: string, productionUrl: string): Promise<PitrRu
   let result: RecoveryResult;
   try {
     t0 = performance.now();
-    plan = await planRecovery(req, store, run);
-    t1 = performance.now();
-    result = await applyRecovery(req, plan, store, run);
+    if (TWO_PHASE) {
+      plan = await planRecovery(req, store, run);
+      t1 = performance.now();
+      result = await applyRecovery(req, plan, store, run);
+    } else {
+      t1 = t0;
+      result = await applyRecovery(req, null, store, run);
+      plan = result.plan;
+    }
     t2 = performance.now();
   } finally {
     recording = null;

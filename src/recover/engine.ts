@@ -135,7 +135,8 @@ async function stageSource(p: Prepared, s: TableSelection, n: number, where: str
     }
     throw err;
   }
-  await p.production.query(`create index on pitr_src_${n} (${cols(s.key)}); analyze pitr_src_${n}`);
+  // Statistics, not an index: the joins against it are hash joins.
+  await p.production.query(`analyze pitr_src_${n}`);
   return copied;
 }
 
@@ -198,6 +199,42 @@ function tablePlanOf(s: TableSelection, n: number): TablePlan {
  * live in a transaction that is rolled back). The plan rows are saved in the run directory, so
  * the apply step writes exactly what was planned and reports anything that moved since.
  */
+/** Builds `pitr_plan_<n>` for a staged table, counts it and saves it to the run directory. */
+async function computeTablePlan(p: Prepared, s: TableSelection, n: number, req: RecoverRequest, file: string): Promise<TablePlan> {
+  const plan = tablePlanOf(s, n);
+  await p.production.query(`create temp table pitr_plan_${n} on commit drop as ${planSql(s, n, req.mode, req.deleteExtra && s.role === 'root', req.where)}`);
+  await p.production.query(`analyze pitr_plan_${n}`);
+  const { rows } = await p.production.query(`select action, count(*)::int as n from pitr_plan_${n} group by action`);
+  for (const r of rows) plan[r.action as 'insert' | 'update' | 'delete'] = r.n;
+  const colCounts = await p.production.query(`select c, count(*)::int as n from pitr_plan_${n}, unnest(cols) c group by c order by 2 desc`);
+  for (const r of colCounts.rows) plan.updateColumns[r.c] = r.n;
+  await copyToFile(p.production, `select * from pitr_plan_${n}`, file);
+  return plan;
+}
+
+function wholePlan(run: RunState, req: RecoverRequest, tables: TablePlan[], deferred: string[], started: number): RecoveryPlan {
+  return {
+    runId: run.id,
+    mode: req.mode,
+    where: req.where ?? null,
+    cascade: req.cascade,
+    deleteExtra: req.deleteExtra,
+    tables,
+    deferred,
+    totals: {
+      insert: tables.reduce((a, t) => a + t.insert, 0),
+      update: tables.reduce((a, t) => a + t.update, 0),
+      delete: tables.reduce((a, t) => a + t.delete, 0),
+    },
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+/**
+ * Builds the plan without writing anything to production's tables (the staging temp tables
+ * live in a transaction that is rolled back). The plan rows are saved in the run directory, so
+ * the apply step writes exactly what was planned and reports anything that moved since.
+ */
 export async function planRecovery(req: RecoverRequest, store: RunStore, run: RunState): Promise<RecoveryPlan> {
   const started = Date.now();
   const p = await prepare(req, 'repeatable read');
@@ -205,33 +242,10 @@ export async function planRecovery(req: RecoverRequest, store: RunStore, run: Ru
     const tables: TablePlan[] = [];
     for (const [n, s] of p.selections.entries()) {
       req.onProgress?.({ phase: 'plan', message: `planning ${s.production.schema}.${s.production.name}`, fraction: n / p.selections.length });
-      const plan = tablePlanOf(s, n);
-      plan.candidates = await stageSource(p, s, n, req.where);
-      await p.production.query(`create temp table pitr_plan_${n} on commit drop as ${planSql(s, n, req.mode, req.deleteExtra && s.role === 'root', req.where)}`);
-      await p.production.query(`analyze pitr_plan_${n}`);
-      const { rows } = await p.production.query(`select action, count(*)::int as n from pitr_plan_${n} group by action`);
-      for (const r of rows) plan[r.action as 'insert' | 'update' | 'delete'] = r.n;
-      const colCounts = await p.production.query(`select c, count(*)::int as n from pitr_plan_${n}, unnest(cols) c group by c order by 2 desc`);
-      for (const r of colCounts.rows) plan.updateColumns[r.c] = r.n;
-      await copyToFile(p.production, `select * from pitr_plan_${n}`, join(store.dir(run.id), 'data', `${n}.plan`));
-      tables.push(plan);
+      const candidates = await stageSource(p, s, n, req.where);
+      tables.push({ ...(await computeTablePlan(p, s, n, req, join(store.dir(run.id), 'data', `${n}.plan`))), candidates });
     }
-    const totals = {
-      insert: tables.reduce((a, t) => a + t.insert, 0),
-      update: tables.reduce((a, t) => a + t.update, 0),
-      delete: tables.reduce((a, t) => a + t.delete, 0),
-    };
-    const plan: RecoveryPlan = {
-      runId: run.id,
-      mode: req.mode,
-      where: req.where ?? null,
-      cascade: req.cascade,
-      deleteExtra: req.deleteExtra,
-      tables,
-      deferred: p.deferred,
-      totals,
-      seconds: (Date.now() - started) / 1000,
-    };
+    const plan = wholePlan(run, req, tables, p.deferred, started);
     await store.writeJson(run.id, 'plan.json', plan);
     return plan;
   } finally {
@@ -245,7 +259,7 @@ export async function planRecovery(req: RecoverRequest, store: RunStore, run: Ru
  * the rows about to be overwritten or deleted and the rows about to be inserted are saved to
  * the run directory; the transaction id is recorded so an interrupted run can be settled.
  */
-export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, store: RunStore, run: RunState): Promise<RecoveryResult> {
+export async function applyRecovery(req: RecoverRequest, saved: RecoveryPlan | null, store: RunStore, run: RunState): Promise<RecoveryResult> {
   const started = Date.now();
   const p = await prepare(req, 'read committed');
   const data = (name: string) => join(store.dir(run.id), 'data', name);
@@ -255,19 +269,37 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
     run.txid = rows[0].txid;
     run.status = 'applying';
     await store.save(run);
-    if (plan.deferred.length) await p.production.query(`set constraints ${plan.deferred.map(q).join(', ')} deferred`);
+    const deferred = saved ? saved.deferred : p.deferred;
+    if (deferred.length) await p.production.query(`set constraints ${deferred.map(q).join(', ')} deferred`);
     const outcomes: TableOutcome[] = [];
-    for (const tp of plan.tables) {
-      const s = p.selections.find((x) => x.production.qualified === tp.qualified);
-      if (!s) throw new PitrError('plan_stale', `table ${tp.table} is no longer part of this recovery: plan again`);
-      const n = tp.n;
+    const planned: TablePlan[] = [];
+    let inlinePlanSeconds = 0;
+    // Without a saved plan (--yes), the plan is made inside this transaction: rows are staged once.
+    const work = saved
+      ? saved.tables.map((tp) => {
+          const s = p.selections.find((x) => x.production.qualified === tp.qualified);
+          if (!s) throw new PitrError('plan_stale', `table ${tp.table} is no longer part of this recovery: plan again`);
+          return { s, n: tp.n, tp: tp as TablePlan | null };
+        })
+      : p.selections.map((s, n) => ({ s, n, tp: null as TablePlan | null }));
+    for (const item of work) {
+      const { s, n } = item;
       const names = s.columns.map((c) => c.name);
       const t = s.production.qualified;
-      req.onProgress?.({ phase: 'apply', message: `recovering ${tp.table}`, fraction: n / plan.tables.length });
-      await stageSource(p, s, n, req.where);
-      await p.production.query(`create temp table pitr_plan_${n} on commit drop as select ${cols(s.key, 's')}, ''::text as action, 0::int8 as old_hash, '{}'::text[] as cols from pitr_src_${n} s where false`);
-      await copyFromFile(p.production, data(`${n}.plan`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, cols`);
-      await p.production.query(`create index on pitr_plan_${n} (${cols(s.key)}); analyze pitr_plan_${n}`);
+      req.onProgress?.({ phase: 'apply', message: `recovering ${s.production.schema}.${s.production.name}`, fraction: n / work.length });
+      const candidates = await stageSource(p, s, n, req.where);
+      let tp: TablePlan;
+      if (item.tp) {
+        tp = item.tp;
+        await p.production.query(`create temp table pitr_plan_${n} on commit drop as select ${cols(s.key, 's')}, ''::text as action, 0::int8 as old_hash, '{}'::text[] as cols from pitr_src_${n} s where false`);
+        await copyFromFile(p.production, data(`${n}.plan`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, cols`);
+        await p.production.query(`analyze pitr_plan_${n}`);
+      } else {
+        const planStarted = Date.now();
+        tp = { ...(await computeTablePlan(p, s, n, req, data(`${n}.plan`))), candidates };
+        inlinePlanSeconds += (Date.now() - planStarted) / 1000;
+      }
+      planned.push(tp);
       // Undo data first: what we are about to overwrite or delete, and what we are about to insert.
       await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in ('update', 'delete')`, data(`${n}.before`));
       // Each written row's hash as written: verification and undo compare against it.
@@ -340,6 +372,8 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
         verifiedMismatches: verify.rows[0].n,
       });
     }
+    const plan = saved ?? { ...wholePlan(run, req, planned, deferred, started), seconds: inlinePlanSeconds };
+    if (!saved) await store.writeJson(run.id, 'plan.json', plan);
     const mismatches = outcomes.reduce((a, o) => a + o.verifiedMismatches, 0);
     if (mismatches > 0) throw new PitrError('verify_failed', `verification failed: ${mismatches} recovered rows do not match the branch; nothing was changed`);
     await p.production.query('commit');
@@ -352,7 +386,7 @@ export async function applyRecovery(req: RecoverRequest, plan: RecoveryPlan, sto
       deleted: outcomes.reduce((a, o) => a + o.deleted, 0),
       conflicts: outcomes.reduce((a, o) => a + o.conflicts, 0),
     };
-    return { runId: run.id, plan, tables: outcomes, totals, verified: true, seconds: { plan: plan.seconds, apply: (Date.now() - started) / 1000 } };
+    return { runId: run.id, plan, tables: outcomes, totals, verified: true, seconds: { plan: plan.seconds, apply: (Date.now() - started) / 1000 - (saved ? 0 : plan.seconds) } };
   } catch (err) {
     run.status = 'failed';
     run.error = (err as Error).message;

@@ -40,6 +40,15 @@ export const register: CommandRunner = (program, run) => {
           deleteExtra: !!opts.deleteExtra,
           onProgress: (e: Parameters<typeof ctx.output.progress>[0]) => ctx.output.progress(e),
         };
+        const finish = async (result: RecoveryResult) => {
+          const report = renderResult(result, targets.branchLabel);
+          await store.writeJson(runState.id, 'report.json', result);
+          await store.writeText(runState.id, 'report.md', report);
+          ctx.output.result(result, () => report + `Report: ${store.dir(runState.id)}/report.md`);
+          return 0;
+        };
+        // Confirmed up front: plan and apply in one transaction, staging the branch rows once.
+        if (ctx.yes && !opts.dryRun) return finish(await applyRecovery(req, null, store, runState));
         const plan = await planRecovery(req, store, runState);
         const nothing = plan.totals.insert + plan.totals.update + plan.totals.delete === 0;
         if (opts.dryRun || nothing) {
@@ -48,18 +57,13 @@ export const register: CommandRunner = (program, run) => {
           ctx.output.result({ dryRun: !!opts.dryRun, plan }, (p) => `${renderPlan(p.plan, targets.branchLabel)}\n\n${nothing ? 'Nothing to recover: production already has these rows.' : 'Dry run: nothing was changed.'}`);
           return 0;
         }
-        if (!ctx.yes) {
+        {
           const db = databaseName(targets.productionUrl);
           if (!ctx.interactive) throw refused('confirmation_required', `recovering into production needs confirmation: pass --yes (or run on a terminal and type the database name); the plan is saved as ${runState.id}`);
           ctx.output.note(renderPlan(plan, targets.branchLabel));
           await confirmByTyping(db, `Type the production database name (${db}) to apply this plan`);
         }
-        const result: RecoveryResult = await applyRecovery(req, plan, store, runState);
-        const report = renderResult(result, targets.branchLabel);
-        await store.writeJson(runState.id, 'report.json', result);
-        await store.writeText(runState.id, 'report.md', report);
-        ctx.output.result(result, () => report + `Report: ${store.dir(runState.id)}/report.md`);
-        return 0;
+        return finish(await applyRecovery(req, plan, store, runState));
       }),
     );
 
