@@ -13,6 +13,8 @@ describe('pitr recover survives kill -9', () => {
   let env: Record<string, string>;
   let before: Record<string, string>;
   let after: Record<string, string>;
+  /** How long an uninterrupted run takes here: kills are drawn inside it. */
+  let fullMs = 2000;
   const args = ['recover', 'items', '--where', 'id <= 40000', '--cascade', '--yes', '--json'];
 
   function killedRun(delayMs: number): Promise<{ code: number | null; signal: string | null }> {
@@ -51,7 +53,9 @@ describe('pitr recover survives kill -9', () => {
     const branch = await runPitr(['--at', t1, '--name', 'kill-test'], env);
     expect(branch.code, branch.stderr).toBe(0);
     before = await tableChecksums(prod.url);
+    const fullStarted = Date.now();
     const full = await runPitr(args, env);
+    fullMs = Date.now() - fullStarted;
     expect(full.code, full.stderr).toBe(0);
     expect(full.json.totals.inserted).toBe(80000);
     after = await tableChecksums(prod.url);
@@ -67,9 +71,9 @@ describe('pitr recover survives kill -9', () => {
 
   it('12 random kills: every time, all tables equal either the state before or the state after', async () => {
     const outcomes: string[] = [];
-    // Spread over start-up, planning, staging, writing and commit.
+    // Drawn over the length of a whole run: start-up, staging, planning, writing and commit.
     for (let trial = 0; trial < 12; trial++) {
-      const delay = 250 + Math.floor(Math.random() * 2500);
+      const delay = 200 + Math.floor(Math.random() * Math.max(200, fullMs - 200));
       const { signal } = await killedRun(delay);
       const now = await tableChecksums(prod.url);
       const state = JSON.stringify(now) === JSON.stringify(before) ? 'before' : JSON.stringify(now) === JSON.stringify(after) ? 'after' : 'MIXED';
