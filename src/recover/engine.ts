@@ -144,14 +144,18 @@ async function stageSource(p: Prepared, s: TableSelection, n: number, where: str
 function planSql(s: TableSelection, n: number, mode: RecoverMode, deleteExtra: boolean, where: string | undefined): string {
   const names = s.columns.map((c) => c.name);
   const t = s.production.qualified;
-  const parts = [`select ${cols(s.key, 's')}, 'insert'::text as action, null::int8 as old_hash, null::text[] as cols from pitr_src_${n} s where not exists (select 1 from ${t} t where ${keyMatch(s.key, 't', 's')})`];
+  // new_hash: the hash the inserted row will have, so the insert can be verified in aggregate.
+  const parts = [
+    `select ${cols(s.key, 's')}, 'insert'::text as action, null::int8 as old_hash, ${rowHash(names, 's')} as new_hash, null::text[] as cols
+       from pitr_src_${n} s where not exists (select 1 from ${t} t where ${keyMatch(s.key, 't', 's')})`,
+  ];
   const changedCols = (candidates: string[], cond: (c: string) => string) =>
     `array_remove(array[${candidates.map((c) => `case when ${cond(c)} then ${`'${c.replace(/'/g, "''")}'`} end`).join(', ')}]::text[], null)`;
   if (s.role === 'root' && mode !== 'missing') {
     const settable = s.columns.filter((c) => c.identity !== 'always' && !s.key.includes(c.name)).map((c) => c.name);
     if (settable.length) {
       parts.push(
-        `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, ${changedCols(settable, (c) => `s.${q(c)}::text is distinct from t.${q(c)}::text`)}
+        `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null, ${changedCols(settable, (c) => `s.${q(c)}::text is distinct from t.${q(c)}::text`)}
            from pitr_src_${n} s join ${t} t on ${keyMatch(s.key, 't', 's')}
           where row(${cols(settable, 's')})::text is distinct from row(${cols(settable, 't')})::text`,
       );
@@ -162,7 +166,7 @@ function planSql(s: TableSelection, n: number, mode: RecoverMode, deleteExtra: b
     const fkCols = [...new Set(s.via.flatMap((fk) => fk.columns))].filter((c) => s.columns.some((x) => x.name === c) && !s.key.includes(c));
     if (fkCols.length) {
       parts.push(
-        `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, ${changedCols(fkCols, (c) => `t.${q(c)} is null and s.${q(c)} is not null`)}
+        `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null, ${changedCols(fkCols, (c) => `t.${q(c)} is null and s.${q(c)} is not null`)}
            from pitr_src_${n} s join ${t} t on ${keyMatch(s.key, 't', 's')}
           where ${fkCols.map((c) => `(t.${q(c)} is null and s.${q(c)} is not null)`).join(' or ')}`,
       );
@@ -170,7 +174,7 @@ function planSql(s: TableSelection, n: number, mode: RecoverMode, deleteExtra: b
   }
   if (s.role === 'root' && deleteExtra) {
     parts.push(
-      `select ${cols(s.key, 't')}, 'delete', ${rowHash(names, 't')}, null::text[] from ${t} t
+      `select ${cols(s.key, 't')}, 'delete', ${rowHash(names, 't')}, null, null::text[] from ${t} t
         where ${where ? `(${where})` : 'true'} and not exists (select 1 from pitr_src_${n} s where ${keyMatch(s.key, 't', 's')})`,
     );
   }
@@ -291,8 +295,10 @@ export async function applyRecovery(req: RecoverRequest, saved: RecoveryPlan | n
       let tp: TablePlan;
       if (item.tp) {
         tp = item.tp;
-        await p.production.query(`create temp table pitr_plan_${n} on commit drop as select ${cols(s.key, 's')}, ''::text as action, 0::int8 as old_hash, '{}'::text[] as cols from pitr_src_${n} s where false`);
-        await copyFromFile(p.production, data(`${n}.plan`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, cols`);
+        await p.production.query(
+          `create temp table pitr_plan_${n} on commit drop as select ${cols(s.key, 's')}, ''::text as action, 0::int8 as old_hash, 0::int8 as new_hash, '{}'::text[] as cols from pitr_src_${n} s where false`,
+        );
+        await copyFromFile(p.production, data(`${n}.plan`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, new_hash, cols`);
         await p.production.query(`analyze pitr_plan_${n}`);
       } else {
         const planStarted = Date.now();
@@ -307,13 +313,27 @@ export async function applyRecovery(req: RecoverRequest, saved: RecoveryPlan | n
       const insertable = names;
       const writtenHash = `hashtextextended(row(${cols(names)})::text, 0)`;
       const overriding = s.columns.some((c) => c.identity === 'always') ? ' overriding system value' : '';
-      await p.production.query(
+      // Inserts report only a count and a hash sum: written row by row into a temp table they
+      // would cost more than the insert itself. When both match the plan, every planned row
+      // was inserted exactly as the branch has it.
+      const inserted = await p.production.query(
         `with ins as (
            insert into ${t} (${cols(insertable)})${overriding}
            select ${cols(insertable, 's')} from pitr_src_${n} s join pitr_plan_${n} p on ${keyMatch(s.key, 's', 'p')} and p.action = 'insert'
-           on conflict do nothing returning ${cols(s.key)}, ${writtenHash} as h)
-         insert into pitr_applied_${n} select ${cols(s.key)}, 'insert', h from ins`,
+           on conflict do nothing returning ${writtenHash} as h)
+         select count(*)::int as n, coalesce(sum(h), 0)::text as h from ins`,
       );
+      const plannedInserts = await p.production.query(`select count(*)::int as n, coalesce(sum(new_hash), 0)::text as h from pitr_plan_${n} where action = 'insert'`);
+      const insertsExact = inserted.rows[0].n === plannedInserts.rows[0].n && inserted.rows[0].h === plannedInserts.rows[0].h;
+      if (!insertsExact) {
+        // Some planned rows were not inserted (conflicts) or were changed on the way in (a trigger):
+        // find exactly the rows this transaction inserted.
+        await p.production.query(
+          `insert into pitr_applied_${n}
+           select ${cols(s.key, 'p')}, 'insert', ${rowHash(names, 't')} from pitr_plan_${n} p join ${t} t on ${keyMatch(s.key, 't', 'p')}
+            where p.action = 'insert' and t.xmin = pg_current_xact_id()::xid`,
+        );
+      }
       const settable = s.columns.filter((c) => c.identity !== 'always' && !s.key.includes(c.name)).map((c) => c.name);
       if (settable.length && tp.update > 0) {
         await p.production.query(
@@ -335,9 +355,13 @@ export async function applyRecovery(req: RecoverRequest, saved: RecoveryPlan | n
         );
       }
       await p.production.query(`create index on pitr_applied_${n} (${cols(s.key)}); analyze pitr_applied_${n}`);
-      await copyToFile(p.production, `select * from pitr_applied_${n}`, data(`${n}.applied`));
+      await copyToFile(
+        p.production,
+        insertsExact ? `select * from pitr_applied_${n} union all select ${cols(s.key)}, 'insert', new_hash from pitr_plan_${n} where action = 'insert'` : `select * from pitr_applied_${n}`,
+        data(`${n}.applied`),
+      );
       const counts = (await p.production.query(`select action, count(*)::int as n from pitr_applied_${n} group by action`)).rows;
-      const count = (a: string) => counts.find((r) => r.action === a)?.n ?? 0;
+      const count = (a: string) => (a === 'insert' && insertsExact ? tp.insert : (counts.find((r) => r.action === a)?.n ?? 0));
       // Conflicts are planned rows that were not written: none when every count matches the plan.
       const allApplied = count('insert') === tp.insert && count('update') === tp.update && count('delete') === tp.delete;
       const conflicts = allApplied ? { rows: [], rowCount: 0 } : await p.production.query(
@@ -348,7 +372,8 @@ export async function applyRecovery(req: RecoverRequest, saved: RecoveryPlan | n
            from pitr_plan_${n} p
            cross join lateral (select ${cols(s.key, 'p')}) k
            left join ${t} t on ${keyMatch(s.key, 't', 'p')}
-          where not exists (select 1 from pitr_applied_${n} a where ${keyMatch(s.key, 'a', 'p')} and a.action = p.action)`,
+          where not exists (select 1 from pitr_applied_${n} a where ${keyMatch(s.key, 'a', 'p')} and a.action = p.action)
+            ${insertsExact ? `and p.action <> 'insert'` : ''}`,
       );
       // Verification inside the transaction: every row as written equals the branch's version
       // (a cascaded SET NULL repair restores only the reference columns, so those are compared).

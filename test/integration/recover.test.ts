@@ -182,6 +182,21 @@ describe('pitr recover', () => {
     expect(await tableChecksums(branchUrl)).toEqual(branchBefore);
   });
 
+  it('a trigger that changes rows on the way in fails verification: rolled back, nothing changed', async () => {
+    await prod.query(`delete from comics where id = 77`);
+    await prod.query(`create function pitr_test_mangle() returns trigger language plpgsql as $$ begin new.title := 'mangled'; return new; end $$;
+                      create trigger mangle before insert on comics for each row execute function pitr_test_mangle()`);
+    try {
+      const before = await tableChecksums(prod.url);
+      const r = await runPitr(['recover', 'comics', '--where', 'id = 77', '--yes'], env);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('verification failed: 1 recovered rows do not match the branch; nothing was changed');
+      expect(await tableChecksums(prod.url)).toEqual(before);
+    } finally {
+      await prod.query(`drop trigger mangle on comics; drop function pitr_test_mangle()`);
+    }
+  });
+
   it('refuses tables without a key before any work', async () => {
     await prod.query(`create table if not exists logs(line text)`);
     const r = await runPitr(['recover', 'nosuch', '--yes'], env);
