@@ -15,6 +15,7 @@ import * as restore from './commands/restore.js';
 import * as previewCommand from './commands/preview.js';
 import * as diffCommand from './commands/diff.js';
 import * as recoverCommand from './commands/recover.js';
+import * as playbookCommand from './commands/playbook.js';
 
 export type Action<O, A extends unknown[]> = (ctx: CommandContext, options: O, ...args: A) => Promise<number>;
 /** Wraps a command handler: builds its context, runs it, and records its exit code. */
@@ -81,7 +82,7 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     }),
   );
 
-  for (const module of [branchCreate, branches, previewCommand, diffCommand, recoverCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
+  for (const module of [branchCreate, branches, previewCommand, diffCommand, recoverCommand, playbookCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
   return program;
 }
 

@@ -178,6 +178,17 @@ describe('bad input is refused before any work (exit 2)', () => {
     }
   });
 
+  it('playbooks: list, validate, and a broken one names its line and YAML path', async () => {
+    const list = await runPitr(['playbook', 'list', '--json'], {}, { cwd: dir });
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.json.playbooks.map((p: { name: string }) => p.name)).toContain('accidental-deletion');
+    expect((await runPitr(['playbook', 'validate', 'accidental-deletion'], {}, { cwd: dir })).code).toBe(0);
+    await writeFile(join(dir, 'bad.yaml'), 'name: x\nsteps:\n  - type: recover\n    with: { tables: [a], mode: deleted }\n');
+    const bad = await runPitr(['playbook', 'validate', join(dir, 'bad.yaml')], {}, { cwd: dir });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('bad.yaml:4:32 steps[0].with.mode: Invalid option: expected one of "missing"|"changed"|"all"');
+  });
+
   it('a bad DATABASE_URL names the variable', async () => {
     const r = await runPitr(['status'], { DATABASE_URL: 'mysql://x' }, { cwd: dir });
     expect(r.code).toBe(2);

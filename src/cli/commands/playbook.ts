@@ -1,0 +1,60 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { badInput } from '../../errors.js';
+import { loadPlaybook } from '../../playbooks/load.js';
+import { renderTable } from '../output.js';
+import type { CommandRunner } from '../program.js';
+
+/** Playbooks shipped with pitr live in the package's playbooks/ folder. */
+const SHIPPED = fileURLToPath(new URL('../../../playbooks/', import.meta.url));
+
+async function shipped(): Promise<string[]> {
+  return (await readdir(SHIPPED).catch(() => [] as string[])).filter((f) => f.endsWith('.yaml')).map((f) => f.replace(/\.yaml$/, '')).sort();
+}
+
+/** A shipped playbook by name, or a file path. */
+async function locate(nameOrFile: string): Promise<string> {
+  if (/[/\\]|\.ya?ml$/.test(nameOrFile)) return nameOrFile;
+  if ((await shipped()).includes(nameOrFile)) return join(SHIPPED, `${nameOrFile}.yaml`);
+  throw badInput('unknown_playbook', `no playbook "${nameOrFile}" (shipped: ${(await shipped()).join(', ') || 'none'}); give a file path for your own`);
+}
+
+export const register: CommandRunner = (program, run) => {
+  const playbook = program.command('playbook').description('scripted incident runbooks (YAML)');
+  playbook
+    .command('list', { isDefault: true })
+    .description('the playbooks shipped with pitr')
+    .action(
+      run(async (ctx) => {
+        const list = await Promise.all((await shipped()).map(async (name) => loadPlaybook(join(SHIPPED, `${name}.yaml`))));
+        ctx.output.result({ playbooks: list.map((p) => ({ name: p.name, description: p.description ?? null, inputs: Object.keys(p.inputs), steps: p.steps.length })) }, (d) =>
+          renderTable([['NAME', 'INPUTS', 'STEPS', 'DESCRIPTION'], ...d.playbooks.map((p) => [p.name, p.inputs.join(', '), String(p.steps), (p.description ?? '').trim().split('\n')[0]!.slice(0, 80)])]),
+        );
+        return 0;
+      }),
+    );
+  playbook
+    .command('show <playbook>')
+    .description('print a playbook (shipped name or file)')
+    .action(
+      run<Record<string, never>, [string]>(async (ctx, _opts, name) => {
+        const file = await locate(name);
+        const parsed = await loadPlaybook(file);
+        const text = await readFile(file, 'utf8');
+        ctx.output.result({ file, playbook: parsed }, () => text);
+        return 0;
+      }),
+    );
+  playbook
+    .command('validate <file>')
+    .description('check a playbook: every mistake is reported with its line and YAML path (exit 2)')
+    .action(
+      run<Record<string, never>, [string]>(async (ctx, _opts, name) => {
+        const file = await locate(name);
+        const parsed = await loadPlaybook(file);
+        ctx.output.result({ file, valid: true, name: parsed.name, inputs: Object.keys(parsed.inputs), steps: parsed.steps.map((s) => s.type) }, (d) => `${d.file}: valid playbook "${d.name}" (${d.steps.length} steps: ${d.steps.join(' → ')})`);
+        return 0;
+      }),
+    );
+};

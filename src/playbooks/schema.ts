@@ -1,0 +1,68 @@
+import { z } from 'zod';
+
+/**
+ * A playbook: named inputs and an ordered list of steps of registered types. Values may refer to
+ * inputs and to earlier steps' outputs with `${{ inputs.name }}` / `${{ steps.id.field }}`.
+ */
+const identifier = z.string().regex(/^[a-z][a-z0-9_-]*$/i, 'must start with a letter and hold only letters, digits, - and _');
+const text = z.string().min(1);
+
+export const InputSchema = z.strictObject({
+  type: z.enum(['string', 'time', 'number', 'boolean', 'list']),
+  description: z.string().optional(),
+  required: z.boolean().default(false),
+  default: z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]).optional(),
+});
+
+const base = { id: identifier.optional(), name: z.string().optional() };
+
+export const StepSchema = z.discriminatedUnion('type', [
+  z.strictObject({ ...base, type: z.literal('create-branch'), with: z.strictObject({ at: text, ttl: text.optional(), name: text.optional() }) }),
+  z.strictObject({
+    ...base,
+    type: z.literal('preview'),
+    with: z.strictObject({ branch: text.optional(), tables: z.array(text).optional(), schemaOnly: z.boolean().optional() }).default({}),
+  }),
+  z.strictObject({
+    ...base,
+    type: z.literal('diff'),
+    with: z.strictObject({ table: text, branch: text.optional(), where: z.string().optional(), limit: z.number().int().positive().optional() }),
+  }),
+  z.strictObject({
+    ...base,
+    type: z.literal('recover'),
+    with: z.strictObject({
+      tables: z.array(text).min(1),
+      branch: text.optional(),
+      mode: z.enum(['missing', 'changed', 'all']).default('missing'),
+      where: z.string().optional(),
+      cascade: z.boolean().default(false),
+      deleteExtra: z.boolean().default(false),
+    }),
+  }),
+  z.strictObject({ ...base, type: z.literal('restore-in-place'), with: z.strictObject({ at: text, preserveAs: text.optional() }) }),
+  z.strictObject({
+    ...base,
+    type: z.literal('check'),
+    with: z.strictObject({
+      on: z.enum(['branch', 'production']),
+      branch: text.optional(),
+      sql: text,
+      expect: z.union([z.string(), z.number(), z.boolean(), z.null()]),
+    }),
+  }),
+  z.strictObject({ ...base, type: z.literal('confirm'), with: z.strictObject({ message: text }) }),
+  z.strictObject({ ...base, type: z.literal('report'), with: z.strictObject({ title: text.optional() }).default({}) }),
+]);
+
+export const PlaybookSchema = z.strictObject({
+  name: identifier,
+  description: z.string().optional(),
+  inputs: z.record(identifier, InputSchema).default({}),
+  steps: z.array(StepSchema).min(1, 'a playbook needs at least one step'),
+});
+
+export type Playbook = z.infer<typeof PlaybookSchema>;
+export type PlaybookStep = z.infer<typeof StepSchema>;
+export type PlaybookInput = z.infer<typeof InputSchema>;
+export const STEP_TYPES = ['create-branch', 'preview', 'diff', 'recover', 'restore-in-place', 'check', 'confirm', 'report'] as const;
