@@ -26,7 +26,14 @@ export const StepSchema = z.discriminatedUnion('type', [
   z.strictObject({
     ...base,
     type: z.literal('diff'),
-    with: z.strictObject({ table: text, branch: text.optional(), where: z.string().optional(), limit: z.number().int().positive().optional() }),
+    with: z.strictObject({
+      table: text,
+      branch: text.optional(),
+      where: z.string().optional(),
+      limit: z.number().int().positive().optional(),
+      /** Fail the step (and the playbook) when production still lacks rows: the verification after a recovery. */
+      failIfMissing: z.boolean().default(false),
+    }),
   }),
   z.strictObject({
     ...base,

@@ -47,6 +47,49 @@ export const register: CommandRunner = (program, run) => {
       }),
     );
   playbook
+    .command('run <playbook>')
+    .description('run a playbook (shipped name or file): every step timed, a JSON and Markdown report, the measured RTO')
+    .option('--set <key=value>', 'an input value (repeatable)', (v: string, all: string[] = []) => [...all, v])
+    .option('--dry-run', 'plan every step and change nothing')
+    .action(
+      run<{ set?: string[]; dryRun?: boolean }, [string]>(async (ctx, opts, name) => {
+        const { resolveInputs, runPlaybook } = await import('../../playbooks/run.js');
+        const parsed = await loadPlaybook(await locate(name));
+        const given: Record<string, string> = {};
+        for (const pair of opts.set ?? []) {
+          const eq = pair.indexOf('=');
+          if (eq <= 0) throw badInput('bad_set', `--set takes key=value (got "${pair}")`);
+          given[pair.slice(0, eq)] = pair.slice(eq + 1);
+        }
+        if (ctx.interactive) {
+          // On a terminal, ask for what --set did not give.
+          const { input } = await import('@inquirer/prompts');
+          for (const [key, spec] of Object.entries(parsed.inputs)) {
+            if (given[key] === undefined && spec.default === undefined) given[key] = await input({ message: `${key} (${spec.type})${spec.description ? `: ${spec.description}` : ''}` });
+          }
+        }
+        const inputs = resolveInputs(parsed, given, ctx.config.timezone);
+        const provider = await ctx.provider();
+        const report = await runPlaybook(parsed, inputs, {
+          provider,
+          workDir: ctx.config.workDir,
+          dryRun: !!opts.dryRun,
+          yes: ctx.yes,
+          ...(ctx.config.timezone && { timeZone: ctx.config.timezone }),
+          ...(ctx.interactive && {
+            confirm: async (message: string) => (await import('@inquirer/prompts')).confirm({ message, default: false }),
+          }),
+          onProgress: (e) => ctx.output.progress(e),
+          onStep: (s) => ctx.output.note(`${s.status === 'ok' ? '✓' : s.status === 'failed' ? '✗' : '-'} ${s.index + 1}. ${s.id ?? s.type} (${s.seconds.toFixed(1)} s)${s.error ? `: ${s.error}` : ''}`),
+        });
+        const { renderPlaybookReport } = await import('../../playbooks/run.js');
+        ctx.output.result(report, (r) => `${renderPlaybookReport(r)}Report: ${r.dir}/report.md`);
+        const failure = report.steps.find((s) => s.status === 'failed');
+        if (failure && /confirmation|not confirmed/.test(failure.error ?? '')) return 3;
+        return report.status === 'ok' ? 0 : 1;
+      }),
+    );
+  playbook
     .command('validate <file>')
     .description('check a playbook: every mistake is reported with its line and YAML path (exit 2)')
     .action(

@@ -1,0 +1,287 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { badInput, PitrError, refused } from '../errors.js';
+import { withClient } from '../db/connect.js';
+import { openDiffSessions, preview, resolveTable } from '../diff/preview.js';
+import { diffRows, type RowDifference } from '../diff/rows.js';
+import { applyRecovery, planRecovery } from '../recover/engine.js';
+import { renderResult } from '../recover/report.js';
+import { RunStore } from '../recover/runs.js';
+import type { ProgressSink, Provider } from '../providers/types.js';
+import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index.js';
+import type { Playbook, PlaybookStep } from './schema.js';
+
+export type InputValue = string | number | boolean | string[];
+
+export interface PlaybookRunOptions {
+  provider: Provider;
+  workDir: string;
+  dryRun: boolean;
+  yes: boolean;
+  timeZone?: string;
+  /** Asks the user; undefined when prompts are not allowed (no TTY, --no-input). */
+  confirm?: (message: string) => Promise<boolean>;
+  onProgress?: ProgressSink;
+  onStep?: (step: StepRecord) => void;
+}
+
+export interface StepRecord {
+  index: number;
+  id: string | null;
+  type: PlaybookStep['type'];
+  status: 'ok' | 'failed' | 'skipped';
+  startedAt: string;
+  endedAt: string;
+  seconds: number;
+  outputs: Record<string, unknown>;
+  error?: string;
+}
+
+export interface PlaybookReport {
+  id: string;
+  playbook: string;
+  inputs: Record<string, InputValue>;
+  dryRun: boolean;
+  status: 'ok' | 'failed';
+  startedAt: string;
+  endedAt: string;
+  /** From the start of the run to the end of the last step that changed or verified production. */
+  rtoSeconds: number | null;
+  steps: StepRecord[];
+  dir: string;
+}
+
+/** Input values from --set (text) and defaults, typed; a missing required input is exit 2. */
+export function resolveInputs(playbook: Playbook, given: Record<string, string>, timeZone?: string): Record<string, InputValue> {
+  const unknown = Object.keys(given).filter((k) => !(k in playbook.inputs));
+  if (unknown.length) throw badInput('unknown_input', `playbook ${playbook.name} has no input ${unknown.join(', ')} (inputs: ${Object.keys(playbook.inputs).join(', ') || 'none'})`);
+  const out: Record<string, InputValue> = {};
+  for (const [name, spec] of Object.entries(playbook.inputs)) {
+    const raw = given[name];
+    if (raw === undefined) {
+      if (spec.default !== undefined) out[name] = spec.default;
+      else if (spec.required) throw badInput('missing_input', `playbook ${playbook.name} needs --set ${name}=<${spec.type}>${spec.description ? ` (${spec.description})` : ''}`);
+      continue;
+    }
+    switch (spec.type) {
+      case 'time':
+        parsePointInTime(raw, { ...(timeZone && { timeZone }) });
+        out[name] = raw;
+        break;
+      case 'number':
+        if (!Number.isFinite(Number(raw))) throw badInput('bad_input', `input ${name} must be a number (got "${raw}")`);
+        out[name] = Number(raw);
+        break;
+      case 'boolean':
+        if (!/^(true|false|yes|no)$/i.test(raw)) throw badInput('bad_input', `input ${name} must be true or false (got "${raw}")`);
+        out[name] = /^(true|yes)$/i.test(raw);
+        break;
+      case 'list':
+        out[name] = raw.split(',').map((v) => v.trim()).filter(Boolean);
+        break;
+      default:
+        out[name] = raw;
+    }
+  }
+  return out;
+}
+
+const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
+
+/** Replaces `${{ inputs.x }}` and `${{ steps.id.field }}` in every string of a step's `with`. */
+export function interpolate<T>(value: T, inputs: Record<string, InputValue>, steps: Record<string, Record<string, unknown>>): T {
+  if (typeof value === 'string') {
+    return value.replace(REFERENCE, (_m, ref: string) => {
+      const [scope, name, field] = ref.split('.');
+      const v = scope === 'inputs' ? inputs[name!] : steps[name!]?.[field!];
+      if (v === undefined) throw new PitrError('playbook_reference', `\${{ ${ref} }} has no value at this point`);
+      return Array.isArray(v) ? v.join(',') : String(v);
+    }) as T;
+  }
+  if (Array.isArray(value)) return value.map((v) => interpolate(v, inputs, steps)) as T;
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, inputs, steps)])) as T;
+  return value;
+}
+
+async function branchUrlOf(provider: Provider, branch: string | undefined): Promise<string> {
+  if (branch && /^postgres(ql)?:\/\//.test(branch)) return branch;
+  if (branch) return provider.connectionString(branch);
+  const newest = (await provider.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
+  if (!newest) throw new PitrError('no_branch', 'no recovery branch: add a create-branch step first');
+  return provider.connectionString(newest.id);
+}
+
+/**
+ * Runs a playbook's steps in order. Every step is timed; the first failure stops the run; the
+ * report (JSON + Markdown) is written whatever happens.
+ */
+export async function runPlaybook(playbook: Playbook, inputs: Record<string, InputValue>, options: PlaybookRunOptions): Promise<PlaybookReport> {
+  const started = new Date();
+  const id = `${playbook.name}-${formatCompactUtc(started)}-${randomBytes(2).toString('hex')}`;
+  const dir = join(options.workDir, 'playbook-runs', id);
+  await mkdir(dir, { recursive: true });
+  const outputs: Record<string, Record<string, unknown>> = {};
+  const records: StepRecord[] = [];
+  let lastProductionStepEnd: number | null = null;
+  let failed = false;
+  for (const [index, rawStep] of playbook.steps.entries()) {
+    const stepStarted = Date.now();
+    const record: StepRecord = { index, id: rawStep.id ?? null, type: rawStep.type, status: 'ok', startedAt: new Date(stepStarted).toISOString(), endedAt: '', seconds: 0, outputs: {} };
+    if (failed) {
+      record.status = 'skipped';
+    } else {
+      try {
+        const step = { ...rawStep, with: interpolate(rawStep.with, inputs, outputs) } as PlaybookStep;
+        options.onProgress?.({ phase: 'playbook', message: `step ${index + 1}/${playbook.steps.length}: ${step.name ?? step.id ?? step.type}` });
+        record.outputs = await runStep(step, options);
+        if (['recover', 'restore-in-place', 'check'].includes(step.type) || (step.type === 'diff' && step.with.failIfMissing)) lastProductionStepEnd = Date.now();
+      } catch (err) {
+        record.status = 'failed';
+        record.error = (err as Error).message;
+        failed = true;
+      }
+    }
+    record.endedAt = new Date().toISOString();
+    record.seconds = (Date.now() - stepStarted) / 1000;
+    if (rawStep.id) outputs[rawStep.id] = record.outputs;
+    records.push(record);
+    options.onStep?.(record);
+  }
+  const report: PlaybookReport = {
+    id,
+    playbook: playbook.name,
+    inputs,
+    dryRun: options.dryRun,
+    status: failed ? 'failed' : 'ok',
+    startedAt: started.toISOString(),
+    endedAt: new Date().toISOString(),
+    rtoSeconds: lastProductionStepEnd === null || failed ? null : (lastProductionStepEnd - started.getTime()) / 1000,
+    steps: records,
+    dir,
+  };
+  await writeFile(join(dir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  await writeFile(join(dir, 'report.md'), renderPlaybookReport(report));
+  return report;
+}
+
+async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Record<string, unknown>> {
+  const provider = o.provider;
+  switch (step.type) {
+    case 'create-branch': {
+      const at = parsePointInTime(step.with.at, { ...(o.timeZone && { timeZone: o.timeZone }) });
+      if (o.dryRun) return { dryRun: true, target: step.with.at };
+      const b = await provider.createRecoveryBranch(at, {
+        ttlMs: parseDuration(step.with.ttl ?? '24h'),
+        ...(step.with.name && { name: step.with.name }),
+        ...(o.onProgress && { onProgress: o.onProgress }),
+      });
+      return { id: b.id, name: b.name, target: b.target, secondsToQueryable: b.secondsToQueryable };
+    }
+    case 'preview': {
+      if (o.dryRun) return { dryRun: true };
+      const sessions = await openDiffSessions(await branchUrlOf(provider, step.with.branch), await provider.productionUrl());
+      try {
+        const p = await preview(sessions, { ...(step.with.tables && { tables: step.with.tables }), schemaOnly: !!step.with.schemaOnly });
+        return {
+          schemaIdentical: p.schema.identical,
+          tables: p.tables.map((t) => ({ table: t.table, missing: t.missing, changed: t.changed, extra: t.extra })),
+          missing: p.tables.reduce((a, t) => a + t.missing, 0),
+          changed: p.tables.reduce((a, t) => a + t.changed, 0),
+        };
+      } finally {
+        await sessions.close();
+      }
+    }
+    case 'diff': {
+      if (o.dryRun) return { dryRun: true };
+      const sessions = await openDiffSessions(await branchUrlOf(provider, step.with.branch), await provider.productionUrl());
+      try {
+        const t = resolveTable(sessions, step.with.table);
+        const sample: RowDifference[] = [];
+        const where = step.with.where && step.with.where.trim() !== '' ? step.with.where : undefined;
+        const s = await diffRows({
+          branch: sessions.branch,
+          production: sessions.production,
+          branchTable: t.branch,
+          productionTable: t.production,
+          ...(where !== undefined && { where }),
+          onDifference: (d) => void (sample.length < (step.with.limit ?? 20) && sample.push(d)),
+        });
+        if (step.with.failIfMissing && s.missing > 0) throw new PitrError('verify_failed', `${s.table}: ${s.missing} rows are still missing in production`);
+        return { table: s.table, missing: s.missing, changed: s.changed, extra: s.extra, sample };
+      }  finally {
+        await sessions.close();
+      }
+    }
+    case 'recover': {
+      const store = new RunStore(o.workDir);
+      const run = await store.create('recover');
+      const where = step.with.where && step.with.where.trim() !== '' ? step.with.where : undefined;
+      const req = {
+        branchUrl: await branchUrlOf(provider, step.with.branch),
+        productionUrl: await provider.productionUrl(),
+        tables: step.with.tables,
+        mode: step.with.mode,
+        ...(where !== undefined && { where }),
+        cascade: step.with.cascade,
+        deleteExtra: step.with.deleteExtra,
+        ...(o.onProgress && { onProgress: o.onProgress }),
+      };
+      if (o.dryRun) {
+        const plan = await planRecovery(req, store, run);
+        return { runId: run.id, dryRun: true, insert: plan.totals.insert, update: plan.totals.update, delete: plan.totals.delete };
+      }
+      const result = await applyRecovery(req, null, store, run);
+      await store.writeJson(run.id, 'report.json', result);
+      await store.writeText(run.id, 'report.md', renderResult(result, step.with.branch ?? 'the newest branch'));
+      return { runId: run.id, inserted: result.totals.inserted, updated: result.totals.updated, deleted: result.totals.deleted, conflicts: result.totals.conflicts, verified: result.verified };
+    }
+    case 'restore-in-place': {
+      if (!provider.restoreInPlace) throw badInput('restore_unsupported', `in-place restore is not available with the ${provider.kind} provider`);
+      const at = parsePointInTime(step.with.at, { ...(o.timeZone && { timeZone: o.timeZone }) });
+      const r = await provider.restoreInPlace(at, { ...(step.with.preserveAs && { preserveName: step.with.preserveAs }), dryRun: o.dryRun });
+      return { ...r };
+    }
+    case 'check': {
+      if (o.dryRun) return { dryRun: true };
+      const url = step.with.on === 'production' ? await provider.productionUrl() : await branchUrlOf(provider, step.with.branch);
+      const value = await withClient(url, async (c) => {
+        await c.query('begin read only');
+        try {
+          const { rows } = await c.query({ text: step.with.sql, rowMode: 'array' });
+          return rows[0]?.[0] ?? null;
+        } finally {
+          await c.query('rollback');
+        }
+      });
+      const got = value === null ? null : String(value);
+      const want = step.with.expect === null ? null : String(step.with.expect);
+      if (got !== want) throw new PitrError('check_failed', `check on ${step.with.on} failed: expected ${want}, got ${got} (${step.with.sql})`);
+      return { value: got };
+    }
+    case 'confirm': {
+      if (o.yes || o.dryRun) return { confirmed: true, by: o.yes ? '--yes' : 'dry run' };
+      if (!o.confirm) throw refused('confirmation_required', `${step.with.message} — needs confirmation: pass --yes, or run on a terminal`);
+      if (!(await o.confirm(step.with.message))) throw refused('not_confirmed', 'not confirmed: stopped here, nothing further was changed');
+      return { confirmed: true, by: 'user' };
+    }
+    case 'report':
+      return { title: step.with.title ?? null };
+  }
+}
+
+export function renderPlaybookReport(r: PlaybookReport): string {
+  return [
+    `# Playbook ${r.playbook}: ${r.status}${r.dryRun ? ' (dry run)' : ''}`,
+    '',
+    `Run ${r.id}, ${r.startedAt} → ${r.endedAt}.${r.rtoSeconds !== null ? ` Measured RTO (start → verified recovery): ${r.rtoSeconds.toFixed(1)} s.` : ''}`,
+    '',
+    `Inputs: ${Object.entries(r.inputs).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ') || 'none'}`,
+    '',
+    '| # | step | status | seconds | result |',
+    '|---|---|---|---|---|',
+    ...r.steps.map((s) => `| ${s.index + 1} | ${s.id ?? s.type} (${s.type}) | ${s.status} | ${s.seconds.toFixed(2)} | ${(s.error ?? JSON.stringify(s.outputs)).replace(/\|/g, '\\|').slice(0, 200)} |`),
+    '',
+  ].join('\n');
+}

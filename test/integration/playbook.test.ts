@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { runPitr } from '../support/cli.js';
+import { tableChecksums } from '../support/checksums.js';
+
+/** The accidental-deletion playbook end to end on real clusters (local provider). */
+describe('pitr playbook run accidental-deletion', () => {
+  let prod: TestCluster;
+  let work: string;
+  let env: Record<string, string>;
+  let t1: string;
+  const count = async (sql: string) => Number((await prod.query<{ n: string }>(sql))[0]!.n);
+
+  beforeAll(async () => {
+    prod = await startCluster({ archive: true });
+    work = await makeTempRoot('pitr-playbook-');
+    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    await prod.query(`
+      create table authors(id int primary key, name text not null);
+      create table books(id int primary key, author_id int not null references authors on delete cascade, title text);
+      create table reviews(id int primary key, book_id int not null references books on delete cascade, stars int);
+      insert into authors select g, 'a' || g from generate_series(1, 50) g;
+      insert into books select g, 1 + g % 50, 'b' || g from generate_series(1, 500) g;
+      insert into reviews select g, 1 + g % 500, g % 5 from generate_series(1, 2000) g;`);
+    expect((await runPitr(['backup'], env)).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 20));
+    t1 = (await prod.query<{ now: string }>('select now()::text as now'))[0]!.now;
+    await new Promise((r) => setTimeout(r, 20));
+    await prod.query(`delete from authors where id = 7`);
+    await prod.query(`insert into authors values (100, 'after the incident')`);
+  });
+
+  afterAll(async () => {
+    const list = await runPitr(['branches', '--json'], env);
+    for (const b of list.json?.branches ?? []) await runPitr(['branches', 'delete', b.id], env);
+    await prod?.destroy();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  const args = () => ['playbook', 'run', 'accidental-deletion', '--set', `at=${t1}`, '--set', 'table=authors', '--set', 'where=id = 7'];
+
+  it('refuses a missing input before doing anything (exit 2)', async () => {
+    const r = await runPitr(['playbook', 'run', 'accidental-deletion', '--set', 'table=authors', '--no-input'], env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('needs --set at=<time>');
+  });
+
+  it('stops at the confirm step without --yes and changes nothing (exit 3)', async () => {
+    const before = await tableChecksums(prod.url);
+    const r = await runPitr([...args(), '--no-input', '--json'], env);
+    expect(r.code).toBe(3);
+    expect(r.json.steps.map((s: { status: string }) => s.status)).toEqual(['ok', 'ok', 'ok', 'failed', 'skipped', 'skipped', 'skipped']);
+    expect(await tableChecksums(prod.url)).toEqual(before);
+  });
+
+  it('--yes: branch, preview, diff, recover with cascade, verify, report, with the measured RTO', async () => {
+    const r = await runPitr([...args(), '--yes', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.status).toBe('ok');
+    expect(r.json.steps.map((s: { status: string }) => s.status)).toEqual(Array(7).fill('ok'));
+    const byId = Object.fromEntries(r.json.steps.filter((s: { id: string | null }) => s.id).map((s: { id: string }) => [s.id, s]));
+    expect(byId.rows.outputs).toMatchObject({ missing: 1 });
+    expect(byId.recover.outputs).toMatchObject({ inserted: 1 + 10 + 40, conflicts: 0, verified: true });
+    expect(byId.verify.outputs).toMatchObject({ missing: 0 });
+    expect(r.json.rtoSeconds).toBeGreaterThan(0);
+    expect(existsSync(join(r.json.dir, 'report.md'))).toBe(true);
+    expect(await count(`select count(*) as n from reviews r join books b on b.id = r.book_id where b.author_id = 7`)).toBe(40);
+    expect(await count(`select count(*) as n from authors where id = 100`)).toBe(1);
+  });
+});
