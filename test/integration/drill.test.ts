@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { runPitr } from '../support/cli.js';
+
+/** pitr drill on real clusters, with a local webhook receiver for failures. */
+describe('pitr drill', () => {
+  let prod: TestCluster;
+  let work: string;
+  let env: Record<string, string>;
+  let server: Server;
+  let webhook: string;
+  const received: { text: string }[] = [];
+
+  beforeAll(async () => {
+    prod = await startCluster({ archive: true });
+    work = await makeTempRoot('pitr-drill-');
+    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    await prod.query(`create table accounts(id int primary key, balance numeric); insert into accounts select g, g from generate_series(1, 1000) g;
+                      create table events(id bigint primary key, at timestamptz); insert into events select g, now() from generate_series(1, 500) g;`);
+    expect((await runPitr(['backup'], env)).code).toBe(0);
+    await prod.query(`insert into accounts values (1001, 0)`);
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        received.push(JSON.parse(body));
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const address = server.address() as { port: number };
+    webhook = `http://127.0.0.1:${address.port}/hook`;
+  });
+
+  afterAll(async () => {
+    await new Promise((r) => server?.close(r));
+    await prod?.destroy();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('passes: every table readable, counts within tolerance, assertions hold; the branch is removed', async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    const r = await runPitr(['drill', '--check', 'select count(*) from accounts where balance < 0=0', '--notify', webhook, '--json'], env);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ ok: true, failures: [] });
+    expect(r.json.tables.map((t: { table: string }) => t.table).sort()).toEqual(['public.accounts', 'public.events']);
+    expect(r.json.secondsToQueryable).toBeGreaterThan(0);
+    expect(received).toHaveLength(0);
+    expect((await runPitr(['branches', '--json'], env)).json.branches).toHaveLength(0);
+  });
+
+  it('a failing check exits 1 and posts the webhook', async () => {
+    const r = await runPitr(['drill', '--check', 'select count(*) from accounts=5', '--notify', webhook, '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.json.failures.join('\n')).toMatch(/expected 5, got 1001/);
+    expect(received.at(-1)!.text).toMatch(/restore drill FAILED .*\n• check 1: expected 5, got 1001/);
+  });
+
+  it('a branch that cannot be created exits 1 and posts the webhook', async () => {
+    const before = received.length;
+    const r = await runPitr(['drill', '--notify', webhook, '--json'], { ...env, PITR_BACKUP_DIR: join(work, 'no-backups') });
+    expect(r.code).toBe(1);
+    expect(r.json.failures[0]).toMatch(/^restore failed: no base backups/);
+    expect(received.length).toBe(before + 1);
+  });
+});
