@@ -92,6 +92,9 @@ const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
 /** Replaces `${{ inputs.x }}` and `${{ steps.id.field }}` in every string of a step's `with`. */
 export function interpolate<T>(value: T, inputs: Record<string, InputValue>, steps: Record<string, Record<string, unknown>>): T {
   if (typeof value === 'string') {
+    // A value that is exactly one reference to a list stays a list (`tables: ["${{ inputs.tables }}"]`).
+    const whole = /^\$\{\{\s*inputs\.([^}\s]+)\s*\}\}$/.exec(value);
+    if (whole && Array.isArray(inputs[whole[1]!])) return inputs[whole[1]!] as T;
     return value.replace(REFERENCE, (_m, ref: string) => {
       const [scope, name, field] = ref.split('.');
       const v = scope === 'inputs' ? inputs[name!] : steps[name!]?.[field!];
@@ -99,7 +102,7 @@ export function interpolate<T>(value: T, inputs: Record<string, InputValue>, ste
       return Array.isArray(v) ? v.join(',') : String(v);
     }) as T;
   }
-  if (Array.isArray(value)) return value.map((v) => interpolate(v, inputs, steps)) as T;
+  if (Array.isArray(value)) return value.flatMap((v) => interpolate(v, inputs, steps)) as T;
   if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, inputs, steps)])) as T;
   return value;
 }
@@ -183,6 +186,10 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
       const sessions = await openDiffSessions(await branchUrlOf(provider, step.with.branch), await provider.productionUrl());
       try {
         const p = await preview(sessions, { ...(step.with.tables && { tables: step.with.tables }), schemaOnly: !!step.with.schemaOnly });
+        for (const kind of step.with.failIf ?? []) {
+          const bad = p.tables.filter((t) => t[kind] > 0);
+          if (bad.length) throw new PitrError('verify_failed', `still ${kind} after the recovery: ${bad.map((t) => `${t.table} (${t[kind]})`).join(', ')}`);
+        }
         return {
           schemaIdentical: p.schema.identical,
           tables: p.tables.map((t) => ({ table: t.table, missing: t.missing, changed: t.changed, extra: t.extra })),

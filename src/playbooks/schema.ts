@@ -21,7 +21,15 @@ export const StepSchema = z.discriminatedUnion('type', [
   z.strictObject({
     ...base,
     type: z.literal('preview'),
-    with: z.strictObject({ branch: text.optional(), tables: z.array(text).optional(), schemaOnly: z.boolean().optional() }).default({}),
+    with: z
+      .strictObject({
+        branch: text.optional(),
+        tables: z.array(text).optional(),
+        schemaOnly: z.boolean().optional(),
+        /** Fail when any compared table still shows these differences: the verification after a recovery. */
+        failIf: z.array(z.enum(['missing', 'changed', 'extra'])).optional(),
+      })
+      .default({}),
   }),
   z.strictObject({
     ...base,

@@ -30,7 +30,8 @@ describe('pitr playbook run accidental-deletion', () => {
     t1 = (await prod.query<{ now: string }>('select now()::text as now'))[0]!.now;
     await new Promise((r) => setTimeout(r, 20));
     await prod.query(`delete from authors where id = 7`);
-    await prod.query(`insert into authors values (100, 'after the incident')`);
+    await prod.query(`update books set title = 'CORRUPTED' where id between 100 and 129`);
+    await prod.query(`insert into authors values (100, 'after the incident'); insert into books values (1000, 1, 'new book')`);
   });
 
   afterAll(async () => {
@@ -69,5 +70,28 @@ describe('pitr playbook run accidental-deletion', () => {
     expect(existsSync(join(r.json.dir, 'report.md'))).toBe(true);
     expect(await count(`select count(*) as n from reviews r join books b on b.id = r.book_id where b.author_id = 7`)).toBe(40);
     expect(await count(`select count(*) as n from authors where id = 100`)).toBe(1);
+  });
+
+  it('data-corruption: restores the changed rows of the listed tables, keeps later inserts', async () => {
+    const r = await runPitr(['playbook', 'run', 'data-corruption', '--set', `at=${t1}`, '--set', 'tables=books', '--yes', '--json'], env);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const byId = Object.fromEntries(r.json.steps.filter((s: { id: string | null }) => s.id).map((s: { id: string }) => [s.id, s]));
+    expect(byId.damage.outputs.changed).toBeGreaterThanOrEqual(29);
+    expect(byId.recover.outputs).toMatchObject({ conflicts: 0, verified: true });
+    expect(await count(`select count(*) as n from books where title = 'CORRUPTED'`)).toBe(0);
+    expect(await count(`select count(*) as n from books where id = 1000`)).toBe(1);
+  });
+
+  it('restore-drill: restores, checks a table holds rows, reports the time', async () => {
+    const r = await runPitr(['playbook', 'run', 'restore-drill', '--set', 'table=books', '--yes', '--json'], env);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.json.steps.find((s: { id: string }) => s.id === 'readable').outputs).toEqual({ value: 'true' });
+    expect(r.json.steps.find((s: { id: string }) => s.id === 'branch').outputs.secondsToQueryable).toBeGreaterThan(0);
+  });
+
+  it('failed-migration on the local provider explains that in-place restore needs Neon', async () => {
+    const r = await runPitr(['playbook', 'run', 'failed-migration', '--set', `at=${t1}`, '--yes', '--json'], env);
+    expect(r.code).toBe(1);
+    expect(r.json.steps.find((s: { id: string }) => s.id === 'rollback').error).toContain('in-place restore is not available with the local provider');
   });
 });

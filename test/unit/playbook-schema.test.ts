@@ -35,7 +35,7 @@ describe('playbook validation', () => {
   });
 
   it('the shipped playbooks are valid', () => {
-    for (const name of ['accidental-deletion']) {
+    for (const name of ['accidental-deletion', 'data-corruption', 'restore-drill', 'failed-migration']) {
       const p = parsePlaybook(readFileSync(`playbooks/${name}.yaml`, 'utf8'), `${name}.yaml`);
       expect(p.name).toBe(name);
     }
