@@ -191,8 +191,23 @@ describe('pitr on Neon (against the fake API)', () => {
     expect(fake.state().branches.length).toBe(branchesBefore);
   });
 
+  it('playbooks through the Neon API: accidental-deletion, data-corruption, restore-drill', async () => {
+    await prod.query(`update items set note = 'corrupted' where id between 201 and 210`);
+    const deletion = await runPitr(['playbook', 'run', 'accidental-deletion', '--set', `at=${t1}`, '--set', 'table=items', '--set', 'where=id <= 100', '--yes', '--json'], env);
+    expect(deletion.code, deletion.stderr + deletion.stdout).toBe(0);
+    expect(deletion.json.steps.find((s: { id: string }) => s.id === 'recover').outputs).toMatchObject({ inserted: 100, conflicts: 0 });
+    expect(await counts(prod.url)).toMatchObject({ deleted: 100, after: 1 });
+    const corruption = await runPitr(['playbook', 'run', 'data-corruption', '--set', `at=${t1}`, '--set', 'tables=items', '--yes', '--json'], env);
+    expect(corruption.code, corruption.stderr + corruption.stdout).toBe(0);
+    expect(corruption.json.steps.find((s: { id: string }) => s.id === 'recover').outputs).toMatchObject({ updated: 10 });
+    expect(Number((await prod.query<{ n: string }>(`select count(*) as n from items where note = 'corrupted'`))[0]!.n)).toBe(0);
+    const drill = await runPitr(['playbook', 'run', 'restore-drill', '--set', 'table=items', '--yes', '--json'], env);
+    expect(drill.code, drill.stderr + drill.stdout).toBe(0);
+  });
+
   it('restore in place: asks for confirmation, keeps the old state under a name, URI unchanged', async () => {
     const uriBefore = (await runPitr(['connection-string', 'main'], env)).stdout.trim();
+    const stateBefore = await counts(uriBefore);
     const refusedRun = await runPitr(['restore', '--at', t1, '--no-input'], env);
     expect(refusedRun.code).toBe(3);
     expect(postsTo('/restore')).toHaveLength(0);
@@ -209,7 +224,7 @@ describe('pitr on Neon (against the fake API)', () => {
     expect(uriAfter).toBe(uriBefore);
     expect(await counts(uriAfter)).toEqual({ all: 5001, deleted: 100, after: 0 });
     const kept = (await runPitr(['connection-string', 'main-before-test'], env)).stdout.trim();
-    expect(await counts(kept)).toMatchObject({ deleted: 0, after: 1 });
+    expect(await counts(kept)).toEqual(stateBefore);
   });
 
   it('never prints the API key, in any output of any run', () => {
@@ -218,5 +233,23 @@ describe('pitr on Neon (against the fake API)', () => {
     expect(leaks.map((run) => run.args.join(' '))).toEqual([]);
     // Authenticated every time, with the key only in the header.
     expect(fake.requests.every((req: { authorization: string | null }) => req.authorization === `Bearer ${API_KEY}`)).toBe(true);
+  });
+
+  it('failed-migration playbook through the Neon API rolls production back in place, keeping the current state', async () => {
+    // The failed migration, on production as it is now (main's endpoint).
+    const mainUri = (await runPitr(['connection-string', 'main'], env)).stdout.trim();
+    const main = new pg.Client({ connectionString: mainUri });
+    await main.connect();
+    await main.query(`alter table items add column half_done int`);
+    await main.end();
+    const before = (await runPitr(['branches', '--json'], env)).json;
+    expect(before).toBeTruthy();
+    const r = await runPitr(['playbook', 'run', 'failed-migration', '--set', `at=${t1}`, '--yes', '--json'], env);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const schema = r.json.steps.find((s: { id: string }) => s.id === 'schema').outputs;
+    expect(schema.schemaIdentical).toBe(false);
+    const rollback = r.json.steps.find((s: { id: string }) => s.id === 'rollback').outputs;
+    expect(rollback).toMatchObject({ applied: true, branch: { name: 'main' } });
+    expect(rollback.preservedAs).toMatch(/^main-before-pitr-/);
   });
 });
