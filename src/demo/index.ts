@@ -7,10 +7,10 @@ import { LocalProvider } from '../providers/local/index.js';
 import type { ProgressSink, RecoveryBranch } from '../providers/types.js';
 import { createLocalCluster, type LocalCluster } from '../system/local-cluster.js';
 import { ensureServerDir } from '../system/process.js';
-import { formatUtc } from '../time/index.js';
-import { applyRecovery, planRecovery } from '../recover/engine.js';
-import { renderResult } from '../recover/report.js';
-import { RunStore } from '../recover/runs.js';
+import { formatTarget, formatUtc } from '../time/index.js';
+import { PitrError } from '../errors.js';
+import { loadPlaybook, SHIPPED_PLAYBOOKS } from '../playbooks/load.js';
+import { runPlaybook } from '../playbooks/run.js';
 import { COMICS_SCHEMA, COMICS_TABLES, comicsLoadSql, comicsSizes } from './comics.js';
 
 export interface DemoOptions {
@@ -42,7 +42,7 @@ export interface DemoResult {
   counts: TableCounts[];
   /** Rows the incident removed that the recovery branch holds, per table. */
   recoverable: Record<string, number>;
-  recovery: { runId: string; inserted: number; conflicts: number; verified: boolean };
+  recovery: { runId: string; inserted: number; conflicts: number; verified: boolean; playbookReport: string };
   timings: { loadSeconds: number; backupSeconds: number; branchSeconds: number; recoverSeconds: number; rtoSeconds: number; totalSeconds: number };
   /** Settings to point pitr at the demo's production when it is kept. */
   env: Record<string, string>;
@@ -118,12 +118,24 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       select c.id, 1, 'after the incident' from chapters c where c.comic_id not in (select id from comics where author_id = ${authorId}) limit 500`);
     const after = await counts(client);
 
-    say('branch', `pitr --at ${formatUtc(target)}: recovery branch from just before the incident`);
-    const recoveryStarted = Date.now();
-    branch = await provider.createRecoveryBranch(
-      { kind: 'time', at: target, input: formatUtc(target) },
-      { ttlMs: 24 * 3600_000, name: 'demo-before-incident', ...(options.signal && { signal: options.signal }), ...(options.onProgress && { onProgress: options.onProgress }) },
+    const where = `author_id = ${authorId}`;
+    say('playbook', `pitr playbook run accidental-deletion --set at=${formatUtc(target)} --set table=comics --set "where=${where}" --yes`);
+    const playbook = await loadPlaybook(join(SHIPPED_PLAYBOOKS, 'accidental-deletion.yaml'));
+    const report = await runPlaybook(
+      playbook,
+      { at: formatTarget({ kind: 'time', at: target, input: '' }), table: 'comics', where },
+      { provider, workDir: env.PITR_WORK_DIR, dryRun: false, yes: true, ...(options.onProgress && { onProgress: options.onProgress }) },
     );
+    const step = (id: string) => report.steps.find((s) => s.id === id);
+    if (report.status !== 'ok') {
+      const failed = report.steps.find((s) => s.status === 'failed');
+      throw new PitrError('demo_failed', `the accidental-deletion playbook failed at step ${failed?.id ?? failed?.type}: ${failed?.error}`);
+    }
+    const branchOut = step('branch')!.outputs as { id: string; name: string; target: string; secondsToQueryable: number };
+    branch = await provider.getRecoveryBranch(branchOut.id);
+    const applied = step('recover')!.outputs as { runId: string; inserted: number; conflicts: number; verified: boolean };
+    const rtoSeconds = report.rtoSeconds ?? 0;
+    const recoverSeconds = step('recover')!.seconds + step('verify')!.seconds;
     const branchClient = await connect(branch.connectionUrl);
     let inBranch: Record<string, number>;
     const recoverable: Record<string, number> = {};
@@ -141,25 +153,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     } finally {
       await branchClient.end().catch(() => undefined);
     }
-    const where = `author_id = ${authorId}`;
-    say('recover', `pitr recover comics --where "${where}" --cascade: putting back exactly what the DELETE took`);
-    const store = new RunStore(env.PITR_WORK_DIR);
-    const run = await store.create('recover');
-    const request = {
-      branchUrl: branch.connectionUrl,
-      productionUrl: prod.url,
-      tables: ['comics'],
-      mode: 'missing' as const,
-      where,
-      cascade: true,
-      deleteExtra: false,
-      ...(options.onProgress && { onProgress: options.onProgress }),
-    };
-    const plan = await planRecovery(request, store, run);
-    const applied = await applyRecovery(request, plan, store, run);
-    const rtoSeconds = (Date.now() - recoveryStarted) / 1000;
-    await store.writeJson(run.id, 'report.json', applied);
-    await store.writeText(run.id, 'report.md', renderResult(applied, branch.name));
     const recovered = await counts(client);
     return {
       root,
@@ -170,12 +163,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       target: formatUtc(target),
       counts: COMICS_TABLES.map((t) => ({ table: t, beforeIncident: before[t]!, production: after[t]!, branch: inBranch[t]!, recovered: recovered[t]! })),
       recoverable,
-      recovery: { runId: run.id, inserted: applied.totals.inserted, conflicts: applied.totals.conflicts, verified: applied.verified },
+      recovery: { runId: applied.runId, inserted: applied.inserted, conflicts: applied.conflicts, verified: applied.verified, playbookReport: `${report.dir}/report.md` },
       timings: {
         loadSeconds,
         backupSeconds: backup.seconds,
         branchSeconds: branch.secondsToQueryable ?? 0,
-        recoverSeconds: applied.seconds.plan + applied.seconds.apply,
+        recoverSeconds,
         rtoSeconds,
         totalSeconds: (Date.now() - started) / 1000,
       },
@@ -185,7 +178,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await client?.end().catch(() => undefined);
     if (!options.keep) {
       say('cleanup', 'removing the demo (use --keep to leave it running)');
-      if (branch && provider) await provider.deleteRecoveryBranch(branch.id).catch(() => undefined);
+      // Every branch the demo's playbook made, even if it stopped half-way.
+      for (const b of (await provider?.listRecoveryBranches().catch(() => [])) ?? []) await provider?.deleteRecoveryBranch(b.id).catch(() => undefined);
       await provider?.removeAbandoned().catch(() => undefined);
       await prod?.destroy().catch(() => undefined);
       await rm(root, { recursive: true, force: true });

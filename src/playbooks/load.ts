@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { badInput } from '../errors.js';
 import { PlaybookSchema, type Playbook } from './schema.js';
@@ -75,3 +76,6 @@ export async function loadPlaybook(file: string): Promise<Playbook> {
   }
   return parsePlaybook(text, file);
 }
+
+/** Playbooks shipped with pitr live in the package's playbooks/ folder (next to dist/). */
+export const SHIPPED_PLAYBOOKS = fileURLToPath(new URL('../../playbooks/', import.meta.url));

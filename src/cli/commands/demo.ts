@@ -8,7 +8,7 @@ function render(r: DemoResult): string {
   const lines = [
     '',
     `Incident: ${r.incident.statement} at ${r.incident.at} (${r.incident.comicsDeleted} comics, cascading to their chapters, comments and bookmarks).`,
-    `Recovery branch at ${r.target} queryable in ${r.timings.branchSeconds.toFixed(1)} s; ${n(r.recovery.inserted)} rows put back in one verified transaction in ${r.timings.recoverSeconds.toFixed(1)} s.`,
+    `The accidental-deletion playbook branched production at ${r.target} (queryable in ${r.timings.branchSeconds.toFixed(1)} s), previewed and diffed it, and put ${n(r.recovery.inserted)} rows back in one verified transaction.`,
     '',
     renderTable([
       ['TABLE', 'BEFORE INCIDENT', 'AFTER INCIDENT', 'RECOVERY BRANCH', 'RECOVERED', 'WRITES SINCE (KEPT)'],
@@ -21,9 +21,10 @@ function render(r: DemoResult): string {
       ['base backup', `${r.timings.backupSeconds.toFixed(1)} s`],
       ['time to queryable branch', `${r.timings.branchSeconds.toFixed(1)} s`],
       ['plan + recover + verify', `${r.timings.recoverSeconds.toFixed(1)} s`],
-      ['RTO (branch → verified recovery)', `${r.timings.rtoSeconds.toFixed(1)} s`],
+      ['RTO (playbook start → verified recovery)', `${r.timings.rtoSeconds.toFixed(1)} s`],
       ['whole demo', `${r.timings.totalSeconds.toFixed(1)} s`],
     ]),
+    `Playbook report: ${r.recovery.playbookReport}${r.kept ? '' : ' (removed with the demo; --keep keeps it)'}`,
     `Undo it: pitr undo ${r.recovery.runId}${r.kept ? '' : ' (with --keep)'}`,
   ];
   if (r.kept) {

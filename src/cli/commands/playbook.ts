@@ -1,13 +1,11 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { badInput } from '../../errors.js';
-import { loadPlaybook } from '../../playbooks/load.js';
+import { loadPlaybook, SHIPPED_PLAYBOOKS } from '../../playbooks/load.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
 
-/** Playbooks shipped with pitr live in the package's playbooks/ folder. */
-const SHIPPED = fileURLToPath(new URL('../../../playbooks/', import.meta.url));
+const SHIPPED = SHIPPED_PLAYBOOKS;
 
 async function shipped(): Promise<string[]> {
   return (await readdir(SHIPPED).catch(() => [] as string[])).filter((f) => f.endsWith('.yaml')).map((f) => f.replace(/\.yaml$/, '')).sort();
