@@ -62,6 +62,7 @@ export function parsePlaybook(text: string, file: string): Playbook {
       else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) walk(v, [...path, k]);
     };
     walk(step.with, ['steps', i, 'with']);
+    if (step.if !== undefined) walk(step.if, ['steps', i, 'if']);
     if (step.id) seen.add(step.id);
   }
   return playbook;

@@ -89,6 +89,9 @@ export function resolveInputs(playbook: Playbook, given: Record<string, string>,
 
 const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
 
+/** Thrown by a step whose `if` is false: recorded as skipped, the run goes on. */
+class SkipStep extends Error {}
+
 /** Replaces `${{ inputs.x }}` and `${{ steps.id.field }}` in every string of a step's `with`. */
 export function interpolate<T>(value: T, inputs: Record<string, InputValue>, steps: Record<string, Record<string, unknown>>): T {
   if (typeof value === 'string') {
@@ -135,14 +138,22 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
       record.status = 'skipped';
     } else {
       try {
+        const condition = rawStep.if === undefined ? true : interpolate(rawStep.if as unknown, inputs, outputs);
+        const runs = Array.isArray(condition) ? condition.length > 0 : condition === true || !['', 'false', '0'].includes(String(condition).trim().toLowerCase());
+        if (!runs) throw new SkipStep();
         const step = { ...rawStep, with: interpolate(rawStep.with, inputs, outputs) } as PlaybookStep;
         options.onProgress?.({ phase: 'playbook', message: `step ${index + 1}/${playbook.steps.length}: ${step.name ?? step.id ?? step.type}` });
         record.outputs = await runStep(step, options);
         if (['recover', 'restore-in-place', 'check'].includes(step.type) || (step.type === 'diff' && step.with.failIfMissing)) lastProductionStepEnd = Date.now();
       } catch (err) {
-        record.status = 'failed';
-        record.error = (err as Error).message;
-        failed = true;
+        if (err instanceof SkipStep) {
+          record.status = 'skipped';
+          record.outputs = { skipped: 'condition is empty or false' };
+        } else {
+          record.status = 'failed';
+          record.error = (err as Error).message;
+          failed = true;
+        }
       }
     }
     record.endedAt = new Date().toISOString();
@@ -172,8 +183,9 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
   const provider = o.provider;
   switch (step.type) {
     case 'create-branch': {
+      // A branch never writes to production, so a dry run makes it too: the later steps then
+      // show real previews and a real recovery plan.
       const at = parsePointInTime(step.with.at, { ...(o.timeZone && { timeZone: o.timeZone }) });
-      if (o.dryRun) return { dryRun: true, target: step.with.at };
       const b = await provider.createRecoveryBranch(at, {
         ttlMs: parseDuration(step.with.ttl ?? '24h'),
         ...(step.with.name && { name: step.with.name }),
@@ -182,11 +194,10 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
       return { id: b.id, name: b.name, target: b.target, secondsToQueryable: b.secondsToQueryable };
     }
     case 'preview': {
-      if (o.dryRun) return { dryRun: true };
       const sessions = await openDiffSessions(await branchUrlOf(provider, step.with.branch), await provider.productionUrl());
       try {
         const p = await preview(sessions, { ...(step.with.tables && { tables: step.with.tables }), schemaOnly: !!step.with.schemaOnly });
-        for (const kind of step.with.failIf ?? []) {
+        for (const kind of o.dryRun ? [] : (step.with.failIf ?? [])) {
           const bad = p.tables.filter((t) => t[kind] > 0);
           if (bad.length) throw new PitrError('verify_failed', `still ${kind} after the recovery: ${bad.map((t) => `${t.table} (${t[kind]})`).join(', ')}`);
         }
@@ -201,7 +212,6 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
       }
     }
     case 'diff': {
-      if (o.dryRun) return { dryRun: true };
       const sessions = await openDiffSessions(await branchUrlOf(provider, step.with.branch), await provider.productionUrl());
       try {
         const t = resolveTable(sessions, step.with.table);
@@ -215,7 +225,7 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
           ...(where !== undefined && { where }),
           onDifference: (d) => void (sample.length < (step.with.limit ?? 20) && sample.push(d)),
         });
-        if (step.with.failIfMissing && s.missing > 0) throw new PitrError('verify_failed', `${s.table}: ${s.missing} rows are still missing in production`);
+        if (step.with.failIfMissing && !o.dryRun && s.missing > 0) throw new PitrError('verify_failed', `${s.table}: ${s.missing} rows are still missing in production`);
         return { table: s.table, missing: s.missing, changed: s.changed, extra: s.extra, sample };
       }  finally {
         await sessions.close();
@@ -251,7 +261,6 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
       return { ...r };
     }
     case 'check': {
-      if (o.dryRun) return { dryRun: true };
       const url = step.with.on === 'production' ? await provider.productionUrl() : await branchUrlOf(provider, step.with.branch);
       const value = await withClient(url, async (c) => {
         await c.query('begin read only');

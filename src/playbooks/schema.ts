@@ -14,7 +14,8 @@ export const InputSchema = z.strictObject({
   default: z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]).optional(),
 });
 
-const base = { id: identifier.optional(), name: z.string().optional() };
+/** `if`: the step runs only when this (after interpolation) is not empty, "false" or "0". */
+const base = { id: identifier.optional(), name: z.string().optional(), if: z.string().optional() };
 
 export const StepSchema = z.discriminatedUnion('type', [
   z.strictObject({ ...base, type: z.literal('create-branch'), with: z.strictObject({ at: text, ttl: text.optional(), name: text.optional() }) }),

@@ -241,15 +241,25 @@ describe('pitr on Neon (against the fake API)', () => {
     const main = new pg.Client({ connectionString: mainUri });
     await main.connect();
     await main.query(`alter table items add column half_done int`);
+    await main.query(`insert into items (id, note) values (777777, 'written after the migration')`);
     await main.end();
     const before = (await runPitr(['branches', '--json'], env)).json;
     expect(before).toBeTruthy();
-    const r = await runPitr(['playbook', 'run', 'failed-migration', '--set', `at=${t1}`, '--yes', '--json'], env);
+    const r = await runPitr(['playbook', 'run', 'failed-migration', '--set', `at=${t1}`, '--set', 'copy_back=items', '--yes', '--json'], env);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     const schema = r.json.steps.find((s: { id: string }) => s.id === 'schema').outputs;
     expect(schema.schemaIdentical).toBe(false);
     const rollback = r.json.steps.find((s: { id: string }) => s.id === 'rollback').outputs;
     expect(rollback).toMatchObject({ applied: true, branch: { name: 'main' } });
     expect(rollback.preservedAs).toMatch(/^main-before-pitr-/);
+    // Rolled back (no half-done column), and the row written since came back from the kept branch.
+    const after = new pg.Client({ connectionString: mainUri });
+    await after.connect();
+    const columns = await after.query(`select column_name from information_schema.columns where table_name = 'items' order by ordinal_position`);
+    const row = await after.query(`select note from items where id = 777777`);
+    await after.end();
+    expect(columns.rows.map((c) => c.column_name)).toEqual(['id', 'note']);
+    expect(row.rows).toEqual([{ note: 'written after the migration' }]);
+    expect(r.json.steps.find((s: { id: string }) => s.id === 'copy-back').outputs).toMatchObject({ conflicts: 0, verified: true });
   });
 });

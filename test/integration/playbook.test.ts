@@ -82,6 +82,14 @@ describe('pitr playbook run accidental-deletion', () => {
     expect(await count(`select count(*) as n from books where id = 1000`)).toBe(1);
   });
 
+  it('--dry-run plans every step and changes nothing', async () => {
+    const before = await tableChecksums(prod.url);
+    const r = await runPitr(['playbook', 'run', 'data-corruption', '--set', `at=${t1}`, '--set', 'tables=authors', '--dry-run', '--json'], env);
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    expect(r.json.dryRun).toBe(true);
+    expect(await tableChecksums(prod.url)).toEqual(before);
+  });
+
   it('restore-drill: restores, checks a table holds rows, reports the time', async () => {
     const r = await runPitr(['playbook', 'run', 'restore-drill', '--set', 'table=books', '--yes', '--json'], env);
     expect(r.code, r.stderr + r.stdout).toBe(0);
