@@ -45,6 +45,22 @@ export const SETTINGS = {
   driver: { env: 'PITR_DRIVER', schema: z.enum(['pg', 'ws']), path: false },
   wsProxy: { env: 'PITR_WS_PROXY', schema: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL template with {host} and {port}'), path: false },
   httpTimeout: { env: 'PITR_HTTP_TIMEOUT', schema: duration, path: false },
+  /** The team's own assertions for pitr drill: [{ name?, sql, expect }] (JSON in the environment). */
+  drillChecks: {
+    env: 'PITR_DRILL_CHECKS',
+    schema: z.preprocess(
+      (v) => {
+        if (typeof v !== 'string') return v;
+        try {
+          return JSON.parse(v);
+        } catch {
+          return v; // reported below as "expected array"
+        }
+      },
+      z.array(z.strictObject({ name: z.string().optional(), sql: z.string().min(1), expect: z.union([z.string(), z.number(), z.boolean(), z.null()]) })),
+    ),
+    path: false,
+  },
 } as const;
 
 export type SettingName = keyof typeof SETTINGS;

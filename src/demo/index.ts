@@ -42,6 +42,8 @@ export interface DemoResult {
   counts: TableCounts[];
   /** Rows the incident removed that the recovery branch holds, per table. */
   recoverable: Record<string, number>;
+  /** Rows the background writer inserted while the playbook ran (all still there afterwards). */
+  liveWrites: number;
   recovery: { runId: string; inserted: number; conflicts: number; verified: boolean; playbookReport: string };
   timings: { loadSeconds: number; backupSeconds: number; branchSeconds: number; recoverSeconds: number; rtoSeconds: number; totalSeconds: number };
   /** Settings to point pitr at the demo's production when it is kept. */
@@ -121,11 +123,25 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const where = `author_id = ${authorId}`;
     say('playbook', `pitr playbook run accidental-deletion --set at=${formatUtc(target)} --set table=comics --set "where=${where}" --yes`);
     const playbook = await loadPlaybook(join(SHIPPED_PLAYBOOKS, 'accidental-deletion.yaml'));
+    // Background traffic keeps writing while the playbook runs: recovery must not lose any of it.
+    const writer = await connect(prod.url);
+    let writing = true;
+    let liveWrites = 0;
+    const traffic = (async () => {
+      while (writing) {
+        await writer.query(`insert into comments (chapter_id, user_id, body) values (1, 1, 'written during the recovery')`);
+        liveWrites++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
     const report = await runPlaybook(
       playbook,
       { at: formatTarget({ kind: 'time', at: target, input: '' }), table: 'comics', where },
       { provider, workDir: env.PITR_WORK_DIR, dryRun: false, yes: true, ...(options.onProgress && { onProgress: options.onProgress }) },
     );
+    writing = false;
+    await traffic;
+    await writer.end().catch(() => undefined);
     const step = (id: string) => report.steps.find((s) => s.id === id);
     if (report.status !== 'ok') {
       const failed = report.steps.find((s) => s.status === 'failed');
@@ -163,6 +179,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       target: formatUtc(target),
       counts: COMICS_TABLES.map((t) => ({ table: t, beforeIncident: before[t]!, production: after[t]!, branch: inBranch[t]!, recovered: recovered[t]! })),
       recoverable,
+      liveWrites,
       recovery: { runId: applied.runId, inserted: applied.inserted, conflicts: applied.conflicts, verified: applied.verified, playbookReport: `${report.dir}/report.md` },
       timings: {
         loadSeconds,

@@ -52,11 +52,12 @@ describe('pitr drill', () => {
     expect((await runPitr(['branches', '--json'], env)).json.branches).toHaveLength(0);
   });
 
-  it('a failing check exits 1 and posts the webhook', async () => {
-    const r = await runPitr(['drill', '--check', 'select count(*) from accounts=5', '--notify', webhook, '--json'], env);
+  it('a failing check (from the config) exits 1 and posts the webhook', async () => {
+    const checks = JSON.stringify([{ name: 'five accounts', sql: 'select count(*) from accounts', expect: 5 }]);
+    const r = await runPitr(['drill', '--notify', webhook, '--json'], { ...env, PITR_DRILL_CHECKS: checks });
     expect(r.code).toBe(1);
-    expect(r.json.failures.join('\n')).toMatch(/expected 5, got 1001/);
-    expect(received.at(-1)!.text).toMatch(/restore drill FAILED .*\n• check 1: expected 5, got 1001/);
+    expect(r.json.failures.join('\n')).toMatch(/five accounts: expected 5, got 1001/);
+    expect(received.at(-1)!.text).toMatch(/restore drill FAILED .*\n• five accounts: expected 5, got 1001/);
   });
 
   it('a branch that cannot be created exits 1 and posts the webhook', async () => {

@@ -15,7 +15,7 @@ function render(r: DemoResult): string {
       ...r.counts.map((c) => [c.table, n(c.beforeIncident), n(c.production), n(c.branch), n(c.recovered), n(c.recovered - c.beforeIncident)]),
     ]),
     '',
-    'Every row the DELETE took is back, and every write made after it is still there (nothing was truncated or re-imported).',
+    `Every row the DELETE took is back, and every write made after it is still there, including ${n(r.liveWrites)} comments written while the recovery ran (nothing was truncated or re-imported).`,
     renderFields([
       ['load', `${r.timings.loadSeconds.toFixed(1)} s`],
       ['base backup', `${r.timings.backupSeconds.toFixed(1)} s`],

@@ -16,11 +16,11 @@ export const register: CommandRunner = (program, run) => {
         const tolerance = Number(opts.tolerance) / 100;
         if (!Number.isFinite(tolerance) || tolerance < 0) throw badInput('bad_tolerance', `--tolerance must be a percentage (got "${opts.tolerance}")`);
         if (opts.notify !== undefined && !/^https?:\/\//.test(opts.notify)) throw badInput('bad_webhook', '--notify must be an http(s) URL');
-        const checks: DrillCheck[] = (opts.check ?? []).map((c) => {
+        const checks: DrillCheck[] = [...(ctx.config.drillChecks ?? []), ...(opts.check ?? []).map((c) => {
           const eq = c.lastIndexOf('=');
           if (eq <= 0) throw badInput('bad_check', `--check takes "<sql>=<expected value>" (got "${c}")`);
           return { sql: c.slice(0, eq), expect: c.slice(eq + 1) };
-        });
+        })];
         const at = parsePointInTime(opts.at ?? 'now', { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
         const provider = await ctx.provider();
         const result = await runDrill({ provider, at, workDir: ctx.config.workDir, tolerance, checks, keep: !!opts.keep, onProgress: (e) => ctx.output.progress(e) });
