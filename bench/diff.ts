@@ -41,6 +41,7 @@ import { startCluster, type TestCluster } from '../test/support/cluster.js';
 import { findTable, introspect, type TableInfo } from '../src/db/introspect.js';
 import { beginDiffSession, diffRows, endDiffSession, type RowDiffSummary } from '../src/diff/rows.js';
 import { cleanupOnSignal } from './support.js';
+import { mulberry32 } from '../test/support/random.js';
 
 const DEFAULT_ROWS = [1_000_000, 3_000_000];
 const CHANGE_FRACTION = 0.001;
@@ -81,16 +82,7 @@ const pad = (rows: string[][]) => {
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('   ')).join('\n');
 };
 
-/** Deterministic PRNG (mulberry32), so every run changes the same rows. */
-function prng(seed: number) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 async function connect(url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { runPitr } from '../support/cli.js';
 
 /** pitr drill on real clusters, with a local webhook receiver for failures. */
@@ -17,7 +17,7 @@ describe('pitr drill', () => {
   beforeAll(async () => {
     prod = await startCluster({ archive: true });
     work = await makeTempRoot('pitr-drill-');
-    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    env = localEnv(prod, work);
     await prod.query(`create table accounts(id int primary key, balance numeric); insert into accounts select g, g from generate_series(1, 1000) g;
                       create table events(id bigint primary key, at timestamptz); insert into events select g, now() from generate_series(1, 500) g;`);
     expect((await runPitr(['backup'], env)).code).toBe(0);

@@ -3,7 +3,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { createApiClient, EndpointType, OperationStatus, type Api, type Operation } from '@neondatabase/api-client';
-import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { processesUsing, runPitr } from '../support/cli.js';
 import { startFakeNeon, type FakeNeon } from '../fakes/neon/index.js';
 
@@ -82,7 +82,7 @@ describe('fake Neon API backed by local Postgres', () => {
   beforeAll(async () => {
     prod = await startCluster({ archive: true });
     work = await makeTempRoot('pitr-fake-neon-');
-    const env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    const env = localEnv(prod, work);
     await prod.query(`
       create table items(id int primary key, label text not null);
       insert into items select g, 'item ' || g from generate_series(1, 1000) g;`);
@@ -100,7 +100,7 @@ describe('fake Neon API backed by local Postgres', () => {
 
     fake = await startFakeNeon({
       apiKey: API_KEY,
-      production: { url: prod.url, backupDir: env.PITR_BACKUP_DIR, walArchive: prod.archiveDir, workDir: join(work, 'fake') },
+      production: { url: prod.url, backupDir: env.PITR_BACKUP_DIR!, walArchive: prod.archiveDir, workDir: join(work, 'fake') },
       operationMs: 200,
     });
     projectId = fake.projectId;

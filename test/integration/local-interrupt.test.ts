@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { CLI, processesUsing, runPitr } from '../support/cli.js';
 
 /** Starts `pitr --at` and sends `signal` as soon as stderr shows `when`. */
@@ -32,7 +32,7 @@ describe('interrupting pitr --at', () => {
   beforeAll(async () => {
     prod = await startCluster({ archive: true });
     work = await makeTempRoot('pitr-work-');
-    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    env = localEnv(prod, work);
     await prod.query(`create table t(id int primary key); insert into t select generate_series(1, 50000)`);
     expect((await runPitr(['backup'], env)).code).toBe(0);
     await prod.query(`insert into t select generate_series(50001, 100000)`);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { runPitr } from '../support/cli.js';
 
 /** preview and diff through the built CLI, against a real recovery branch (local provider). */
@@ -14,7 +14,7 @@ describe('pitr preview / pitr diff', () => {
   beforeAll(async () => {
     prod = await startCluster({ archive: true });
     work = await makeTempRoot('pitr-diff-');
-    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    env = localEnv(prod, work);
     await prod.query(`
       create table authors(id int primary key, name text not null);
       create table "Books"(id int primary key, author_id int not null references authors on delete cascade, title text, price numeric(8,2));

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
-import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { CLI, runPitr } from '../support/cli.js';
 import { tableChecksums } from '../support/checksums.js';
 
@@ -36,7 +36,7 @@ describe('pitr recover survives kill -9', () => {
   beforeAll(async () => {
     prod = await startCluster({ archive: true });
     work = await makeTempRoot('pitr-kill-');
-    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    env = localEnv(prod, work);
     await prod.query(`
       create table items(id bigint primary key, payload text, n int);
       create table parts(id bigint primary key, item_id bigint not null references items on delete cascade, label text);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
+import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { runPitr } from '../support/cli.js';
 import { tableChecksums } from '../support/checksums.js';
 import { applyRecovery, planRecovery } from '../../src/recover/engine.js';
@@ -23,7 +23,7 @@ describe('pitr recover', () => {
   beforeAll(async () => {
     prod = await startCluster({ archive: true });
     work = await makeTempRoot('pitr-recover-');
-    env = { DATABASE_URL: prod.url, PITR_BACKUP_DIR: join(work, 'backups'), PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: join(work, 'pitr') };
+    env = localEnv(prod, work);
     await prod.query(`
       create table users(id int generated always as identity primary key, handle text not null unique);
       create table comics(id int primary key, author_id int not null references users on delete cascade, title text not null,

@@ -5,22 +5,13 @@ import { findTable, introspect } from '../../src/db/introspect.js';
 import { parseTableName } from '../../src/db/sql.js';
 import { beginDiffSession, diffRows, endDiffSession, type RowDifference } from '../../src/diff/rows.js';
 import { diffSchemas } from '../../src/diff/schema.js';
+import { mulberry32 } from '../support/random.js';
 
 /**
  * The row diff must give exactly what a naive full comparison gives. Two databases of one
  * cluster stand in for branch and production; random deletes, updates and inserts hit
  * "production"; leaf segments are kept tiny so bisection runs on every table.
  */
-function mulberry32(seed: number) {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const SCHEMA = `
 create type mood as enum ('sad', 'ok', 'happy');
 create table typed (

@@ -82,3 +82,8 @@ export async function switchAndArchiveWal(cluster: TestCluster, timeoutMs = 20_0
   }
   throw new Error(`WAL segment ${wal} was not archived within ${timeoutMs} ms`);
 }
+
+/** The environment that points pitr's local provider at a test production and a work root. */
+export function localEnv(prod: { url: string; archiveDir: string }, work: string): Record<string, string> {
+  return { DATABASE_URL: prod.url, PITR_BACKUP_DIR: `${work}/backups`, PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: `${work}/pitr` };
+}
