@@ -43,7 +43,7 @@ function render(r: DemoResult): string {
 export const register: CommandRunner = (program, run) => {
   program
     .command('demo')
-    .description('the whole incident on a local Postgres: archiving, backup, traffic, a cascading DELETE, a recovery branch from before it')
+    .description('the whole incident on a local Postgres: archiving, backup, traffic, a cascading DELETE, and the accidental-deletion playbook putting it back')
     .option('--rows <n>', 'rows of sample data (comics platform)', '500000')
     .option('--keep', 'leave production and the recovery branch running and print how to connect')
     .action(
