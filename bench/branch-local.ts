@@ -25,23 +25,13 @@ import { CLI, runPitr, type CliRun } from '../test/support/cli.js';
 import { freeLoopbackPort } from '../src/system/ports.js';
 import { ensureServerDir, run } from '../src/system/process.js';
 import { logReason, serverPid, stopServer, writeServerFile } from '../src/system/postgres-server.js';
-import { cleanupOnSignal } from './support.js';
+import { cleanupOnSignal, roundsSetting } from './support.js';
 
 const GOAL = 1.2;
 const USERS = 200_000;
 const ORDERS = 800_000;
 const POLL_MS = 50;
 const RESTORE_TIMEOUT_MS = 10 * 60_000;
-
-function roundsSetting(): number {
-  const argv = process.argv.slice(2);
-  const i = argv.findIndex((a) => a === '--rounds' || a.startsWith('--rounds='));
-  const text = i < 0 ? process.env.BENCH_ROUNDS : argv[i]!.includes('=') ? argv[i]!.split('=')[1] : argv[i + 1];
-  if (text === undefined || text === '') return 3;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--rounds / BENCH_ROUNDS must be a positive integer, not "${text}"`);
-  return n;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]) => {

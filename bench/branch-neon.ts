@@ -40,23 +40,13 @@ import { join } from 'node:path';
 import { makeTempRoot, startCluster, switchAndArchiveWal, type TestCluster } from '../test/support/cluster.js';
 import { runPitr, type CliRun } from '../test/support/cli.js';
 import { startFakeNeon, type ApiOperation, type FakeNeon, type RecordedRequest } from '../test/fakes/neon/index.js';
-import { cleanupOnSignal } from './support.js';
+import { cleanupOnSignal, roundsSetting } from './support.js';
 
 const LATENCIES_MS = [0, 50, 150];
 const OPERATION_MS = 2000;
 const ROWS = 50_000;
 const API_KEY = 'napi_bench_k3y_not_a_secret_0123456789';
 const RUN_TIMEOUT_MS = 180_000;
-
-function roundsSetting(): number {
-  const argv = process.argv.slice(2);
-  const i = argv.findIndex((a) => a === '--rounds' || a.startsWith('--rounds='));
-  const text = i < 0 ? process.env.BENCH_ROUNDS : argv[i]!.includes('=') ? argv[i]!.split('=')[1] : argv[i + 1];
-  if (text === undefined || text === '') return 3;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--rounds / BENCH_ROUNDS must be a positive integer, not "${text}"`);
-  return n;
-}
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
