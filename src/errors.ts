@@ -39,7 +39,3 @@ export function badInput(code: string, message: string, detail?: string): PitrEr
 export function refused(code: string, message: string): PitrError {
   return new PitrError(code, message, { exit: 'refused' });
 }
-
-export function isPitrError(value: unknown): value is PitrError {
-  return value instanceof PitrError;
-}

@@ -81,4 +81,3 @@ export const PlaybookSchema = z.strictObject({
 export type Playbook = z.infer<typeof PlaybookSchema>;
 export type PlaybookStep = z.infer<typeof StepSchema>;
 export type PlaybookInput = z.infer<typeof InputSchema>;
-export const STEP_TYPES = ['create-branch', 'preview', 'diff', 'recover', 'restore-in-place', 'check', 'confirm', 'report'] as const;

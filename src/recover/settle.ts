@@ -9,7 +9,7 @@ export async function settleRun(store: RunStore, run: RunState, productionUrl: s
   if (run.status !== 'applying' || !run.txid) return run;
   const status = await withClient(productionUrl, async (c) => (await c.query('select txid_status($1::int8) as s', [run.txid])).rows[0]?.s as string | null);
   if (status === 'in progress') return run;
-  run.status = status === 'committed' ? (run.kind === 'undo' ? 'applied' : 'applied') : 'failed';
+  run.status = status === 'committed' ? 'applied' : 'failed';
   if (run.status === 'failed') run.error = 'interrupted before commit: production was not changed';
   await store.save(run);
   return run;

@@ -1,19 +1,13 @@
 import { Option } from 'commander';
-import { badInput, refused } from '../../errors.js';
+import { refused } from '../../errors.js';
 import { applyRecovery, planRecovery, type RecoverMode, type RecoveryResult } from '../../recover/engine.js';
 import { renderPlan, renderResult } from '../../recover/report.js';
 import { RunStore } from '../../recover/runs.js';
 import { confirmByTyping } from '../confirm.js';
 import type { CommandRunner } from '../program.js';
 import { resolveDiffTargets } from '../targets.js';
+import { connectionParts } from '../../providers/local/urls.js';
 
-function databaseName(url: string): string {
-  try {
-    return decodeURIComponent(new URL(url).pathname.replace(/^\//, '')) || 'postgres';
-  } catch {
-    return 'production';
-  }
-}
 
 export const register: CommandRunner = (program, run) => {
   program
@@ -58,7 +52,7 @@ export const register: CommandRunner = (program, run) => {
           return 0;
         }
         {
-          const db = databaseName(targets.productionUrl);
+          const db = connectionParts(targets.productionUrl).database;
           if (!ctx.interactive) throw refused('confirmation_required', `recovering into production needs confirmation: pass --yes (or run on a terminal and type the database name); the plan is saved as ${runState.id}`);
           ctx.output.note(renderPlan(plan, targets.branchLabel));
           await confirmByTyping(db, `Type the production database name (${db}) to apply this plan`);
@@ -128,7 +122,6 @@ export const register: CommandRunner = (program, run) => {
         const report = await store.readJson<unknown>(runId, 'report.json').catch(() => null);
         const plan = await store.readJson<unknown>(runId, 'plan.json').catch(() => null);
         const md = await import('node:fs/promises').then((fs) => fs.readFile(`${store.dir(runId)}/report.md`, 'utf8')).catch(() => null);
-        if (!state) throw badInput('unknown_run', `no run ${runId}`);
         ctx.output.result({ state, plan, report }, () => md ?? JSON.stringify({ state, plan }, null, 2));
         return 0;
       }),

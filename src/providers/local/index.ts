@@ -167,7 +167,7 @@ export class LocalProvider implements Provider {
     await ensureServerDir(dir, 0o755);
     await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }));
     const port = await freeLoopbackPort();
-    const url = branchUrl(databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backup.source.replace(/\*+/g, 'x')).database}`, port);
+    const url = branchUrl(databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backup.source).database}`, port);
     const request = (b: BackupInfo, pg: PostgresBinaries): InstanceRestore => ({
       bin: pg,
       backup: b,
@@ -302,7 +302,7 @@ export class LocalProvider implements Provider {
   }
 
   private defaultName(sourceUrl: string, at: PointInTime): string {
-    const db = connectionParts(sourceUrl.replace(/\*+/g, 'x')).database.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'db';
+    const db = connectionParts(sourceUrl).database.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'db';
     const when = at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : formatCompactUtc(at.at);
     return `pitr-${db}-${when}`;
   }

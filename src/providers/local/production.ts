@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { PitrError } from '../../errors.js';
-import { connect, describeTarget } from '../../db/connect.js';
+import { connect } from '../../db/connect.js';
 
 export interface ArchiverStats {
   archivedCount: number;
@@ -124,8 +124,4 @@ export async function switchWalAndWait(client: pg.Client, waitMs: number, signal
     if (Date.now() >= deadline || signal?.aborted) return { segment, at, archived: false };
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-export function productionLabel(url: string): string {
-  return describeTarget(url);
 }

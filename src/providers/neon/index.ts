@@ -2,7 +2,6 @@ import type { Branch, ConnectionDetails, Database, Endpoint, Operation, Role } f
 import { EndpointType } from '@neondatabase/api-client';
 import { badInput, PitrError, refused } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
-import { redactUrl } from '../../redact.js';
 import { withClient } from '../../db/connect.js';
 import { describePointInTime, formatCompactUtc, formatTarget, formatUtc, type PointInTime } from '../../time/index.js';
 import type { CreateBranchOptions, PointInTimeConnection, Provider, RecoveryBranch, RestoreInPlaceOptions, RestoreResult, SourceInfo } from '../types.js';
@@ -331,9 +330,5 @@ export class NeonProvider implements Provider {
     if (endpoint && url.hostname.startsWith(endpoint.id)) url.hostname = source.id + url.hostname.slice(endpoint.id.length);
     url.searchParams.set('options', at.kind === 'lsn' ? `neon_lsn:${at.lsn}` : `neon_timestamp:${formatTarget(at)}`);
     return { connectionUrl: url.toString(), readOnly: true, target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at) };
-  }
-
-  sourceLabel(): string {
-    return redactUrl(this.settings.apiHost ?? 'neon');
   }
 }
