@@ -1,3 +1,5 @@
+import { badInput } from '../errors.js';
+
 /** Identifiers are always quoted: mixed case, spaces and reserved words must just work. */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -63,8 +65,15 @@ export async function checkWhere(
   try {
     await client.query({ text: `select 1 from ${table} where (${where}) limit 0`, queryMode: 'extended' });
   } catch (err) {
-    const e = err as { message?: string };
-    const { badInput } = await import('../errors.js');
-    throw badInput('bad_where', `--where was rejected by Postgres: ${e.message ?? String(err)}`);
+    throw badInput('bad_where', `--where was rejected by Postgres: ${(err as { message?: string }).message ?? String(err)}`);
   }
+}
+
+/**
+ * A Postgres error raised while a filter that passed checkWhere ran (an error only some rows
+ * trigger, a write, a lock in a read-only transaction) becomes the same one-line usage error.
+ */
+export function whereRejected(err: unknown): unknown {
+  const e = err as { code?: string; message?: string };
+  return typeof e?.code === 'string' && /^(42|25|22)/.test(e.code) ? badInput('bad_where', `--where was rejected by Postgres: ${e.message}`) : err;
 }

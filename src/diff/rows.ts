@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import type { ColumnInfo, TableInfo } from '../db/introspect.js';
-import { checkWhere, quoteIdent } from '../db/sql.js';
+import { checkWhere, quoteIdent, whereRejected } from '../db/sql.js';
 import type { ProgressSink } from '../providers/types.js';
 import { comparableColumns } from './schema.js';
 import { normalizeSession } from '../db/session.js';
@@ -137,6 +137,14 @@ interface Checksum {
 }
 
 export async function diffRows(options: RowDiffOptions): Promise<RowDiffSummary> {
+  try {
+    return await diffRowsChecked(options);
+  } catch (err) {
+    throw options.where === undefined ? err : whereRejected(err);
+  }
+}
+
+async function diffRowsChecked(options: RowDiffOptions): Promise<RowDiffSummary> {
   const started = Date.now();
   const plan = planRowDiff(options.branchTable, options.productionTable, options.where, options.columns);
   if (options.where !== undefined) {

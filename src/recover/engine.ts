@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import { connect } from '../db/connect.js';
 import { introspect, type ColumnInfo, type TableInfo } from '../db/introspect.js';
-import { checkWhere, parseTableName } from '../db/sql.js';
+import { checkWhere, parseTableName, whereRejected } from '../db/sql.js';
 import { normalizeSession } from '../db/session.js';
 import { cols, keyMatch, q, rowHash } from './sql.js';
 import { beginDiffSession, endDiffSession } from '../diff/rows.js';
@@ -129,11 +129,7 @@ async function stageSource(p: Prepared, s: TableSelection, n: number, where: str
   try {
     copied = await copyBetween(p.branch, s.sql, p.production, `pitr_src_${n}`, cols(names));
   } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (where !== undefined && s.role === 'root' && typeof e.code === 'string' && /^(42|25|22)/.test(e.code)) {
-      throw new PitrError('bad_where', `--where was rejected by Postgres: ${e.message}`, { exit: 'usage' });
-    }
-    throw err;
+    throw where !== undefined && s.role === 'root' ? whereRejected(err) : err;
   }
   // Statistics, not an index: the joins against it are hash joins.
   await p.production.query(`analyze pitr_src_${n}`);

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { createLocalCluster, type LocalCluster } from '../../src/system/local-cluster.js';
 import { ensureServerDir } from '../../src/system/process.js';
 import { serverPid } from '../../src/system/postgres-server.js';
+import { switchWalAndWait } from '../../src/providers/local/production.js';
 
 /**
  * Throw-away PostgreSQL clusters for tests (one per test file): a temp dir, a free loopback
@@ -70,17 +71,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<TestCl
   };
 }
 
-/** Waits until the archiver has archived the segment holding the current WAL position. */
+/** Switches WAL and waits until the archiver has archived the segment (pitr's own routine). */
 export async function switchAndArchiveWal(cluster: TestCluster, timeoutMs = 20_000): Promise<string> {
-  const [row] = await cluster.query<{ wal: string }>('select pg_walfile_name(pg_switch_wal()) as wal');
-  const wal = row!.wal;
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const [s] = await cluster.query<{ last: string | null }>('select last_archived_wal as last from pg_stat_archiver');
-    if (s?.last && s.last >= wal) return wal;
-    await new Promise((r) => setTimeout(r, 50));
+  const client = new pg.Client({ connectionString: cluster.url });
+  await client.connect();
+  try {
+    const result = await switchWalAndWait(client, timeoutMs);
+    if (!result.archived) throw new Error(`WAL segment ${result.segment} was not archived within ${timeoutMs} ms`);
+    return result.segment;
+  } finally {
+    await client.end();
   }
-  throw new Error(`WAL segment ${wal} was not archived within ${timeoutMs} ms`);
 }
 
 /** The environment that points pitr's local provider at a test production and a work root. */
