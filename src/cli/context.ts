@@ -5,7 +5,7 @@ import { createLogger, type Logger } from '../log.js';
 import type { LocalProvider } from '../providers/local/index.js';
 import type { Provider } from '../providers/types.js';
 import { useDriver } from '../db/connect.js';
-import { parseDuration } from '../time/index.js';
+import { describePointInTime, parseDuration, parsePointInTime, type PointInTime } from '../time/index.js';
 import { Output } from './output.js';
 
 export interface GlobalOptions {
@@ -43,6 +43,8 @@ export interface CommandContext {
   yes: boolean;
   /** Providers load on first use: start-up time is part of every recovery. */
   provider(): Promise<Provider>;
+  /** Reads a time argument (in --tz) and tells the user the UTC instant it resolved to. */
+  readTime(text: string, remark?: string): PointInTime;
   localProvider(): Promise<LocalProvider>;
 }
 
@@ -106,6 +108,12 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
     yes: !!opts.yes,
     interactive: io.stdinIsTTY && !opts.yes && opts.input !== false,
     localProvider,
+    readTime(text, remark) {
+      const at = parsePointInTime(text, { ...(config.timezone && { timeZone: config.timezone }) });
+      const shown = describePointInTime(at);
+      output.note(`target: ${shown}${at.input === shown ? '' : ` (from "${at.input}")`}${remark ? ` ${remark}` : ''}`);
+      return at;
+    },
     async provider() {
       if (config.provider !== 'neon') return localProvider();
       if (!config.neonApiKey) throw badInput('missing_api_key', 'the neon provider needs an API key: set NEON_API_KEY');

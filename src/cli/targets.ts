@@ -1,6 +1,5 @@
 import { badInput } from '../errors.js';
 import type { Provider } from '../providers/types.js';
-import { describePointInTime, parsePointInTime } from '../time/index.js';
 import type { CommandContext } from './context.js';
 
 export interface DiffTargets {
@@ -23,8 +22,7 @@ export async function resolveDiffTargets(ctx: CommandContext, branch: string | u
     if (!provider.openPointInTime) {
       throw badInput('no_time_travel', `reading the past without a branch needs the neon provider; with ${provider.kind}, create one: pitr --at ${at}`);
     }
-    const when = parsePointInTime(at, { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
-    ctx.output.note(`target: ${describePointInTime(when)} (Time Travel, read-only, no branch created)`);
+    const when = ctx.readTime(at, '(Time Travel, read-only, no branch created)');
     const pit = await provider.openPointInTime(when);
     return { branchUrl: pit.connectionUrl, productionUrl, branchLabel: `production at ${pit.target}` };
   }

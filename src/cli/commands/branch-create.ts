@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { badInput } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
 import type { RecoveryBranch } from '../../providers/types.js';
-import { describePointInTime, parseDuration, parsePointInTime } from '../../time/index.js';
+import { parseDuration } from '../../time/index.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
@@ -28,10 +28,9 @@ export function addBranchCreateOptions(command: Command): Command {
 }
 
 export async function createBranch(ctx: CommandContext, options: BranchCreateOptions): Promise<number> {
-  const at = parsePointInTime(options.at ?? '', { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
+  const at = ctx.readTime(options.at ?? '');
   const ttlMs = parseDuration(options.ttl ?? ctx.config.ttl);
   const provider = await ctx.provider();
-  ctx.output.note(`target: ${describePointInTime(at)}${at.input === describePointInTime(at) ? '' : ` (from "${at.input}")`}`);
   const branch = await provider.createRecoveryBranch(at, {
     ttlMs,
     // Measured from process start: start-up is part of what the user waits for.

@@ -1,6 +1,5 @@
 import { badInput } from '../../errors.js';
 import { notifyFailure, renderDrill, runDrill, type DrillCheck } from '../../drill/index.js';
-import { parsePointInTime } from '../../time/index.js';
 import type { CommandRunner } from '../program.js';
 
 export const register: CommandRunner = (program, run) => {
@@ -21,7 +20,7 @@ export const register: CommandRunner = (program, run) => {
           if (eq <= 0) throw badInput('bad_check', `--check takes "<sql>=<expected value>" (got "${c}")`);
           return { sql: c.slice(0, eq), expect: c.slice(eq + 1) };
         })];
-        const at = parsePointInTime(opts.at ?? 'now', { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
+        const at = ctx.readTime(opts.at ?? 'now');
         const provider = await ctx.provider();
         const result = await runDrill({ provider, at, workDir: ctx.config.workDir, tolerance, checks, keep: !!opts.keep, onProgress: (e) => ctx.output.progress(e) });
         if (!result.ok && opts.notify) {

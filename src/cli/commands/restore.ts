@@ -1,6 +1,5 @@
 import { badInput, refused } from '../../errors.js';
 import type { RestoreResult } from '../../providers/types.js';
-import { describePointInTime, parsePointInTime } from '../../time/index.js';
 import { confirmByTyping } from '../confirm.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
@@ -32,8 +31,7 @@ export const register: CommandRunner = (program, run) => {
     .action(
       run<{ at?: string; preserveAs?: string; dryRun?: boolean }>(async (ctx, opts) => {
         if (!opts.at) throw badInput('missing_at', 'pitr restore needs --at <time>');
-        const at = parsePointInTime(opts.at, { ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
-        ctx.output.note(`target: ${describePointInTime(at)}${at.input === describePointInTime(at) ? '' : ` (from "${at.input}")`}`);
+        const at = ctx.readTime(opts.at);
         const provider = await ctx.provider();
         if (!provider.restoreInPlace) {
           throw badInput(
