@@ -16,8 +16,10 @@
  *
  * Each round measures, in this order, on the same production state:
  *
- *   pitr  planRecovery then applyRecovery ({ tables: ['orders'], mode: 'missing' }), each timed
- *         (wall clock around the call); rows/s = D / (plan + apply) and D / apply
+ *   pitr  applyRecovery({ tables: ['orders'], mode: 'missing' }) with no saved plan, as
+ *         `pitr recover orders --yes` runs it (plan made inside the apply transaction); with
+ *         --two-phase, planRecovery then applyRecovery of the saved plan (the path a typed
+ *         confirmation takes), each timed; rows/s = D / (plan + apply) and D / apply
  *   raw   what a person does by hand, with no safety at all: `COPY (select * from orders where
  *         id <= D) TO STDOUT` on the branch piped into `COPY orders FROM STDIN` on production, in
  *         one transaction, committed (connections included, as pitr's are)
@@ -202,6 +204,15 @@ const LABELS: [RegExp, string][] = [
   [/^commit\b/i, 'commit'],
   [/^rollback\b/i, 'rollback'],
   [/^create temp table pitr_src_/, 'staging COPY'],
+  [/^analyze pitr_src_/, 'staging COPY'],
+  [/^create temp table pitr_keys_|^copy pitr_keys_/, 'staging keys (COPY)'],
+  [/^copy "[^"]+"\."[^"]+" \(.*\) from stdin/s, 'COPY branch → table (missing rows)'],
+  [/row_number\(\) over/, 'plan compute (anti-join)'],
+  [/where xmin = pg_current_xact_id/, 'verify written rows (hash sums, both servers)'],
+  [/server_version_num|savepoint pitr_hash_probe|hash_record_extended\(row\([^)]*\), 0\) from \(select \* from pitr_src_\d+ limit 1/, 'staging check (hash sums, both servers)'],
+  [/^select count\(\*\)::text as n, coalesce\(sum\(/, 'staging check (hash sums, both servers)'],
+  [/^insert into .* join pitr_plan_\d+ p on .* p\.action = 'insert'$/s, 'insert'],
+  [/pg_trigger/, 'insert'],
   [/^copy pitr_src_/, 'staging COPY'],
   [/^create index on pitr_src_/, 'staging index + analyze'],
   [/^create temp table pitr_plan_\d+ on commit drop as select .* where false$/, 'plan load (file → temp table, index)'],

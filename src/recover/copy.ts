@@ -15,7 +15,8 @@ import { currentDriver } from '../db/connect.js';
 const BATCH = 5000;
 let cursorSeq = 0;
 
-const useCopy = () => currentDriver().driver !== 'ws';
+/** COPY needs the TCP driver: Neon's WebSocket driver cannot stream COPY … TO STDOUT. */
+export const useCopy = () => currentDriver().driver !== 'ws';
 
 async function syncFile(path: string): Promise<void> {
   const handle = await open(path, 'r');

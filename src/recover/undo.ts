@@ -85,9 +85,11 @@ export async function undoRecovery(
             .filter((l) => !l.fk.deferrable || !plan.deferred.includes(l.fk.name))
             .map((l) => `not exists (select 1 from ${l.child.qualified} c where ${l.fk.columns.map((c, i) => `c.${q(c)} = t.${q(l.fk.refColumns[i]!)}`).join(' and ')})`)
         : [];
+      // A row inserted without a recorded hash is unchanged exactly while its version is still the one the recovery's transaction wrote.
+      const unchangedSinceInsert = `(case when a.h is null then ${target.txid ? `t.xmin = '${BigInt(target.txid) % 4294967296n}'::xid` : 'false'} else ${rowHash(names, 't')} = a.h end)`;
       const removed = await client.query(
         `delete from ${tp.qualified} t using pitr_applied_${n} a
-          where a.action = 'insert' and ${keyMatch(tp.key, 't', 'a')} and ${rowHash(names, 't')} = a.h ${guards.map((g) => `and ${g}`).join(' ')}`,
+          where a.action = 'insert' and ${keyMatch(tp.key, 't', 'a')} and ${unchangedSinceInsert} ${guards.map((g) => `and ${g}`).join(' ')}`,
       );
       tables.get(n)!.remove = removed.rowCount ?? 0;
     }

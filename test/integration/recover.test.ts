@@ -119,6 +119,30 @@ describe('pitr recover', () => {
     expect((await runPitr(['recover', 'comics', '--mode', 'changed', '--yes'], env)).code).toBe(0);
   });
 
+  it('undo removes the rows a recovery inserted, except one changed since', async () => {
+    await prod.query(`delete from comics where id between 800 and 809`);
+    const before = await tableChecksums(prod.url);
+    const r = await runPitr(['recover', 'comics', '--where', 'id between 800 and 809', '--yes', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.totals).toMatchObject({ inserted: 10, conflicts: 0 });
+    await prod.query(`update comics set title = 'edited after the recovery' where id = 805`);
+    const undo = await runPitr(['undo', r.json.runId, '--yes', '--json'], env);
+    expect(undo.code, undo.stderr).toBe(0);
+    expect(undo.json.totals).toMatchObject({ remove: 9, conflicts: 1 });
+    expect(await count(`select count(*) as n from comics where id between 800 and 809`)).toBe(1);
+    await prod.query(`delete from comics where id = 805`);
+    expect(await tableChecksums(prod.url)).toEqual(before);
+  });
+
+  it('puts back only the missing rows when some selected keys are back in production already', async () => {
+    await prod.query(`delete from comics where id between 810 and 819; insert into comics values (815, 2, 're-created by hand')`);
+    const r = await runPitr(['recover', 'comics', '--where', 'id between 810 and 819', '--yes', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.totals).toMatchObject({ inserted: 9, updated: 0, conflicts: 0 });
+    expect((await prod.query<{ t: string }>(`select title as t from comics where id = 815`))[0]!.t).toBe('re-created by hand');
+    expect(await count(`select count(*) as n from comics where id between 810 and 819 and title = 'comic ' || id`)).toBe(9);
+  });
+
   it('a failing constraint mid-apply rolls everything back with a clear error', async () => {
     await prod.query(`delete from comics where id = 42`); // cascades to its chapters
     const before = await tableChecksums(prod.url);
