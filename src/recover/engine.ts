@@ -186,6 +186,11 @@ async function rowHashForCheck(p: Prepared, s: TableSelection): Promise<string> 
   }
 }
 
+/** A plan that can only insert (deleted rows put back): it needs the keys alone, and the rows can be copied straight in. */
+function plansInsertsOnly(req: RecoverRequest, s: TableSelection): boolean {
+  return req.mode === 'missing' && s.role === 'root' && !req.deleteExtra && useCopy();
+}
+
 /**
  * Copies only the selection's keys into `pitr_keys_<n>`: enough to plan a recovery of deleted
  * rows, at a tenth of the bytes. When every one of them is missing in production, the rows go
@@ -315,8 +320,10 @@ export async function planRecovery(req: RecoverRequest, store: RunStore, run: Ru
     const tables: TablePlan[] = [];
     for (const [n, s] of p.selections.entries()) {
       req.onProgress?.({ phase: 'plan', message: `planning ${s.production.schema}.${s.production.name}`, fraction: n / p.selections.length });
-      const candidates = await stageSource(p, s, n, req.where);
-      tables.push({ ...(await computeTablePlan(p, s, n, req, join(store.dir(run.id), 'data', `${n}.plan`))), candidates });
+      // Planning which deleted rows to put back needs their keys only.
+      const keysOnly = plansInsertsOnly(req, s);
+      const candidates = keysOnly ? await stageKeys(p, s, n, req.where) : await stageSource(p, s, n, req.where);
+      tables.push({ ...(await computeTablePlan(p, s, n, req, join(store.dir(run.id), 'data', `${n}.plan`), keysOnly ? `pitr_keys_${n}` : undefined)), candidates });
     }
     const plan = wholePlan(run, req, tables, p.deferred, started);
     await store.writeJson(run.id, 'plan.json', plan);
@@ -373,18 +380,20 @@ async function applyOnce(req: RecoverRequest, saved: RecoveryPlan | null, store:
       let candidates: number;
       // Deleted rows put back with a plan made here: stage only keys, and when all are missing, COPY the rows straight in.
       const keysFirst =
-        !item.tp && !careful && req.mode === 'missing' && s.role === 'root' && !req.deleteExtra && useCopy() &&
-        !s.columns.some((c) => c.identity === 'always') && !(await rowsMayChangeOnInsert(p.production, t));
+        plansInsertsOnly(req, s) && !careful && !s.columns.some((c) => c.identity === 'always') && !(await rowsMayChangeOnInsert(p.production, t));
       let direct = false;
       let directSql: string | null = null;
       if (item.tp) {
-        candidates = await stageSource(p, s, n, req.where);
         tp = item.tp;
         await p.production.query(
-          `create temp table pitr_plan_${n} on commit drop as select ${cols(s.key, 's')}, ''::text as action, 0::int8 as old_hash, 0::int8 as new_hash, '{}'::text[] as cols from pitr_src_${n} s where false`,
+          `create temp table pitr_plan_${n} on commit drop as select ${cols(s.key, 't')}, ''::text as action, 0::int8 as old_hash, 0::int8 as new_hash, '{}'::text[] as cols from ${t} t where false`,
         );
         await copyFromFile(p.production, data(`${n}.plan`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, new_hash, cols`);
         await p.production.query(`analyze pitr_plan_${n}`);
+        // A saved plan of deleted rows whose keys run in ranges: the rows come straight from the branch.
+        if (keysFirst && tp.update === 0 && tp.delete === 0 && tp.insert > 0) directSql = await missingRangesSql(p, s, n);
+        candidates = directSql === null ? await stageSource(p, s, n, req.where) : tp.insert;
+        direct = directSql !== null;
       } else {
         const planStarted = Date.now();
         candidates = keysFirst ? await stageKeys(p, s, n, req.where) : await stageSource(p, s, n, req.where);

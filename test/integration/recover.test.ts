@@ -186,6 +186,27 @@ describe('pitr recover', () => {
     expect(written).toBeGreaterThan(0);
   });
 
+  it('a saved plan of deleted rows: copied straight in, and a key re-created since the plan is a conflict', async () => {
+    await prod.query(`delete from comics where id between 900 and 919`);
+    const store = new RunStore(join(work, 'pitr-inproc'));
+    const req = { branchUrl, productionUrl: prod.url, tables: ['comics'], mode: 'missing' as const, where: 'id between 900 and 919', cascade: false, deleteExtra: false };
+    const first = await store.create('recover');
+    const plan = await planRecovery(req, store, first);
+    expect(plan.totals).toMatchObject({ insert: 20, update: 0 });
+    const clean = await applyRecovery(req, plan, store, first);
+    expect(clean.totals).toMatchObject({ inserted: 20, conflicts: 0 });
+    expect(await count(`select count(*) as n from comics where id between 900 and 919 and title = 'comic ' || id`)).toBe(20);
+
+    await prod.query(`delete from comics where id between 900 and 919`);
+    const second = await store.create('recover');
+    const plan2 = await planRecovery(req, store, second);
+    await prod.query(`insert into comics values (910, 3, 'recreated between plan and apply')`);
+    const raced = await applyRecovery(req, plan2, store, second);
+    expect(raced.totals).toMatchObject({ inserted: 19, conflicts: 1 });
+    expect(raced.tables[0]!.conflictSamples[0]).toMatchObject({ key: { id: 910 }, reason: 'a row with this key appeared in production after the plan' });
+    expect((await prod.query<{ t: string }>(`select title as t from comics where id = 910`))[0]!.t).toBe('recreated between plan and apply');
+  });
+
   it('a malicious --where cannot change anything, on production or on the branch', async () => {
     const prodBefore = await tableChecksums(prod.url);
     const branchBefore = await tableChecksums(branchUrl);
