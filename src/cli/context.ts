@@ -97,6 +97,7 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
       archiveWaitMs: parseDuration(config.archiveWait),
       offline: !!opts.offline,
       recoveryTimeoutMs: opts.timeout ? parseDuration(opts.timeout) : 30 * 60_000,
+      snapshotBackupAgeMs: parseDuration(config.snapshotBackupAge),
       logger,
     })) as import('../providers/local/index.js').LocalProvider;
   };
@@ -125,6 +126,7 @@ export async function buildContext(command: Command, io: CliIo): Promise<Command
         ...(config.neonSourceBranch !== undefined && { source: config.neonSourceBranch }),
         ...(config.neonDatabase !== undefined && { database: config.neonDatabase }),
         ...(config.neonRole !== undefined && { role: config.neonRole }),
+        ...(config.neonSnapshots !== undefined && { snapshots: config.neonSnapshots }),
         httpTimeoutMs: parseDuration(config.httpTimeout),
         operationTimeoutMs: opts.timeout ? parseDuration(opts.timeout) : 5 * 60_000,
         signal: io.signal,

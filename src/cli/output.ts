@@ -1,4 +1,4 @@
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { PitrError } from '../errors.js';
 import { redactDeep, redactSecrets } from '../redact.js';
 import type { ProgressEvent } from '../providers/types.js';
@@ -45,6 +45,32 @@ export class Output {
   stream(line: string): void {
     this.endProgress();
     this.stdout.write(redactSecrets(line) + '\n');
+  }
+
+  /**
+   * Where a child process's output goes (a migration's): its stdout to ours, or to stderr under
+   * --json so stdout stays one JSON document; line by line through the redactor, since tools
+   * like to print the connection URL they were given.
+   */
+  childStreams(): { stdout: Writable; stderr: Writable } {
+    this.endProgress();
+    const redacting = (target: Writable) => {
+      let pending = '';
+      return new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          const text = pending + chunk.toString('utf8');
+          const cut = text.lastIndexOf('\n') + 1;
+          pending = text.slice(cut);
+          if (cut > 0) target.write(redactSecrets(text.slice(0, cut)));
+          done();
+        },
+        final(done) {
+          if (pending) target.write(redactSecrets(pending));
+          done();
+        },
+      });
+    };
+    return { stdout: redacting(this.json ? this.stderr : this.stdout), stderr: redacting(this.stderr) };
   }
 
   /** A line for the person at the terminal (stderr, so stdout stays parseable). */

@@ -25,6 +25,8 @@ const duration = z.string().refine((v) => {
   }
 }, 'must be a duration like 90s, 15m, 24h or 7d');
 
+const keepCount = z.coerce.number().int('must be a whole number').min(0, 'must be 0 or more');
+
 export const SETTINGS = {
   provider: { env: 'PITR_PROVIDER', schema: z.enum(['neon', 'local']), path: false },
   logLevel: { env: 'PITR_LOG_LEVEL', schema: z.enum(LOG_LEVELS), path: false },
@@ -42,9 +44,21 @@ export const SETTINGS = {
   neonSourceBranch: { env: 'NEON_SOURCE_BRANCH', schema: z.string().min(1), path: false },
   neonDatabase: { env: 'NEON_DATABASE', schema: z.string().min(1), path: false },
   neonRole: { env: 'NEON_ROLE', schema: z.string().min(1), path: false },
+  /** How Neon snapshots are kept: the snapshot API when the account has it (auto), always the API, or a branch without compute. */
+  neonSnapshots: { env: 'PITR_NEON_SNAPSHOTS', schema: z.enum(['auto', 'api', 'branch']), path: false },
   driver: { env: 'PITR_DRIVER', schema: z.enum(['pg', 'ws']), path: false },
   wsProxy: { env: 'PITR_WS_PROXY', schema: z.string().regex(/^wss?:\/\//, 'must be a ws:// or wss:// URL template with {host} and {port}'), path: false },
   httpTimeout: { env: 'PITR_HTTP_TIMEOUT', schema: duration, path: false },
+  /** Retention (grandfather-father-son) for snapshot prune and backup prune. */
+  keepDaily: { env: 'PITR_KEEP_DAILY', schema: keepCount, path: false },
+  keepWeekly: { env: 'PITR_KEEP_WEEKLY', schema: keepCount, path: false },
+  keepMonthly: { env: 'PITR_KEEP_MONTHLY', schema: keepCount, path: false },
+  keepYearly: { env: 'PITR_KEEP_YEARLY', schema: keepCount, path: false },
+  /** A local snapshot takes a fresh base backup first when the newest is older than this. */
+  snapshotBackupAge: { env: 'PITR_SNAPSHOT_BACKUP_AGE', schema: duration, path: false },
+  encryptionKeyFile: { env: 'PITR_ENCRYPTION_KEY_FILE', schema: z.string().min(1), path: true },
+  s3Endpoint: { env: 'PITR_S3_ENDPOINT', schema: z.string().url(), path: false },
+  s3Region: { env: 'PITR_S3_REGION', schema: z.string().min(1), path: false },
   /** The team's own assertions for pitr drill: [{ name?, sql, expect }] (JSON in the environment). */
   drillChecks: {
     env: 'PITR_DRILL_CHECKS',
@@ -75,6 +89,11 @@ export interface Config extends Settings {
   archiveWait: string;
   driver: 'pg' | 'ws';
   httpTimeout: string;
+  keepDaily: number;
+  keepWeekly: number;
+  keepMonthly: number;
+  keepYearly: number;
+  snapshotBackupAge: string;
   /** The config file that was read, if any. */
   file: string | null;
 }
@@ -160,6 +179,12 @@ export async function resolveConfig({ flags, env = process.env, cwd = process.cw
     archiveWait: (merged.archiveWait as string | undefined) ?? '30s',
     driver: (merged.driver as Config['driver'] | undefined) ?? 'pg',
     httpTimeout: (merged.httpTimeout as string | undefined) ?? '30s',
+    // The team's written policy: daily 30 / weekly 12 / monthly 12 / yearly 7.
+    keepDaily: (merged.keepDaily as number | undefined) ?? 30,
+    keepWeekly: (merged.keepWeekly as number | undefined) ?? 12,
+    keepMonthly: (merged.keepMonthly as number | undefined) ?? 12,
+    keepYearly: (merged.keepYearly as number | undefined) ?? 7,
+    snapshotBackupAge: (merged.snapshotBackupAge as string | undefined) ?? '24h',
     file: filePath ?? null,
   };
 }

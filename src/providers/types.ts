@@ -80,6 +80,35 @@ export interface PointInTimeConnection {
   target: string;
 }
 
+/**
+ * A named restore point: a state of production pitr keeps so it can be branched from later
+ * (`--at snapshot:<name>`), for as long as the snapshot exists.
+ */
+export interface Snapshot {
+  name: string;
+  /** Provider id: a Neon branch or snapshot id, or the name for local restore points. */
+  id: string;
+  provider: ProviderKind;
+  /**
+   * How it is kept: `restore-point` (local pg_create_restore_point, exact LSN), `bookmark`
+   * (local, a past time inside the WAL pitr keeps), `branch` (a Neon branch without compute),
+   * `neon-snapshot` (Neon's snapshot API).
+   */
+  method: 'restore-point' | 'bookmark' | 'branch' | 'neon-snapshot';
+  /** The instant it captures (ISO UTC), when known. */
+  at: string | null;
+  lsn: string | null;
+  createdAt: string;
+  /** Provider-specific facts, free of secrets. */
+  details?: Record<string, unknown>;
+}
+
+export interface CreateSnapshotOptions {
+  /** A past instant to capture instead of now (must be inside the recoverable window). */
+  at?: PointInTime;
+  onProgress?: ProgressSink;
+}
+
 export interface Provider {
   readonly kind: ProviderKind;
   describe(): Promise<SourceInfo>;
@@ -97,4 +126,11 @@ export interface Provider {
   restoreInPlace?(at: PointInTime, options: RestoreInPlaceOptions): Promise<RestoreResult>;
   /** Read the past without creating a branch (Neon Time Travel). */
   openPointInTime?(at: PointInTime): Promise<PointInTimeConnection>;
+  /** Takes a named restore point of production (now, or a past instant); never expires. */
+  createSnapshot(name: string, options: CreateSnapshotOptions): Promise<Snapshot>;
+  /** pitr's snapshots, oldest first. */
+  listSnapshots(): Promise<Snapshot[]>;
+  /** One snapshot by name: a one-line usage error naming the known ones when it does not exist. */
+  getSnapshot(name: string): Promise<Snapshot>;
+  deleteSnapshot(name: string): Promise<Snapshot>;
 }

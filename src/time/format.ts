@@ -32,5 +32,5 @@ export function formatPostgresTimestamp(p: Extract<PointInTime, { kind: 'time' }
 
 /** How a recovery target is shown to people: `2026-11-25T14:03:00Z` or `LSN 16/B374D848`. */
 export function describePointInTime(p: PointInTime): string {
-  return p.kind === 'time' ? formatTarget(p) : `LSN ${p.lsn}`;
+  return p.kind === 'time' ? formatTarget(p) : p.kind === 'lsn' ? `LSN ${p.lsn}` : `snapshot ${p.name}`;
 }

@@ -11,7 +11,15 @@ export type PointInTime =
    */
   | { kind: 'time'; at: Date; input: string; subMillisecondMicros?: number }
   /** `lsn` is spelled the way Postgres prints it: upper-case hex, no leading zeros (`16/B374D848`). */
-  | { kind: 'lsn'; lsn: string; input: string };
+  | { kind: 'lsn'; lsn: string; input: string }
+  /** `snapshot:<name>`: a restore point pitr made; the provider knows what it stands for. */
+  | { kind: 'snapshot'; name: string; input: string };
+
+/** A point a recovery can target directly: a time or an LSN (a snapshot resolved by its provider). */
+export type ResolvedPointInTime = Exclude<PointInTime, { kind: 'snapshot' }>;
+
+/** Snapshot names: what Neon branch names and file names both accept. */
+export const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export interface ParseTimeOptions {
   /** Defaults to the current time; tests pin it so "today" and "the future" are deterministic. */
@@ -331,6 +339,14 @@ export function parsePointInTime(input: string, options: ParseTimeOptions = {}):
     }
     if (value === 0n) throw fail(`${shown} is 0/0, which Postgres uses to mean "no LSN"; give a real WAL position`);
     return { kind: 'lsn', lsn: formatLsn(value), input: text };
+  }
+
+  if (lower.startsWith('snapshot:')) {
+    const name = text.slice('snapshot:'.length);
+    if (!SNAPSHOT_NAME.test(name)) {
+      throw fail(`${shown} is not a valid snapshot reference; write snapshot: then the snapshot's name (letters, digits, . _ -), e.g. snapshot:pre-migration-0042`);
+    }
+    return { kind: 'snapshot', name, input: text };
   }
 
   const nowMs = now.getTime();

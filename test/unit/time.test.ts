@@ -472,3 +472,17 @@ describe('microsecond targets', () => {
     expect(describePointInTime(plain)).toBe('2026-11-25T10:00:00.500Z');
   });
 });
+
+describe('snapshot references', () => {
+  it('reads snapshot:<name> as a snapshot, for the provider to resolve', () => {
+    expect(parsePointInTime('snapshot:pre-migration-0042', { now: NOW })).toEqual({ kind: 'snapshot', name: 'pre-migration-0042', input: 'snapshot:pre-migration-0042' });
+    expect(describePointInTime(parsePointInTime('snapshot:a.b_c', { now: NOW }))).toBe('snapshot a.b_c');
+  });
+
+  it('refuses snapshot references without a valid name', () => {
+    for (const bad of ['snapshot:', 'snapshot: x', 'snapshot:-x', 'snapshot:a/b', `snapshot:${'x'.repeat(64)}`]) {
+      expect(rejection(() => parsePointInTime(bad, { now: NOW })).message).toMatch(/not a valid snapshot reference/);
+    }
+  });
+});
+

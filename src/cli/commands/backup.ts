@@ -1,6 +1,7 @@
 import type { BackupInfo } from '../../providers/local/backups.js';
 import { renderFields, renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { addRetentionOptions, describeRetentionPolicy, retentionPolicy, type RetentionOptions } from '../retention.js';
 
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
@@ -55,4 +56,29 @@ export const register: CommandRunner = (program, run) => {
         return 0;
       }),
     );
+  addRetentionOptions(
+    backup
+      .command('prune')
+      .description('delete the base backups a grandfather-father-son policy does not keep (never one a snapshot needs), then the archived WAL no kept backup needs'),
+  ).action(
+    run<RetentionOptions>(async (ctx, opts) => {
+      const policy = retentionPolicy(ctx, opts);
+      const result = await (await ctx.localProvider()).pruneBackups(policy, { dryRun: !!opts.dryRun, ...(ctx.config.timezone && { timeZone: ctx.config.timezone }) });
+      const gone = result.backups.filter((b) => !b.keep);
+      ctx.output.result({ dryRun: !!opts.dryRun, policy, ...result }, () => {
+        if (result.backups.length === 0) return 'No base backups.';
+        return [
+          `Policy: ${describeRetentionPolicy(policy)}. ${result.backups.length - gone.length} backups kept, ${gone.length} ${opts.dryRun ? 'would be deleted' : 'deleted'} (${formatBytes(gone.reduce((a, b) => a + b.bytes, 0))}).`,
+          renderTable([
+            ['ID', 'CONSISTENT FROM', opts.dryRun ? 'WOULD' : 'DONE', 'WHY'],
+            ...result.backups.map((b) => [b.id, b.endedAt, b.keep ? 'keep' : 'delete', b.reasons.join(', ')]),
+          ]),
+          result.wal.keepFrom
+            ? `WAL archive: ${result.wal.remove.length} segment files (${formatBytes(result.wal.bytes)}) before ${result.wal.keepFrom} ${opts.dryRun ? 'would be' : 'were'} removed; every kept backup can still be restored to any later time.`
+            : 'WAL archive: not a directory pitr manages (restore_command); prune it with its own tool.',
+        ].join('\n');
+      });
+      return 0;
+    }),
+  );
 };

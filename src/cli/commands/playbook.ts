@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { badInput } from '../../errors.js';
 import { loadPlaybook, SHIPPED_PLAYBOOKS } from '../../playbooks/load.js';
 import { renderTable } from '../output.js';
+import type { CommandContext } from '../context.js';
 import type { CommandRunner } from '../program.js';
 
 const SHIPPED = SHIPPED_PLAYBOOKS;
@@ -16,6 +17,37 @@ async function locate(nameOrFile: string): Promise<string> {
   if (/[/\\]|\.ya?ml$/.test(nameOrFile)) return nameOrFile;
   if ((await shipped()).includes(nameOrFile)) return join(SHIPPED, `${nameOrFile}.yaml`);
   throw badInput('unknown_playbook', `no playbook "${nameOrFile}" (shipped: ${(await shipped()).join(', ') || 'none'}); give a file path for your own`);
+}
+
+/** Runs a playbook (shipped name or file) with the given inputs; the exit code follows its outcome. */
+export async function runNamedPlaybook(ctx: CommandContext, name: string, given: Record<string, string>, dryRun: boolean): Promise<number> {
+  const { resolveInputs, runPlaybook, renderPlaybookReport } = await import('../../playbooks/run.js');
+  const parsed = await loadPlaybook(await locate(name));
+  if (ctx.interactive) {
+    // On a terminal, ask for what --set did not give.
+    const { input } = await import('@inquirer/prompts');
+    for (const [key, spec] of Object.entries(parsed.inputs)) {
+      if (given[key] === undefined && spec.default === undefined) given[key] = await input({ message: `${key} (${spec.type})${spec.description ? `: ${spec.description}` : ''}` });
+    }
+  }
+  const inputs = resolveInputs(parsed, given, ctx.config.timezone);
+  const provider = await ctx.provider();
+  const report = await runPlaybook(parsed, inputs, {
+    provider,
+    workDir: ctx.config.workDir,
+    dryRun,
+    yes: ctx.yes,
+    ...(ctx.config.timezone && { timeZone: ctx.config.timezone }),
+    ...(ctx.interactive && {
+      confirm: async (message: string) => (await import('@inquirer/prompts')).confirm({ message, default: false }),
+    }),
+    onProgress: (e) => ctx.output.progress(e),
+    onStep: (s) => ctx.output.note(`${s.status === 'ok' ? '✓' : s.status === 'failed' ? '✗' : '-'} ${s.index + 1}. ${s.id ?? s.type} (${s.seconds.toFixed(1)} s)${s.error ? `: ${s.error}` : ''}`),
+  });
+  ctx.output.result(report, (r) => `${renderPlaybookReport(r)}Report: ${r.dir}/report.md`);
+  const failure = report.steps.find((s) => s.status === 'failed');
+  if (failure && /confirmation|not confirmed/.test(failure.error ?? '')) return 3;
+  return report.status === 'ok' ? 0 : 1;
 }
 
 export const register: CommandRunner = (program, run) => {
@@ -51,40 +83,13 @@ export const register: CommandRunner = (program, run) => {
     .option('--dry-run', 'plan every step and change nothing')
     .action(
       run<{ set?: string[]; dryRun?: boolean }, [string]>(async (ctx, opts, name) => {
-        const { resolveInputs, runPlaybook } = await import('../../playbooks/run.js');
-        const parsed = await loadPlaybook(await locate(name));
         const given: Record<string, string> = {};
         for (const pair of opts.set ?? []) {
           const eq = pair.indexOf('=');
           if (eq <= 0) throw badInput('bad_set', `--set takes key=value (got "${pair}")`);
           given[pair.slice(0, eq)] = pair.slice(eq + 1);
         }
-        if (ctx.interactive) {
-          // On a terminal, ask for what --set did not give.
-          const { input } = await import('@inquirer/prompts');
-          for (const [key, spec] of Object.entries(parsed.inputs)) {
-            if (given[key] === undefined && spec.default === undefined) given[key] = await input({ message: `${key} (${spec.type})${spec.description ? `: ${spec.description}` : ''}` });
-          }
-        }
-        const inputs = resolveInputs(parsed, given, ctx.config.timezone);
-        const provider = await ctx.provider();
-        const report = await runPlaybook(parsed, inputs, {
-          provider,
-          workDir: ctx.config.workDir,
-          dryRun: !!opts.dryRun,
-          yes: ctx.yes,
-          ...(ctx.config.timezone && { timeZone: ctx.config.timezone }),
-          ...(ctx.interactive && {
-            confirm: async (message: string) => (await import('@inquirer/prompts')).confirm({ message, default: false }),
-          }),
-          onProgress: (e) => ctx.output.progress(e),
-          onStep: (s) => ctx.output.note(`${s.status === 'ok' ? '✓' : s.status === 'failed' ? '✗' : '-'} ${s.index + 1}. ${s.id ?? s.type} (${s.seconds.toFixed(1)} s)${s.error ? `: ${s.error}` : ''}`),
-        });
-        const { renderPlaybookReport } = await import('../../playbooks/run.js');
-        ctx.output.result(report, (r) => `${renderPlaybookReport(r)}Report: ${r.dir}/report.md`);
-        const failure = report.steps.find((s) => s.status === 'failed');
-        if (failure && /confirmation|not confirmed/.test(failure.error ?? '')) return 3;
-        return report.status === 'ok' ? 0 : 1;
+        return runNamedPlaybook(ctx, name, given, !!opts.dryRun);
       }),
     );
   playbook

@@ -8,13 +8,16 @@ import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgr
 import { freeLoopbackPort } from '../../system/ports.js';
 import { ensureServerDir, isRoot } from '../../system/process.js';
 import { processAlive, serverPid, stopServer } from '../../system/postgres-server.js';
-import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, type PointInTime } from '../../time/index.js';
-import type { CreateBranchOptions, Provider, RecoveryBranch, SourceInfo } from '../types.js';
+import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, parseDuration, parsePointInTime, SNAPSHOT_NAME, type PointInTime, type ResolvedPointInTime } from '../../time/index.js';
+import type { CreateBranchOptions, CreateSnapshotOptions, Provider, RecoveryBranch, Snapshot, SourceInfo } from '../types.js';
 import { listBackups, takeBackup, type BackupInfo } from './backups.js';
 import { BranchStore, type LocalBranchRecord } from './branch-store.js';
 import { archivingProblems, connectProduction, readProductionFacts, switchWalAndWait, type ProductionFacts, type WalSwitch } from './production.js';
 import { directoryRestoreCommand, discardInstance, prepareInstance, recoverInstance, serverUserCanWrite, type InstanceRestore } from './recovery.js';
 import { branchUrl, connectionParts } from './urls.js';
+import { listRestorePoints, removeRestorePoint, writeRestorePoint, type RestorePoint } from './restore-points.js';
+import { applyBackupPrune, planBackupPrune, type BackupPrunePlan } from './prune.js';
+import type { RetentionPolicy } from '../../retention/gfs.js';
 import { firstMissingSegment, listArchive, parseSegmentName, segmentFileName, segmentOfLsn } from './wal-archive.js';
 
 export interface LocalSettings {
@@ -28,6 +31,8 @@ export interface LocalSettings {
   /** Restore from backups and archive alone, without touching production. */
   offline?: boolean;
   recoveryTimeoutMs: number;
+  /** A snapshot takes a fresh base backup first when the newest is older than this (default 24 h). */
+  snapshotBackupAgeMs?: number;
   logger?: Logger;
 }
 
@@ -148,9 +153,10 @@ export class LocalProvider implements Provider {
     return missing === undefined ? undefined : segmentFileName(end.timeline, missing, from.walSegmentSize);
   }
 
-  async createRecoveryBranch(at: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
+  async createRecoveryBranch(requested: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
     const started = options.startedAt ?? Date.now();
     const backupDir = this.requireBackupDir();
+    const at = await this.resolve(requested);
     const restoreCommand = this.restoreCommand();
     const databaseUrl = this.settings.offline ? this.settings.databaseUrl : this.requireDatabaseUrl();
     // Refuse a target no backup can reach before touching production or the disk.
@@ -280,7 +286,7 @@ export class LocalProvider implements Provider {
     return `WAL segment ${gap} is missing from the archive ${this.settings.walArchive}: recovery cannot pass it${stoppedAt}`;
   }
 
-  private async chooseBackup(backupDir: string, at: PointInTime, facts: ProductionFacts | undefined): Promise<BackupInfo> {
+  private async chooseBackup(backupDir: string, at: ResolvedPointInTime, facts: ProductionFacts | undefined): Promise<BackupInfo> {
     const all = await listBackups(backupDir);
     const backups = facts ? all.filter((b) => b.systemIdentifier === facts.systemIdentifier) : all;
     if (backups.length === 0) {
@@ -301,7 +307,7 @@ export class LocalProvider implements Provider {
     return chosen;
   }
 
-  private defaultName(sourceUrl: string, at: PointInTime): string {
+  private defaultName(sourceUrl: string, at: ResolvedPointInTime): string {
     const db = connectionParts(sourceUrl).database.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'db';
     const when = at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : formatCompactUtc(at.at);
     return `pitr-${db}-${when}`;
@@ -398,5 +404,139 @@ export class LocalProvider implements Provider {
       removed.push(id);
     }
     return removed;
+  }
+
+  /** What `snapshot:<name>` stands for here: the restore point's LSN, or the bookmarked instant. */
+  async resolve(at: PointInTime): Promise<ResolvedPointInTime> {
+    if (at.kind !== 'snapshot') return at;
+    const point = await this.findRestorePoint(at.name);
+    if (point.lsn) return { kind: 'lsn', lsn: point.lsn, input: at.input };
+    const stored = parsePointInTime(point.at!, {});
+    if (stored.kind === 'snapshot') throw new PitrError('bad_restore_point', `restore point ${point.name} is damaged: it names no time or LSN`);
+    return stored;
+  }
+
+  private async findRestorePoint(name: string): Promise<RestorePoint> {
+    const points = await listRestorePoints(this.requireBackupDir());
+    const point = points.find((p) => p.name === name);
+    if (!point) {
+      const known = points.map((p) => p.name).join(', ') || 'none';
+      throw badInput('unknown_snapshot', `no snapshot "${name}" in ${this.requireBackupDir()} (known: ${known})`);
+    }
+    return point;
+  }
+
+  private toSnapshot(point: RestorePoint): Snapshot {
+    return {
+      name: point.name,
+      id: point.name,
+      provider: 'local',
+      method: point.method,
+      at: point.at,
+      lsn: point.lsn,
+      createdAt: point.createdAt,
+      details: { backupId: point.backupId, archived: point.archived },
+    };
+  }
+
+  /**
+   * A named restore point. Now: pg_create_restore_point on production (after a fresh base
+   * backup when the newest is older than snapshotBackupAge, so the point never depends on a
+   * long replay), then a WAL switch so the point is in the archive. A past instant: a bookmark,
+   * checked against the backups first. Either way `backup prune` keeps what it needs.
+   */
+  async createSnapshot(name: string, options: CreateSnapshotOptions): Promise<Snapshot> {
+    const backupDir = this.requireBackupDir();
+    if (!SNAPSHOT_NAME.test(name)) throw badInput('bad_snapshot_name', `"${name}" is not a valid snapshot name: use letters, digits, . _ - (at most 63)`);
+    if ((await listRestorePoints(backupDir)).some((p) => p.name === name)) throw badInput('snapshot_exists', `a snapshot named ${name} already exists`);
+    const createdAt = new Date().toISOString();
+    if (options.at) {
+      if (options.at.kind === 'snapshot') throw badInput('bad_time', 'a snapshot of a snapshot is the same snapshot: give a time or an LSN');
+      const backup = await this.chooseBackup(backupDir, options.at, undefined);
+      const point: RestorePoint = {
+        name,
+        method: 'bookmark',
+        at: options.at.kind === 'time' ? formatTarget(options.at) : null,
+        lsn: options.at.kind === 'lsn' ? options.at.lsn : null,
+        createdAt,
+        backupId: backup.id,
+        systemIdentifier: backup.systemIdentifier,
+        archived: true,
+      };
+      await writeRestorePoint(backupDir, point);
+      return this.toSnapshot(point);
+    }
+    const databaseUrl = this.requireDatabaseUrl();
+    const maxAge = this.settings.snapshotBackupAgeMs ?? parseDuration('24h');
+    let backup = (await listBackups(backupDir)).at(-1);
+    if (!backup || Date.now() - new Date(backup.endedAt).getTime() > maxAge) {
+      options.onProgress?.({ phase: 'backup', message: backup ? `newest base backup is from ${backup.endedAt}: taking a fresh one first` : 'no base backup yet: taking one first' });
+      backup = await takeBackup(databaseUrl, backupDir, options.onProgress);
+    }
+    const client = await connectProduction(databaseUrl);
+    try {
+      const facts = await readProductionFacts(client);
+      if (facts.walLevel === 'minimal') throw new PitrError('wal_level_minimal', 'production runs with wal_level = minimal: restore points need wal_level = replica or logical');
+      let method: RestorePoint['method'] = 'restore-point';
+      let row: { lsn: string; at: string };
+      try {
+        // to_char keeps the microseconds a JS Date would drop.
+        row = (await client.query(`select pg_create_restore_point($1)::text as lsn, to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as at`, [name])).rows[0];
+      } catch (err) {
+        if ((err as { code?: string }).code !== '42501') throw err;
+        // Not allowed to write a named WAL record: the current WAL position marks the same point.
+        method = 'bookmark';
+        row = (await client.query(`select pg_current_wal_lsn()::text as lsn, to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as at`)).rows[0];
+      }
+      const archived = await switchWalAndWait(client, this.settings.archiveWaitMs)
+        .then((w) => w.archived)
+        .catch(() => false);
+      options.onProgress?.({ phase: 'snapshot', message: archived ? `restore point ${name} at LSN ${row.lsn} is in the WAL archive` : `restore point ${name} at LSN ${row.lsn} is not in the WAL archive yet` });
+      const point: RestorePoint = { name, method, at: row.at, lsn: row.lsn, createdAt, backupId: backup.id, systemIdentifier: facts.systemIdentifier, archived };
+      await writeRestorePoint(backupDir, point);
+      return this.toSnapshot(point);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async listSnapshots(): Promise<Snapshot[]> {
+    return (await listRestorePoints(this.requireBackupDir())).map((p) => this.toSnapshot(p));
+  }
+
+  async getSnapshot(name: string): Promise<Snapshot> {
+    return this.toSnapshot(await this.findRestorePoint(name));
+  }
+
+  async deleteSnapshot(name: string): Promise<Snapshot> {
+    const point = await this.findRestorePoint(name);
+    await removeRestorePoint(this.requireBackupDir(), name);
+    return this.toSnapshot(point);
+  }
+
+  /**
+   * Applies the retention policy to the base backups, then removes the archived WAL that no kept
+   * backup needs (only from an archive directory pitr can see; a restore_command archive is
+   * pruned by its own tool).
+   */
+  async pruneBackups(policy: RetentionPolicy, options: { dryRun: boolean; timeZone?: string }): Promise<BackupPrunePlan & { applied: boolean }> {
+    const backupDir = this.requireBackupDir();
+    const backups = await listBackups(backupDir);
+    let systemIdentifier: string | undefined;
+    if (this.settings.databaseUrl && !this.settings.offline) {
+      const client = await connectProduction(this.settings.databaseUrl).catch(() => undefined);
+      if (client) {
+        systemIdentifier = await readProductionFacts(client)
+          .then((f) => f.systemIdentifier)
+          .finally(() => client.end().catch(() => undefined));
+      }
+    }
+    const plan = await planBackupPrune(backups, await listRestorePoints(backupDir), policy, {
+      walArchive: this.settings.walArchive,
+      systemIdentifier,
+      ...(options.timeZone && { timeZone: options.timeZone }),
+    });
+    if (!options.dryRun) await applyBackupPrune(plan, backups, this.settings.walArchive);
+    return { ...plan, applied: !options.dryRun };
   }
 }

@@ -6,7 +6,7 @@ import { connect } from '../../db/connect.js';
 import type { PostgresBinaries } from '../../system/postgres-binaries.js';
 import { run, runChecked } from '../../system/process.js';
 import { logReason, renderConf, serverPid, startServer, stopServer, writeServerFile } from '../../system/postgres-server.js';
-import { describePointInTime, formatPostgresTimestamp, type PointInTime } from '../../time/index.js';
+import { describePointInTime, formatPostgresTimestamp, type ResolvedPointInTime } from '../../time/index.js';
 import type { ProgressSink } from '../types.js';
 import type { BackupInfo } from './backups.js';
 import type { WalSwitch } from './production.js';
@@ -15,7 +15,7 @@ import { parseSegmentName, segmentOfLsn } from './wal-archive.js';
 export interface InstanceRestore {
   bin: PostgresBinaries;
   backup: BackupInfo;
-  target: PointInTime;
+  target: ResolvedPointInTime;
   dataDir: string;
   logFile: string;
   port: number;

@@ -20,6 +20,23 @@ export interface NeonApiOptions {
 
 export const DEFAULT_API_HOST = 'https://console.neon.tech/api/v2';
 
+/**
+ * A refused or failed Neon API call: a PitrError that also keeps the HTTP status and Neon's own
+ * message, so a caller can tell "this account has no such feature" (404/403/405/501) from a
+ * real failure without parsing the one-line message.
+ */
+export class NeonApiError extends PitrError {
+  constructor(
+    code: string,
+    message: string,
+    readonly status: number | undefined,
+    readonly neonMessage: string,
+  ) {
+    super(code, message);
+    this.name = 'PitrError';
+  }
+}
+
 interface HttpFailure {
   status?: number;
   message: string;
@@ -97,8 +114,10 @@ export class NeonApi {
         return (await fn(this.client)).data;
       } catch (err) {
         last = failureOf(err);
+        // 501 (not implemented) is an answer, not a hiccup: asking again cannot change it.
+        const serverError = last.status !== undefined && last.status >= 500 && last.status !== 501;
         const retryable =
-          last.status === 423 || last.status === 429 || (last.status !== undefined && last.status >= 500 && (retryServerErrors || last.status === 503)) || (last.status === undefined && retryServerErrors);
+          last.status === 423 || last.status === 429 || (serverError && (retryServerErrors || last.status === 503)) || (last.status === undefined && retryServerErrors);
         this.log.debug({ what, attempt, status: last.status, message: last.message }, 'Neon API call failed');
         if (!retryable || attempt === this.maxAttempts) break;
         // Exponential backoff with full jitter; a server's Retry-After wins when it asks for longer.
@@ -109,25 +128,32 @@ export class NeonApi {
     throw this.toError(what, last!);
   }
 
-  private toError(what: string, f: HttpFailure): PitrError {
+  private toError(what: string, f: HttpFailure): NeonApiError {
+    const [code, message] = this.describe(what, f);
+    return new NeonApiError(code, message, f.status, f.message);
+  }
+
+  private describe(what: string, f: HttpFailure): [string, string] {
     const tries = `after ${this.maxAttempts} tries`;
     switch (true) {
       case f.status === 401:
-        return new PitrError('neon_auth', `Neon rejected the API key (401) during ${what}: check NEON_API_KEY`);
+        return ['neon_auth', `Neon rejected the API key (401) during ${what}: check NEON_API_KEY`];
       case f.status === 403:
-        return new PitrError('neon_forbidden', `Neon refused ${what} (403): the API key lacks access (${f.message})`);
+        return ['neon_forbidden', `Neon refused ${what} (403): the API key lacks access (${f.message})`];
       case f.status === 404:
-        return new PitrError('neon_not_found', `${what}: not found (404): ${f.message}`);
+        return ['neon_not_found', `${what}: not found (404): ${f.message}`];
       case f.status === 423:
-        return new PitrError('neon_locked', `${what}: the project is still locked by another operation (423) ${tries}; try again when it finishes`);
+        return ['neon_locked', `${what}: the project is still locked by another operation (423) ${tries}; try again when it finishes`];
       case f.status === 429:
-        return new PitrError('neon_rate_limited', `${what}: Neon's rate limit (429) ${tries}; wait a minute and try again`);
+        return ['neon_rate_limited', `${what}: Neon's rate limit (429) ${tries}; wait a minute and try again`];
+      case f.status === 501:
+        return ['neon_not_supported', `${what}: Neon does not support this here (501): ${f.message}`];
       case f.status !== undefined && f.status >= 500:
-        return new PitrError('neon_unavailable', `${what}: the Neon API failed (${f.status}: ${f.message}) ${tries}`);
+        return ['neon_unavailable', `${what}: the Neon API failed (${f.status}: ${f.message}) ${tries}`];
       case f.status !== undefined:
-        return new PitrError('neon_rejected', `${what}: Neon rejected the request (${f.status}): ${f.message}`);
+        return ['neon_rejected', `${what}: Neon rejected the request (${f.status}): ${f.message}`];
       default:
-        return new PitrError('neon_unreachable', `${what}: the Neon API is unreachable (${f.message})`);
+        return ['neon_unreachable', `${what}: the Neon API is unreachable (${f.message})`];
     }
   }
 }

@@ -9,6 +9,7 @@ import type {
   CursorPaginationResponse,
   DatabasesResponse,
   EndpointOperations,
+  EndpointsOptionalResponse,
   EndpointsResponse,
   OperationResponse,
   OperationsResponse,
@@ -16,6 +17,7 @@ import type {
   ProjectResponse,
   RolePasswordResponse,
   RolesResponse,
+  Snapshot,
 } from '@neondatabase/api-client';
 import { http, HttpResponse, type HttpHandler, type PathParams } from 'msw';
 import { generalError } from './faults.js';
@@ -130,6 +132,40 @@ export function neonHandlers(apiHost: string, ctx: HandlerContext): HttpHandler[
     http.get(
       p('/operations/:operationId'),
       route(({ params }) => json<OperationResponse>({ operation: state.getOperation(params.operationId!) })),
+    ),
+    // Snapshots (Beta on Neon): behind state.snapshotApi, which can answer like an account without them.
+    http.post(
+      p('/branches/:branchId/snapshot'),
+      route(async ({ request, params, query }) =>
+        json<{ snapshot: Snapshot } & OperationsResponse>(await state.createSnapshot(params.branchId!, query, ctx.operationFault(request)), 201),
+      ),
+    ),
+    http.get(
+      p('/snapshots'),
+      route(() => json<{ snapshots: Snapshot[] }>({ snapshots: state.listSnapshots() })),
+    ),
+    http.patch(
+      p('/snapshots/:snapshotId'),
+      route(async ({ request, params }) => json<{ snapshot: Snapshot }>({ snapshot: state.updateSnapshot(params.snapshotId!, await readJson(request)) })),
+    ),
+    http.delete(
+      p('/snapshots/:snapshotId'),
+      route(({ request, params }) => json<OperationsResponse>({ operations: state.deleteSnapshot(params.snapshotId!, ctx.operationFault(request)) })),
+    ),
+    http.post(
+      p('/snapshots/:snapshotId/restore'),
+      route(async ({ request, params, query }) =>
+        json<BranchResponse & EndpointsOptionalResponse & OperationsResponse>(
+          await state.restoreSnapshot(params.snapshotId!, query, await readJson(request), ctx.operationFault(request)),
+          201,
+        ),
+      ),
+    ),
+    http.post(
+      p('/branches/:branchId/finalize_restore'),
+      route(async ({ request, params }) =>
+        json<OperationsResponse>({ operations: state.finalizeRestore(params.branchId!, await readJson(request), ctx.operationFault(request)).operations }),
+      ),
     ),
     http.get(
       p('/connection_uri'),

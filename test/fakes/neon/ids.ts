@@ -5,7 +5,7 @@ const ADJECTIVES = ['proud', 'misty', 'quiet', 'bold', 'calm', 'dry', 'wild', 'c
 const NOUNS = ['fog', 'river', 'leaf', 'moon', 'sun', 'hill', 'wave', 'star', 'field', 'tree', 'cloud', 'stone'];
 const ALPHANUMERIC = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
-export function neonId(prefix: 'br' | 'ep'): string {
+export function neonId(prefix: 'br' | 'ep' | 'snap'): string {
   const suffix = Array.from({ length: 8 }, () => ALPHANUMERIC[randomInt(ALPHANUMERIC.length)]).join('');
   return `${prefix}-${ADJECTIVES[randomInt(ADJECTIVES.length)]}-${NOUNS[randomInt(NOUNS.length)]}-${suffix}`;
 }

@@ -1,12 +1,12 @@
 import { join } from 'node:path';
-import type { Branch, Endpoint, Operation } from '@neondatabase/api-client';
+import type { Branch, Endpoint, Operation, Snapshot } from '@neondatabase/api-client';
 import { getResponse, type HttpHandler } from 'msw';
 import pg from 'pg';
 import { faultResponse, FaultBook, generalError, type Fault, type HttpMethod } from './faults.js';
 import { neonHandlers } from './handlers.js';
 import { serveFetch } from './http-server.js';
 import { LocalInstances, type ProductionSettings } from './instances.js';
-import { NeonState, type OperationFault } from './state.js';
+import { NeonState, type OperationFault, type SnapshotApiMode } from './state.js';
 
 /**
  * An honest, stateful fake of Neon's HTTP API for integration tests, backed by real Postgres:
@@ -20,6 +20,8 @@ import { NeonState, type OperationFault } from './state.js';
 export type ApiBranch = Branch;
 export type ApiEndpoint = Endpoint;
 export type ApiOperation = Operation;
+export type ApiSnapshot = Snapshot;
+export type { SnapshotApiMode } from './state.js';
 export type { Fault } from './faults.js';
 
 export interface FakeNeonOptions {
@@ -34,6 +36,13 @@ export interface FakeNeonOptions {
   operationMs?: number;
   /** Delay added to every HTTP response (default 0). */
   latencyMs?: number;
+  /**
+   * The snapshot API (Beta on Neon): 'available' (default), or answered like an account without
+   * it: 'not-found' (404) or 'forbidden' (403, "not available on your plan").
+   */
+  snapshotApi?: SnapshotApiMode;
+  /** Snapshots per project before create answers 422 (default 10, Neon's paid-plan limit). */
+  snapshotLimit?: number;
 }
 
 export interface RecordedRequest {
@@ -57,8 +66,20 @@ export interface FakeNeon {
   requests: RecordedRequest[];
   /** Faults for the next matching requests, consumed in order. pathPattern uses msw syntax, e.g. '/projects/:projectId/branches'. */
   inject(method: HttpMethod, pathPattern: string, faults: Fault[]): void;
-  /** Current state, for assertions. */
-  state(): { branches: ApiBranch[]; endpoints: ApiEndpoint[]; operations: ApiOperation[] };
+  /** Current state, for assertions: annotations by branch id; branchesWithInstance = branches with a local Postgres (a compute ever started). */
+  state(): {
+    branches: ApiBranch[];
+    endpoints: ApiEndpoint[];
+    operations: ApiOperation[];
+    snapshots: ApiSnapshot[];
+    annotations: Record<string, Record<string, string>>;
+    branchesWithInstance: string[];
+  };
+  /** Switches the snapshot API on or off (off = answered like an account without it). */
+  setSnapshotApi(mode: SnapshotApiMode): void;
+  setSnapshotLimit(limit: number): void;
+  /** Changes the project's history window (as updateProject would): older points are refused from then on. */
+  setHistoryRetentionSeconds(seconds: number): void;
   /** Adds a branch pitr did not make (e.g. a developer's), optionally protected. */
   addForeignBranch(name: string, options?: { protected?: boolean }): ApiBranch;
   /** Stops the HTTP server and proxies, deletes every local instance it made. */
@@ -84,6 +105,8 @@ export async function startFakeNeon(options: FakeNeonOptions): Promise<FakeNeon>
     database,
     instances,
   });
+  state.snapshotApi = options.snapshotApi ?? 'available';
+  if (options.snapshotLimit !== undefined) state.snapshotLimit = options.snapshotLimit;
 
   const requests: RecordedRequest[] = [];
   const operationFaults = new WeakMap<Request, OperationFault>();
@@ -128,11 +151,17 @@ export async function startFakeNeon(options: FakeNeonOptions): Promise<FakeNeon>
   return {
     apiHost,
     projectId,
-    defaultBranchId: state.defaultBranchId,
+    // A finalized snapshot restore makes another branch the default.
+    get defaultBranchId() {
+      return state.defaultBranchId;
+    },
     requests,
     inject: (method, pattern, list) => faults!.inject(method, pattern, list),
     state: () => state.snapshot(),
     addForeignBranch: (name, opts) => state.addForeignBranch(name, opts),
+    setSnapshotApi: (mode) => void (state.snapshotApi = mode),
+    setSnapshotLimit: (limit) => void (state.snapshotLimit = limit),
+    setHistoryRetentionSeconds: (seconds) => state.setHistoryRetentionSeconds(seconds),
     close() {
       closing ??= (async () => {
         await server.close();

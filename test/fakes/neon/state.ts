@@ -26,6 +26,7 @@ import {
   type Project,
   type Role,
   type RolesResponse,
+  type Snapshot,
 } from '@neondatabase/api-client';
 import pg from 'pg';
 import { compareLsn, type PointInTime } from '../../../src/time/index.js';
@@ -58,7 +59,27 @@ interface BranchRecord {
   backend: Backend;
   history: History;
   databaseId: number;
+  /** The point on production its data was made from (absent for production and foreign branches). */
+  origin?: PointInTime;
+  /**
+   * Never had a read-write compute since its data was made, so it cannot hold writes of its own:
+   * its head is still `origin`, and a child at its head can be replayed from production's archive.
+   */
+  sealed: boolean;
+  /** No compute ever started: nothing local was restored yet (a branch made with `endpoints: []`). */
+  dormant: boolean;
+  /** For a branch made by restoreSnapshot: the branch finalize_restore replaces. */
+  restoreTargetId?: string;
 }
+
+interface SnapshotRecord {
+  snapshot: Snapshot;
+  origin: PointInTime;
+  history: History;
+}
+
+/** How the snapshot API answers: like an account that has it, or one that does not. */
+export type SnapshotApiMode = 'available' | 'not-found' | 'forbidden';
 
 interface EndpointRecord {
   endpoint: Endpoint;
@@ -85,6 +106,10 @@ export class NeonState {
   private readonly jobs = new Set<Job>();
   private nextDatabaseId = 1001;
   private readonly createdAt: number;
+  private readonly snapshots = new Map<string, SnapshotRecord>();
+  snapshotApi: SnapshotApiMode = 'available';
+  /** Neon's documented limits: 1 snapshot on Free, 10 on paid plans. */
+  snapshotLimit = 10;
 
   private constructor(private readonly config: StateConfig) {
     // The project must be older than its history: a branch at any instant of the window is legal.
@@ -148,13 +173,30 @@ export class NeonState {
     for (const job of this.jobs) if (job.applyEffects(now)) this.jobs.delete(job);
   }
 
-  snapshot(): { branches: Branch[]; endpoints: Endpoint[]; operations: Operation[] } {
+  snapshot(): {
+    branches: Branch[];
+    endpoints: Endpoint[];
+    operations: Operation[];
+    snapshots: Snapshot[];
+    annotations: Record<string, Record<string, string>>;
+    branchesWithInstance: string[];
+  } {
     this.refresh();
+    const records = [...this.branches.values()];
     return {
-      branches: [...this.branches.values()].map((r) => this.renderBranch(r)),
+      branches: records.map((r) => this.renderBranch(r)),
       endpoints: [...this.endpoints.values()].map((e) => ({ ...e.endpoint })),
       operations: this.operations.map((op) => renderOperation(op)),
+      snapshots: [...this.snapshots.values()].map((r) => ({ ...r.snapshot })),
+      annotations: Object.fromEntries(records.filter((r) => r.annotation).map((r) => [r.branch.id, { ...r.annotation!.value }])),
+      branchesWithInstance: records.filter((r) => r.backend.kind === 'instance').map((r) => r.branch.id),
     };
+  }
+
+  /** Neon lets a project's history window change (updateProject): points that left it are refused from then on. */
+  setHistoryRetentionSeconds(seconds: number): void {
+    this.config.historyRetentionSeconds = seconds;
+    this.project.history_retention_seconds = seconds;
   }
 
   requireProject(projectId: string): void {
@@ -262,7 +304,16 @@ export class NeonState {
     const expiresAt = spec.expires_at === undefined ? undefined : checkExpiry(spec.expires_at);
     const endpointTypes = checkEndpointTypes((body?.endpoints ?? []).map((e) => e?.type));
     const annotation = checkAnnotation(body?.annotation_value);
-    const { point, history, parentTimestamp, parentLsn } = await this.branchPoint(parent, spec.parent_timestamp, spec.parent_lsn, 'parent_timestamp', 'parent_lsn');
+    const computeless = endpointTypes.length === 0;
+    const { point, history, parentTimestamp, parentLsn } = await this.branchPoint(
+      parent,
+      spec.parent_timestamp,
+      spec.parent_lsn,
+      'parent_timestamp',
+      'parent_lsn',
+      // Without a compute nothing is replayed, so nothing reports the LSN: ask production now.
+      computeless,
+    );
     // Names are checked again after the await: another request may have taken it meanwhile.
     if (spec.name !== undefined) this.checkNewName(spec.name);
 
@@ -277,6 +328,8 @@ export class NeonState {
       expiresAt,
       isProtected: spec.protected === true,
     });
+    record.origin = point;
+    record.sealed = !endpointTypes.includes(EndpointType.ReadWrite);
     if (annotation) record.annotation = this.annotationOf(record.branch.id, annotation);
     const id = record.branch.id;
     let endpoints: EndpointRecord[];
@@ -287,19 +340,10 @@ export class NeonState {
       throw err;
     }
 
-    const work = this.workFor(fault, () => {
-      record.backend = Backend.restoring(this.config.instances.restore(point, id), (instanceId) => this.config.instances.remove(instanceId));
-      // Routing facts are needed as soon as the instance answers, not when a poll notices.
-      record.backend.whenReady().then(
-        () => {
-          const facts = record.backend.restored!;
-          record.history = completeHistory(record.history, facts);
-          if (!record.branch.parent_lsn && facts.replayLsn) record.branch.parent_lsn = normalizeLsn(facts.replayLsn);
-        },
-        () => undefined,
-      );
-      return record.backend.whenReady();
-    });
+    // A branch without compute is only a timeline on Neon: no Postgres starts, nothing is restored
+    // here until an endpoint is added (or a finalize moves one onto it).
+    record.dormant = computeless;
+    const work = this.workFor(fault, () => (computeless ? Promise.resolve() : this.wake(record)));
     if (work.kind === 'fail') record.backend = Backend.none(work.error);
     const job = this.startJob(work, {
       onFinished: () => {
@@ -364,6 +408,9 @@ export class NeonState {
     const old = {
       backend: target.backend,
       history: target.history,
+      origin: target.origin,
+      sealed: target.sealed,
+      dormant: target.dormant,
       parent_id: target.branch.parent_id,
       parent_timestamp: target.branch.parent_timestamp,
       parent_lsn: target.branch.parent_lsn,
@@ -382,6 +429,8 @@ export class NeonState {
         parentTimestamp: old.parent_timestamp,
         parentLsn: old.parent_lsn,
       });
+      if (old.origin) preserved.origin = old.origin;
+      preserved.dormant = old.dormant;
       // Neon's docs do not say whether the backup gets a compute; the fake gives it one so the
       // old state stays reachable (a connection URI is the only way a test can look at it).
       preservedEndpoint = await this.startEndpoint(preserved.branch.id, EndpointType.ReadWrite, true);
@@ -389,6 +438,9 @@ export class NeonState {
     }
 
     target.history = history;
+    target.origin = point;
+    target.dormant = false;
+    target.sealed = !endpointsHaveReadWrite(this.endpointsOf(branchId));
     target.branch.parent_id = preserved?.branch.id ?? source.branch.id;
     target.branch.parent_timestamp = parentTimestamp;
     target.branch.parent_lsn = parentLsn;
@@ -422,6 +474,9 @@ export class NeonState {
         void target.backend.release().catch(() => undefined);
         target.backend = old.backend;
         target.history = old.history;
+        target.origin = old.origin;
+        target.sealed = old.sealed;
+        target.dormant = old.dormant;
         target.branch.parent_id = old.parent_id;
         target.branch.parent_timestamp = old.parent_timestamp;
         target.branch.parent_lsn = old.parent_lsn;
@@ -473,8 +528,9 @@ export class NeonState {
       throw new ApiError(400, `branch ${spec.branch_id} already has a read_write endpoint`);
     }
     const endpoint = await this.startEndpoint(spec.branch_id, type!, false);
+    if (type === EndpointType.ReadWrite) record.sealed = false;
     const job = this.startJob(
-      this.workFor(fault, () => record.backend.whenReady()),
+      this.workFor(fault, () => (record.dormant ? this.wake(record) : record.backend.whenReady())),
       { onFinished: () => this.markActive(endpoint) },
     );
     const operation = newOperation(job, this.config.projectId, OperationAction.StartCompute, spec.branch_id, endpoint.endpoint.id);
@@ -522,7 +578,204 @@ export class NeonState {
     this.endpoints.clear();
   }
 
+  // ------------------------------------------------------------- snapshots
+
+  private requireSnapshotApi(): void {
+    if (this.snapshotApi === 'not-found') throw new ApiError(404, 'not found');
+    if (this.snapshotApi === 'forbidden') throw new ApiError(403, 'snapshots are not available on your plan');
+  }
+
+  private requireSnapshot(snapshotId: string): SnapshotRecord {
+    const record = this.snapshots.get(snapshotId);
+    if (!record) throw new ApiError(404, `snapshot ${snapshotId} not found`);
+    return record;
+  }
+
+  /** POST /branches/{id}/snapshot?timestamp|lsn&name&expires_at: query parameters, no body. */
+  async createSnapshot(branchId: string, query: URLSearchParams, fault: OperationFault | undefined): Promise<{ snapshot: Snapshot; operations: Operation[] }> {
+    this.requireSnapshotApi();
+    const source = this.requireBranch(branchId);
+    if (this.snapshots.size >= this.snapshotLimit) {
+      throw new ApiError(422, `snapshot limit exceeded: the plan allows ${this.snapshotLimit} snapshots per project; delete one first`);
+    }
+    const expiresAt = query.has('expires_at') ? checkExpiry(query.get('expires_at')) : undefined;
+    const timestamp = query.get('timestamp') ?? undefined;
+    const lsn = query.get('lsn') ?? undefined;
+    const { point, history, parentTimestamp, parentLsn } = await this.branchPoint(source, timestamp, lsn, 'timestamp', 'lsn', true);
+    const createdAt = iso(Date.now());
+    const id = neonId('snap');
+    const snapshot: Snapshot = {
+      id,
+      name: query.get('name') || `${source.branch.name}-${createdAt}`,
+      ...(parentLsn ? { lsn: parentLsn } : {}),
+      ...(parentTimestamp ? { timestamp: parentTimestamp } : {}),
+      source_branch_id: source.branch.id,
+      created_at: createdAt,
+      ...(expiresAt ? { expires_at: expiresAt } : {}),
+      manual: true,
+    };
+    this.snapshots.set(id, { snapshot, origin: point, history });
+    const job = this.startJob(this.workFor(fault, () => Promise.resolve()), {
+      onFailed: () => this.snapshots.delete(id),
+    });
+    const operation = newOperation(job, this.config.projectId, OperationAction.CreateTimeline, source.branch.id);
+    this.operations.push(operation);
+    return { snapshot: { ...snapshot }, operations: [renderOperation(operation)] };
+  }
+
+  listSnapshots(): Snapshot[] {
+    this.requireSnapshotApi();
+    return [...this.snapshots.values()].map((r) => ({ ...r.snapshot }));
+  }
+
+  updateSnapshot(snapshotId: string, body: { snapshot?: { name?: unknown } }): Snapshot {
+    this.requireSnapshotApi();
+    const record = this.requireSnapshot(snapshotId);
+    const name = body?.snapshot?.name;
+    if (name !== undefined) {
+      if (typeof name !== 'string' || !name) throw new ApiError(400, 'snapshot.name must be a non-empty string');
+      record.snapshot.name = name;
+    }
+    return { ...record.snapshot };
+  }
+
+  deleteSnapshot(snapshotId: string, fault: OperationFault | undefined): Operation[] {
+    this.requireSnapshotApi();
+    const record = this.requireSnapshot(snapshotId);
+    const work = this.workFor(fault, () => Promise.resolve());
+    if (work.kind !== 'fail') this.snapshots.delete(snapshotId);
+    const job = this.startJob(work, {});
+    const operation = newOperation(job, this.config.projectId, OperationAction.DeleteTimeline, record.snapshot.source_branch_id);
+    this.operations.push(operation);
+    return [renderOperation(operation)];
+  }
+
+  /**
+   * POST /snapshots/{id}/restore: a new branch holding the snapshot's data, named `name`, with no
+   * compute of its own; it replaces `target_branch_id` (default: the snapshot's source) only
+   * when finalized (finalize_restore: true here, or finalize_restore on the branch later).
+   */
+  async restoreSnapshot(
+    snapshotId: string,
+    query: URLSearchParams,
+    body: { name?: unknown; target_branch_id?: unknown; finalize_restore?: unknown } | undefined,
+    fault: OperationFault | undefined,
+  ): Promise<BranchResponse & { endpoints?: Endpoint[] } & OperationsResponse> {
+    this.requireSnapshotApi();
+    const snap = this.requireSnapshot(snapshotId);
+    const targetId = body?.target_branch_id ?? snap.snapshot.source_branch_id;
+    if (typeof targetId !== 'string') throw new ApiError(400, 'target_branch_id must be a branch id');
+    const target = this.requireBranch(targetId);
+    const name = body?.name ?? query.get('name') ?? undefined;
+    if (name !== undefined) this.checkNewName(name);
+    const record = this.insertBranch({
+      ...(typeof name === 'string' ? { name } : { name: `${target.branch.name}_restored_${iso(Date.now())}` }),
+      backend: Backend.none(),
+      history: snap.history,
+      ready: false,
+      parentId: target.branch.id,
+      ...(snap.snapshot.timestamp ? { parentTimestamp: snap.snapshot.timestamp } : {}),
+      ...(snap.snapshot.lsn ? { parentLsn: snap.snapshot.lsn } : {}),
+    });
+    record.origin = snap.origin;
+    record.sealed = true;
+    record.dormant = true;
+    record.restoreTargetId = target.branch.id;
+    record.branch.restored_from = snapshotId;
+    record.branch.restore_status = 'restored';
+    const job = this.startJob(this.workFor(fault, () => Promise.resolve()), {
+      onFinished: () => this.markReady(record),
+      onFailed: () => this.branches.delete(record.branch.id),
+    });
+    const operations = [newOperation(job, this.config.projectId, OperationAction.CreateTimeline, record.branch.id)];
+    this.operations.push(...operations);
+    if (body?.finalize_restore === true) {
+      const finalized = this.finalizeRestore(record.branch.id, {}, fault, true);
+      operations.push(...finalized.records);
+    }
+    return { branch: this.renderBranch(record), operations: operations.map((op) => renderOperation(op)) };
+  }
+
+  /**
+   * finalize_restore: the restored branch takes the replaced branch's name, default flag and
+   * computes (restarted, same URIs); the replaced branch is renamed to `name` and keeps its data.
+   */
+  finalizeRestore(
+    branchId: string,
+    body: { name?: unknown } | undefined,
+    fault: OperationFault | undefined,
+    immediate = false,
+  ): { operations: Operation[]; records: OperationRecord[] } {
+    if (!immediate) this.requireSnapshotApi();
+    const record = this.requireBranch(branchId);
+    if (record.branch.restore_status !== 'restored' || !record.restoreTargetId) {
+      throw new ApiError(400, `branch ${branchId} was not created by restoreSnapshot with finalize_restore false, or is already finalized`);
+    }
+    const target = this.requireBranch(record.restoreTargetId);
+    const oldName = body?.name ?? `${target.branch.name}_old_${iso(Date.now())}`;
+    this.checkNewName(oldName);
+    const originalName = target.branch.name;
+    target.branch.name = oldName as string;
+    record.branch.name = originalName;
+    record.branch.restore_status = 'finalized';
+    record.branch.restored_as = target.branch.id;
+    if (target.branch.default) {
+      target.branch.default = target.branch.primary = false;
+      record.branch.default = record.branch.primary = true;
+      this.defaultBranchId = record.branch.id;
+    }
+    const endpoints = this.endpointsOf(target.branch.id);
+    for (const e of endpoints) {
+      e.endpoint.branch_id = record.branch.id;
+      e.endpoint.current_state = 'init' as Endpoint['current_state'];
+      e.endpoint.pending_state = 'active' as Endpoint['pending_state'];
+      e.proxy.dropConnections();
+    }
+    if (endpointsHaveReadWrite(endpoints)) record.sealed = false;
+    this.setState(record, 'init', 'ready');
+    const job = this.startJob(
+      this.workFor(fault, () => (endpoints.length && record.dormant ? this.wake(record) : Promise.resolve())),
+      {
+        onFinished: () => {
+          this.markReady(record);
+          for (const e of endpoints) this.markActive(e);
+        },
+      },
+    );
+    const records = [
+      newOperation(job, this.config.projectId, OperationAction.CreateTimeline, record.branch.id),
+      ...endpoints.flatMap((e) => [
+        newOperation(job, this.config.projectId, OperationAction.SuspendCompute, record.branch.id, e.endpoint.id),
+        newOperation(job, this.config.projectId, OperationAction.StartCompute, record.branch.id, e.endpoint.id),
+      ]),
+    ];
+    this.operations.push(...records);
+    return { operations: records.map((op) => renderOperation(op)), records };
+  }
+
   // -------------------------------------------------------------- internals
+
+  /** Starts the local instance of a branch that has had none yet (its first compute), at its origin. */
+  private wake(record: BranchRecord): Promise<unknown> {
+    record.dormant = false;
+    const origin = record.origin;
+    if (!origin) {
+      record.backend = Backend.none(`fake-neon holds no data for branch ${record.branch.name}`);
+      return record.backend.whenReady();
+    }
+    const id = record.branch.id;
+    record.backend = Backend.restoring(this.config.instances.restore(origin, `${id}-${Date.now()}`), (instanceId) => this.config.instances.remove(instanceId));
+    // Routing facts are needed as soon as the instance answers, not when a poll notices.
+    record.backend.whenReady().then(
+      () => {
+        const facts = record.backend.restored!;
+        record.history = completeHistory(record.history, facts);
+        if (!record.branch.parent_lsn && facts.replayLsn) record.branch.parent_lsn = normalizeLsn(facts.replayLsn);
+      },
+      () => undefined,
+    );
+    return record.backend.whenReady();
+  }
 
   private requireBranch(branchId: string): BranchRecord {
     const record = this.branches.get(branchId);
@@ -553,6 +806,7 @@ export class NeonState {
     lsn: unknown,
     timestampField: string,
     lsnField: string,
+    headLsn = false,
   ): Promise<{ point: PointInTime; history: History; parentTimestamp?: string; parentLsn?: string }> {
     if (timestamp !== undefined && lsn !== undefined) throw new ApiError(400, `${timestampField} and ${lsnField} cannot be specified at the same time`);
     const translate = (point: PointInTime) => {
@@ -588,12 +842,19 @@ export class NeonState {
       return { point: translate({ kind: 'lsn', lsn: normalized, input: lsn as string }), history: { kind: 'upto', until: null, untilLsn: normalized }, parentLsn: normalized };
     }
     if (parent.history.kind !== 'live') {
+      // A copy that never had a read-write compute has no writes of its own: its head is still the
+      // point on production it was made from (a snapshot branch, a restored snapshot), however old.
+      if (parent.sealed && parent.origin) {
+        return { point: parent.origin, history: parent.history, ...(parent.history.untilLsn ? { parentLsn: parent.history.untilLsn } : {}) };
+      }
       throw new ApiError(501, `fake-neon cannot copy the head of ${parent.branch.name}: it is a local copy, and only production's history can be replayed; pass a timestamp or LSN`);
     }
     // Head = now, a millisecond ahead so every commit acknowledged before this request is in.
     const at = new Date(Date.now() + 1);
     await new Promise((r) => setTimeout(r, 2));
-    return { point: { kind: 'time', at, input: 'head' }, history: { kind: 'upto', until: at, untilLsn: null } };
+    const current = headLsn ? await this.productionLsn() : undefined;
+    const untilLsn = current ? normalizeLsn(current) ?? null : null;
+    return { point: { kind: 'time', at, input: 'head' }, history: { kind: 'upto', until: at, untilLsn }, ...(untilLsn ? { parentLsn: untilLsn } : {}) };
   }
 
   private async productionLsn(): Promise<string | undefined> {
@@ -679,7 +940,15 @@ export class NeonState {
       init_source: 'parent-data',
       ...(spec.expiresAt ? { expires_at: spec.expiresAt, ttl_interval_seconds: Math.round((Date.parse(spec.expiresAt) - Date.now()) / 1000) } : {}),
     };
-    const record: BranchRecord = { branch, annotation: undefined, backend: spec.backend, history: spec.history, databaseId: this.nextDatabaseId++ };
+    const record: BranchRecord = {
+      branch,
+      annotation: undefined,
+      backend: spec.backend,
+      history: spec.history,
+      databaseId: this.nextDatabaseId++,
+      sealed: false,
+      dormant: false,
+    };
     this.branches.set(id, record);
     return record;
   }
@@ -786,4 +1055,8 @@ export class NeonState {
       connection_parameters: { database: this.config.database, password: this.password, role: this.config.role, host: e.endpoint.host, pooler_host: e.endpoint.host },
     };
   }
+}
+
+function endpointsHaveReadWrite(endpoints: EndpointRecord[]): boolean {
+  return endpoints.some((e) => e.endpoint.type === EndpointType.ReadWrite);
 }
