@@ -19,6 +19,7 @@ import * as playbookCommand from './commands/playbook.js';
 import * as drillCommand from './commands/drill.js';
 import * as snapshotCommand from './commands/snapshot.js';
 import * as migrateCommand from './commands/migrate.js';
+import * as exportCommand from './commands/export.js';
 
 export type Action<O, A extends unknown[]> = (ctx: CommandContext, options: O, ...args: A) => Promise<number>;
 /** Wraps a command handler: builds its context, runs it, and records its exit code. */
@@ -85,7 +86,7 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     }),
   );
 
-  for (const module of [branchCreate, branches, previewCommand, diffCommand, recoverCommand, playbookCommand, drillCommand, snapshotCommand, migrateCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
+  for (const module of [branchCreate, branches, previewCommand, diffCommand, recoverCommand, playbookCommand, drillCommand, snapshotCommand, migrateCommand, exportCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
   return program;
 }
 

@@ -1,3 +1,4 @@
+import { PitrError } from '../errors.js';
 import type { Provider, Snapshot } from '../providers/types.js';
 import { planRetention, type RetentionPolicy } from './gfs.js';
 
@@ -10,6 +11,8 @@ export interface SnapshotVerdict {
 export interface SnapshotPruneResult {
   verdicts: SnapshotVerdict[];
   deleted: string[];
+  /** Snapshots the policy would delete but that are still in use (Neon: branches made from them). */
+  skipped: { name: string; reason: string }[];
   applied: boolean;
 }
 
@@ -29,12 +32,19 @@ export async function pruneSnapshots(
   const plan = planRetention(snapshots, snapshotTime, policy, options.timeZone ? { timeZone: options.timeZone } : {});
   const verdicts = plan.map((p) => ({ snapshot: p.item, keep: p.keep, reasons: p.reasons }));
   const deleted: string[] = [];
+  const skipped: SnapshotPruneResult['skipped'] = [];
   if (!options.dryRun) {
     for (const v of [...verdicts].reverse()) {
       if (v.keep) continue;
-      await provider.deleteSnapshot(v.snapshot.name);
-      deleted.push(v.snapshot.name);
+      try {
+        await provider.deleteSnapshot(v.snapshot.name);
+        deleted.push(v.snapshot.name);
+      } catch (err) {
+        // A snapshot something still depends on stays, and says why; the rest are pruned.
+        if (!(err instanceof PitrError && err.code === 'snapshot_in_use')) throw err;
+        skipped.push({ name: v.snapshot.name, reason: err.message });
+      }
     }
   }
-  return { verdicts, deleted, applied: !options.dryRun };
+  return { verdicts, deleted, skipped, applied: !options.dryRun };
 }

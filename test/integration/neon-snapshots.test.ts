@@ -273,6 +273,46 @@ describe('Neon snapshots (against the fake API)', () => {
     expect(names.sort()).toEqual(['at-t1', 'fallback-403', 'fallback-404', 'fallback-again']);
   });
 
+  it('through the CLI: snapshot create, list, prune with reasons (only snapshots, never branches), delete', async () => {
+    for (const name of ['cli-1', 'cli-2']) {
+      const made = await runPitr(['snapshot', 'create', '--name', name, '--json'], env);
+      expect(made.code, made.stderr).toBe(0);
+      expect(made.json.snapshot).toMatchObject({ name, provider: 'neon', method: 'branch' });
+    }
+    const before = (await runPitr(['snapshot', 'list', '--json'], env)).json.snapshots.map((s: { name: string }) => s.name);
+    expect(before).toEqual(expect.arrayContaining(['cli-1', 'cli-2']));
+    const branchesBefore = fake.state().branches.length;
+    const keepOne = ['--keep-daily', '1', '--keep-weekly', '0', '--keep-monthly', '0', '--keep-yearly', '0'];
+    const dry = await runPitr(['snapshot', 'prune', ...keepOne, '--dry-run', '--json'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    const kept = dry.json.snapshots.filter((s: { keep: boolean }) => s.keep);
+    expect(kept).toHaveLength(1);
+    expect(kept[0].reasons).toContain('newest');
+    expect(fake.state().branches.length).toBe(branchesBefore);
+    // A snapshot with branches made from it cannot be deleted on Neon: prune skips it, says why, and prunes the rest.
+    const real = await runPitr(['snapshot', 'prune', ...keepOne, '--json'], env);
+    expect(real.code, real.stderr).toBe(0);
+    const skipped = real.json.skipped.map((k: { name: string }) => k.name);
+    expect(real.json.skipped.every((k: { reason: string }) => /has branches made from it/.test(k.reason))).toBe(true);
+    expect(real.json.deleted).toContain('cli-1');
+    const left = (await runPitr(['snapshot', 'list', '--json'], env)).json.snapshots.map((s: { name: string }) => s.name);
+    expect(left.sort()).toEqual([kept[0].name, ...skipped].sort());
+    const recovery = (await runPitr(['branches', '--json'], env)).json.branches.map((b: { name: string }) => b.name);
+    expect(recovery.some((n: string) => n.startsWith('pitr-snap-'))).toBe(false);
+  });
+
+  it('pitr migrate --rollback: the failed migration is rolled back in place to the restore point taken before it', async () => {
+    const mainUri = (await runPitr(['connection-string', 'main', '--show-password'], env)).stdout.trim();
+    const psql = '/usr/lib/postgresql/15/bin/psql';
+    const before = await counts(mainUri);
+    const migration = ['sh', '-c', `${psql} "$MIGRATION_URL" -qc "insert into items values (9100, 'half a migration')" && echo 'step 2 failed' >&2 && exit 4`];
+    const run = await runPitr(['migrate', '--name', 'pre-mig', '--rollback', '--yes', '--', ...migration], { ...env, MIGRATION_URL: mainUri });
+    expect(run.code, run.stderr).toBe(4);
+    expect(run.stderr).toContain('pitr playbook run failed-migration --set at=snapshot:pre-mig');
+    expect(await counts(mainUri)).toEqual(before);
+    expect(fake.state().branches.some((b) => b.name.startsWith('main-before-pitr'))).toBe(true);
+  });
+
   it('Time Travel at a snapshot; restore in place from a snapshot branch (branch restore) and from a Neon snapshot (restore + finalize)', async () => {
     const pit = await provider().openPointInTime(parsePointInTime('snapshot:at-t1'));
     expect(pit.connectionUrl).toContain('options=neon_timestamp');

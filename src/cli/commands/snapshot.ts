@@ -64,6 +64,7 @@ export const register: CommandRunner = (program, run) => {
           policy,
           snapshots: result.verdicts.map((v) => ({ name: v.snapshot.name, at: v.snapshot.at ?? v.snapshot.createdAt, keep: v.keep, reasons: v.reasons })),
           deleted: result.deleted,
+          skipped: result.skipped,
         },
         () => {
           const gone = result.verdicts.filter((v) => !v.keep);
@@ -75,6 +76,7 @@ export const register: CommandRunner = (program, run) => {
               ['NAME', 'CAPTURES', opts.dryRun ? 'WOULD' : 'DONE', 'WHY'],
               ...result.verdicts.map((v) => [v.snapshot.name, v.snapshot.at ?? v.snapshot.createdAt, v.keep ? 'keep' : 'delete', v.reasons.join(', ')]),
             ]),
+            ...result.skipped.map((k) => `Not deleted: ${k.reason}`),
           ].join('\n');
         },
       );
