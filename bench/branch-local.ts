@@ -25,7 +25,7 @@ import { CLI, runPitr, type CliRun } from '../test/support/cli.js';
 import { freeLoopbackPort } from '../src/system/ports.js';
 import { ensureServerDir, run } from '../src/system/process.js';
 import { logReason, serverPid, stopServer, writeServerFile } from '../src/system/postgres-server.js';
-import { cleanupOnSignal, roundsSetting } from './support.js';
+import { cleanupOnSignal, roundsSetting, median, pad, withClient } from './support.js';
 
 const GOAL = 1.2;
 const USERS = 200_000;
@@ -34,28 +34,9 @@ const POLL_MS = 50;
 const RESTORE_TIMEOUT_MS = 10 * 60_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 const secs = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? '-' : (ms / 1000).toFixed(3));
-const pad = (rows: string[][]) => {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('   ')).join('\n');
-};
 const quoteConf = (v: string) => `'${v.replace(/'/g, "''")}'`;
 
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
 
 interface Counts {
   users: number;

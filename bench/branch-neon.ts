@@ -40,7 +40,7 @@ import { join } from 'node:path';
 import { makeTempRoot, startCluster, switchAndArchiveWal, type TestCluster } from '../test/support/cluster.js';
 import { runPitr, type CliRun } from '../test/support/cli.js';
 import { startFakeNeon, type ApiOperation, type FakeNeon, type RecordedRequest } from '../test/fakes/neon/index.js';
-import { cleanupOnSignal, roundsSetting } from './support.js';
+import { cleanupOnSignal, roundsSetting, median, pad } from './support.js';
 
 const LATENCIES_MS = [0, 50, 150];
 const OPERATION_MS = 2000;
@@ -48,16 +48,7 @@ const ROWS = 50_000;
 const API_KEY = 'napi_bench_k3y_not_a_secret_0123456789';
 const RUN_TIMEOUT_MS = 180_000;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 const ms = (v: number) => String(Math.round(v));
-const pad = (rows: string[][]) => {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ')).join('\n');
-};
 
 /**
  * One fake per latency, with what the fake does not record itself: when each request was

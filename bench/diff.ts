@@ -40,7 +40,7 @@ import { to as copyTo } from 'pg-copy-streams';
 import { startCluster, type TestCluster } from '../test/support/cluster.js';
 import { findTable, introspect, type TableInfo } from '../src/db/introspect.js';
 import { beginDiffSession, diffRows, endDiffSession, type RowDiffSummary } from '../src/diff/rows.js';
-import { cleanupOnSignal } from './support.js';
+import { cleanupOnSignal, fmt, round, pad } from './support.js';
 import { mulberry32 } from '../test/support/random.js';
 
 const DEFAULT_ROWS = [1_000_000, 3_000_000];
@@ -74,13 +74,7 @@ const gc: (() => void) | undefined = (() => {
 })();
 const MB = 1024 * 1024;
 const rss = () => process.memoryUsage.rss();
-const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
-const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
 const human = (n: number) => (n >= 1e6 && n % 1e5 === 0 ? `${n / 1e6}M` : n >= 1e3 && n % 100 === 0 ? `${n / 1e3}k` : String(n));
-const pad = (rows: string[][]) => {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('   ')).join('\n');
-};
 
 const prng = mulberry32;
 

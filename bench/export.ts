@@ -40,17 +40,10 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { startCluster, makeTempRoot, type TestCluster } from '../test/support/cluster.js';
 import { findClientProgram, libpqEnvironment, runExport, verifyExport } from '../src/export/index.js';
-import { cleanupOnSignal, roundsSetting } from './support.js';
+import { cleanupOnSignal, roundsSetting, option, fmt, round, median, pad, withClient } from './support.js';
 
 // --- settings ------------------------------------------------------------------------------
 
-function option(name: string, env: string): string | undefined {
-  const argv = process.argv.slice(2);
-  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-  if (i < 0) return process.env[env] || undefined;
-  const a = argv[i]!;
-  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1];
-}
 
 const SIZE_MB = Number(option('size-mb', 'BENCH_SIZE_MB') ?? '400');
 if (!Number.isFinite(SIZE_MB) || SIZE_MB < 10) throw new Error(`--size-mb / BENCH_SIZE_MB must be a number ≥ 10, not "${option('size-mb', 'BENCH_SIZE_MB')}"`);
@@ -58,28 +51,7 @@ const ROUNDS = roundsSetting(2);
 const GOAL = 0.8;
 const MB = 1024 * 1024;
 
-const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
-const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-const pad = (rows: string[][]) => {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('   ')).join('\n');
-};
 
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
 
 // --- data ---------------------------------------------------------------------------------
 

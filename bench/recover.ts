@@ -45,17 +45,10 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startCluster, type TestCluster } from '../test/support/cluster.js';
 import { applyRecovery, planRecovery, type RecoverRequest, type RecoveryPlan, type RecoveryResult } from '../src/recover/engine.js';
 import { RunStore } from '../src/recover/runs.js';
-import { cleanupOnSignal } from './support.js';
+import { cleanupOnSignal, option, fmt, round, median, pad } from './support.js';
 
 // --- settings ------------------------------------------------------------------------------
 
-function option(name: string, env: string): string | undefined {
-  const argv = process.argv.slice(2);
-  const i = argv.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
-  if (i < 0) return process.env[env] || undefined;
-  const a = argv[i]!;
-  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[i + 1];
-}
 
 function count(text: string, what: string, min: number): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$/.exec(text);
@@ -76,19 +69,8 @@ if (DELETED >= ROWS) throw new Error(`--deleted (${DELETED}) must be below --row
 // --- helpers ------------------------------------------------------------------------------
 
 const MB = 1024 * 1024;
-const fmt = (x: number, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
-const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;
 const int = (x: number) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '-');
 const human = (n: number) => (n >= 1e6 && n % 1e5 === 0 ? `${n / 1e6}M` : n >= 1e3 && n % 100 === 0 ? `${n / 1e3}k` : String(n));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-const pad = (rows: string[][]) => {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
-  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('   ')).join('\n');
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function connect(url: string): Promise<pg.Client> {
