@@ -378,9 +378,10 @@ async function applyOnce(req: RecoverRequest, saved: RecoveryPlan | null, store:
       req.onProgress?.({ phase: 'apply', message: `recovering ${s.production.schema}.${s.production.name}`, fraction: n / work.length });
       let tp: TablePlan;
       let candidates: number;
+      const mayChangeOnInsert = await rowsMayChangeOnInsert(p.production, t);
       // Deleted rows put back with a plan made here: stage only keys, and when all are missing, COPY the rows straight in.
       const keysFirst =
-        plansInsertsOnly(req, s) && !careful && !s.columns.some((c) => c.identity === 'always') && !(await rowsMayChangeOnInsert(p.production, t));
+        plansInsertsOnly(req, s) && !careful && !s.columns.some((c) => c.identity === 'always') && !mayChangeOnInsert;
       let direct = false;
       let directSql: string | null = null;
       if (item.tp) {
@@ -413,7 +414,7 @@ async function applyOnce(req: RecoverRequest, saved: RecoveryPlan | null, store:
       await p.production.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(s.key)}, ''::text as action, 0::int8 as h from pitr_plan_${n} where false`);
       // Only a plan made in this transaction from these staged rows can say it inserts all of them.
       const everyStagedRow = !item.tp && tp.insert === candidates;
-      const insertsExact = direct ? await copyMissingRows(p, s, directSql!, tp.insert, req.where) : tp.insert > 0 ? await insertPlanned(p.production, s, n, tp.insert, careful, everyStagedRow) : true;
+      const insertsExact = direct ? await copyMissingRows(p, s, directSql!, tp.insert, req.where) : tp.insert > 0 ? await insertPlanned(p.production, s, n, tp.insert, careful || mayChangeOnInsert, everyStagedRow) : true;
       const settable = s.columns.filter((c) => c.identity !== 'always' && !s.key.includes(c.name)).map((c) => c.name);
       if (settable.length && tp.update > 0) {
         await p.production.query(
@@ -567,7 +568,7 @@ async function insertPlanned(client: pg.ClientBase, s: TableSelection, n: number
   const select = everyStagedRow
     ? `select ${cols(names, 's')} from pitr_src_${n} s`
     : `select ${cols(names, 's')} from pitr_src_${n} s join pitr_plan_${n} p on ${keyMatch(s.key, 's', 'p')} and p.action = 'insert'`;
-  if (!careful && !(await rowsMayChangeOnInsert(client, t))) {
+  if (!careful) {
     let done;
     try {
       done = await client.query(`insert into ${t} (${cols(names)})${overriding} ${select}`);

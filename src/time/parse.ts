@@ -21,6 +21,13 @@ export type ResolvedPointInTime = Exclude<PointInTime, { kind: 'snapshot' }>;
 /** Snapshot names: what Neon branch names and file names both accept. */
 export const SNAPSHOT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
+/** Refuses a snapshot name before any work, the same way for every provider. */
+export function checkSnapshotName(name: string): void {
+  if (!SNAPSHOT_NAME.test(name)) {
+    throw badInput('bad_snapshot_name', `"${name}" is not a valid snapshot name: use 1-63 letters, digits, . _ or -, starting with a letter or digit`);
+  }
+}
+
 export interface ParseTimeOptions {
   /** Defaults to the current time; tests pin it so "today" and "the future" are deterministic. */
   now?: Date;

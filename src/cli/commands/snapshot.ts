@@ -1,7 +1,6 @@
-import { badInput } from '../../errors.js';
 import type { Snapshot } from '../../providers/types.js';
 import { pruneSnapshots } from '../../retention/snapshots.js';
-import { formatCompactUtc, SNAPSHOT_NAME } from '../../time/index.js';
+import { formatCompactUtc } from '../../time/index.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { addRetentionOptions, describeRetentionPolicy, retentionPolicy, type RetentionOptions } from '../retention.js';
@@ -22,7 +21,6 @@ export const register: CommandRunner = (program, run) => {
     .action(
       run<{ name?: string; at?: string }>(async (ctx, opts) => {
         const name = opts.name ?? `snap-${formatCompactUtc(new Date()).toLowerCase()}`;
-        if (!SNAPSHOT_NAME.test(name)) throw badInput('bad_snapshot_name', `"${name}" is not a valid snapshot name: use letters, digits, . _ - (at most 63)`);
         const at = opts.at ? ctx.readTime(opts.at) : undefined;
         const provider = await ctx.provider();
         const made = await provider.createSnapshot(name, { ...(at && { at }), onProgress: (e) => ctx.output.progress(e) });

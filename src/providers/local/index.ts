@@ -8,7 +8,7 @@ import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgr
 import { freeLoopbackPort } from '../../system/ports.js';
 import { ensureServerDir, isRoot } from '../../system/process.js';
 import { processAlive, serverPid, stopServer } from '../../system/postgres-server.js';
-import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, parseDuration, parsePointInTime, SNAPSHOT_NAME, type PointInTime, type ResolvedPointInTime } from '../../time/index.js';
+import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, parseDuration, parsePointInTime, checkSnapshotName, type PointInTime, type ResolvedPointInTime } from '../../time/index.js';
 import type { CreateBranchOptions, CreateSnapshotOptions, Provider, RecoveryBranch, Snapshot, SourceInfo } from '../types.js';
 import { listBackups, takeBackup, type BackupInfo } from './backups.js';
 import { BranchStore, type LocalBranchRecord } from './branch-store.js';
@@ -447,7 +447,7 @@ export class LocalProvider implements Provider {
    */
   async createSnapshot(name: string, options: CreateSnapshotOptions): Promise<Snapshot> {
     const backupDir = this.requireBackupDir();
-    if (!SNAPSHOT_NAME.test(name)) throw badInput('bad_snapshot_name', `"${name}" is not a valid snapshot name: use letters, digits, . _ - (at most 63)`);
+    checkSnapshotName(name);
     if ((await listRestorePoints(backupDir)).some((p) => p.name === name)) throw badInput('snapshot_exists', `a snapshot named ${name} already exists`);
     const createdAt = new Date().toISOString();
     if (options.at) {

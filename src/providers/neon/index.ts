@@ -3,7 +3,7 @@ import { EndpointType } from '@neondatabase/api-client';
 import { badInput, PitrError, refused } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { withClient } from '../../db/connect.js';
-import { describePointInTime, formatCompactUtc, formatTarget, formatUtc, parsePointInTime, SNAPSHOT_NAME, type PointInTime } from '../../time/index.js';
+import { describePointInTime, formatCompactUtc, formatTarget, formatUtc, parsePointInTime, checkSnapshotName, type PointInTime } from '../../time/index.js';
 import type {
   CreateBranchOptions,
   CreateSnapshotOptions,
@@ -682,9 +682,7 @@ export class NeonProvider implements Provider {
   }
 
   async createSnapshot(name: string, options: CreateSnapshotOptions): Promise<Snapshot> {
-    if (!SNAPSHOT_NAME.test(name)) {
-      throw badInput('bad_snapshot_name', `invalid snapshot name ${JSON.stringify(name)}: use 1-63 letters, digits, . _ or -, starting with a letter or digit`);
-    }
+    checkSnapshotName(name);
     const at = options.at;
     if (at?.kind === 'snapshot') {
       throw badInput('bad_snapshot_target', `a snapshot captures production now or at a time or LSN, not another snapshot (${at.input})`);
