@@ -25,6 +25,12 @@ export interface ForeignKeyInfo {
   onUpdate: FkAction;
   deferrable: boolean;
   initiallyDeferred: boolean;
+  /**
+   * For a foreign key declared on partitions (as schemas from before PostgreSQL 12 do) and lifted
+   * onto their partitioned root: the constraints' names (`SET CONSTRAINTS` needs each one) and,
+   * when not every leaf partition carries it, the leaves that do (`schema.name`, quoted).
+   */
+  declaredOn?: { constraints: string[]; leaves: string[] | null };
 }
 
 export interface TableInfo {
@@ -35,6 +41,8 @@ export interface TableInfo {
   kind: 'table' | 'partitioned' | 'partition';
   /** For partitions: the partitioned parent, as `schema.name`. */
   parent: string | null;
+  /** For partitions: the topmost partitioned table, as `schema.name` (multi-level partitioning). */
+  root: string | null;
   columns: ColumnInfo[];
   primaryKey: string[] | null;
   /** Unique indexes whose columns are all NOT NULL (no expressions, not partial). */
@@ -74,7 +82,9 @@ export async function introspect(client: pg.ClientBase): Promise<SchemaInfo> {
     `
       select c.oid, n.nspname as schema, c.relname as name, c.relkind, c.relispartition,
              pn.nspname as parent_schema, pc.relname as parent_name,
-             greatest(c.reltuples, 0)::float8 as estimated_rows
+             greatest(c.reltuples, 0)::float8 as estimated_rows,
+             case when c.relispartition then (select format('%s.%s', rn.nspname, r.relname) from pg_class r join pg_namespace rn on rn.oid = r.relnamespace
+                                               where r.oid = pg_partition_root(c.oid)) end as root
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
         left join pg_inherits i on i.inhrelid = c.oid and c.relispartition
         left join pg_class pc on pc.oid = i.inhparent
@@ -128,6 +138,7 @@ export async function introspect(client: pg.ClientBase): Promise<SchemaInfo> {
       qualified: qualifiedName(r.schema, r.name),
       kind: r.relkind === 'p' ? 'partitioned' : r.relispartition ? 'partition' : 'table',
       parent: r.parent_name ? `${r.parent_schema}.${r.parent_name}` : null,
+      root: r.root ?? null,
       columns: [],
       primaryKey: null,
       uniqueKeys: [],
@@ -173,11 +184,59 @@ export async function introspect(client: pg.ClientBase): Promise<SchemaInfo> {
     table.indexes[r.name] = r.def.replace(/ ON (ONLY )?\S+ /, ' ON <table> ');
     if (r.is_unique && !r.is_primary && !r.partial && !r.has_expression && r.all_not_null) table.uniqueKeys.push(r.columns);
   }
-  return { tables: [...byOid.values()], enums: enums.rows.map((r) => ({ schema: r.schema, name: r.name, labels: r.labels })) };
+  const all = [...byOid.values()];
+  liftPartitionForeignKeys(all);
+  return { tables: all, enums: enums.rows.map((r) => ({ schema: r.schema, name: r.name, labels: r.labels })) };
 }
 
 export function findTable(schema: SchemaInfo, wanted: { schema: string | null; name: string }): TableInfo | undefined {
   const matches = schema.tables.filter((t) => t.name === wanted.name && (wanted.schema === null || t.schema === wanted.schema));
   if (wanted.schema === null && matches.length > 1) return matches.find((t) => t.schema === 'public') ?? matches[0];
   return matches[0];
+}
+
+const fkShape = (fk: ForeignKeyInfo) => JSON.stringify([fk.columns, fk.refSchema, fk.refTable, fk.refColumns, fk.onDelete, fk.onUpdate, fk.deferrable, fk.initiallyDeferred]);
+
+/**
+ * Foreign keys declared on partitions rather than on the partitioned table (the only way before
+ * PostgreSQL 12, still common in sample and legacy schemas) become foreign keys of the topmost
+ * partitioned table too, so cascades, write order and reference checks see them when rows are
+ * read and written through the parent. Keys of the same shape on several partitions become one;
+ * when only some leaves carry it, `declaredOn.leaves` says which rows it applies to.
+ */
+export function liftPartitionForeignKeys(tables: TableInfo[]): void {
+  const id = (t: TableInfo) => `${t.schema}.${t.name}`;
+  const byId = new Map(tables.map((t) => [id(t), t]));
+  const leavesOf = new Map<string, TableInfo[]>();
+  const ancestors = (t: TableInfo): TableInfo[] => {
+    const out: TableInfo[] = [];
+    for (let p = t.parent ? byId.get(t.parent) : undefined; p; p = p.parent ? byId.get(p.parent) : undefined) out.push(p);
+    return out;
+  };
+  for (const t of tables) {
+    if (t.kind !== 'partition') continue;
+    for (const a of ancestors(t)) leavesOf.set(id(a), [...(leavesOf.get(id(a)) ?? []), t]);
+  }
+  for (const root of tables.filter((t) => t.kind === 'partitioned' && !t.root)) {
+    const leaves = leavesOf.get(id(root)) ?? [];
+    const lifted = new Map<string, { fk: ForeignKeyInfo; constraints: string[]; leaves: Set<string> }>();
+    const descendants = tables.filter((t) => t.root === id(root));
+    for (const d of descendants) {
+      const covered = d.kind === 'partition' ? [d] : (leavesOf.get(id(d)) ?? []);
+      for (const fk of d.foreignKeys) {
+        const shape = fkShape(fk);
+        const entry = lifted.get(shape) ?? { fk, constraints: [], leaves: new Set<string>() };
+        entry.constraints.push(qualifiedName(d.schema, fk.name));
+        for (const l of covered) entry.leaves.add(l.qualified);
+        lifted.set(shape, entry);
+      }
+    }
+    const own = new Set(root.foreignKeys.map(fkShape));
+    for (const [shape, e] of lifted) {
+      if (own.has(shape)) continue;
+      const everyLeaf = leaves.every((l) => e.leaves.has(l.qualified));
+      const label = e.constraints.length > 1 ? `${e.fk.name} (+${e.constraints.length - 1} partitions)` : e.fk.name;
+      root.foreignKeys.push({ ...e.fk, name: label, declaredOn: { constraints: e.constraints, leaves: everyLeaf ? null : [...e.leaves].sort() } });
+    }
+  }
 }

@@ -1,5 +1,6 @@
 import { PitrError } from '../errors.js';
 import type { ForeignKeyInfo, TableInfo } from '../db/introspect.js';
+import { qualifiedName } from '../db/sql.js';
 
 const id = (t: { schema: string; name: string }) => `${t.schema}.${t.name}`;
 const refId = (fk: ForeignKeyInfo) => `${fk.refSchema}.${fk.refTable}`;
@@ -9,11 +10,14 @@ export interface ChildLink {
   fk: ForeignKeyInfo;
 }
 
-/** Tables whose foreign keys point at `parent` (self-references included). */
+/**
+ * Tables whose foreign keys point at `parent` (self-references included). Partitions are reached
+ * through their topmost partitioned table, which carries their foreign keys (see introspect).
+ */
 export function childrenOf(parent: TableInfo, tables: readonly TableInfo[]): ChildLink[] {
   const out: ChildLink[] = [];
   for (const child of tables) {
-    if (child.kind === 'partition') continue;
+    if (child.root) continue;
     for (const fk of child.foreignKeys) if (refId(fk) === id(parent)) out.push({ child, fk });
   }
   return out;
@@ -22,7 +26,7 @@ export function childrenOf(parent: TableInfo, tables: readonly TableInfo[]): Chi
 export interface InsertOrder {
   /** Parents before children. */
   tables: TableInfo[];
-  /** Constraints that must be deferred because the chosen tables reference each other in a cycle. */
+  /** Constraints (quoted, schema-qualified) deferred because the chosen tables reference each other in a cycle. */
   deferred: string[];
 }
 
@@ -33,6 +37,9 @@ export interface InsertOrder {
  */
 export function insertOrder(chosen: readonly TableInfo[]): InsertOrder {
   const byId = new Map(chosen.map((t) => [id(t), t]));
+  const owner = new Map(chosen.flatMap((t) => t.foreignKeys.map((fk) => [fk, t] as const)));
+  /** `SET CONSTRAINTS` names, schema-qualified (sessions pin search_path); a key lifted from partitions is one per partition. */
+  const constraintNames = (fk: ForeignKeyInfo) => fk.declaredOn?.constraints ?? [qualifiedName(owner.get(fk)!.schema, fk.name)];
   const edges = new Map<string, { to: string; fk: ForeignKeyInfo }[]>();
   for (const t of chosen) {
     edges.set(
@@ -56,7 +63,7 @@ export function insertOrder(chosen: readonly TableInfo[]): InsertOrder {
           { exit: 'usage' },
         );
       }
-      for (const fk of fks) deferred.add(fk.name);
+      for (const fk of fks) for (const c of constraintNames(fk)) deferred.add(c);
       return;
     }
     state.set(node, 'visiting');
@@ -66,6 +73,6 @@ export function insertOrder(chosen: readonly TableInfo[]): InsertOrder {
   };
   for (const t of chosen) visit(id(t), []);
   // Self-references: rows of one table may point at each other; deferrable ones wait for commit.
-  for (const t of chosen) for (const fk of t.foreignKeys) if (refId(fk) === id(t) && fk.deferrable) deferred.add(fk.name);
+  for (const t of chosen) for (const fk of t.foreignKeys) if (refId(fk) === id(t) && fk.deferrable) for (const c of constraintNames(fk)) deferred.add(c);
   return { tables: ordered, deferred: [...deferred] };
 }

@@ -9,7 +9,7 @@ import { formatCompactUtc } from '../time/index.js';
  * anything was written, its state (planned → applying with the transaction id → applied /
  * rolled back → undone) and its report (JSON and Markdown).
  */
-export type RunStatus = 'planned' | 'applying' | 'applied' | 'failed' | 'undone';
+export type RunStatus = 'planned' | 'applying' | 'applied' | 'failed' | 'unknown' | 'undone';
 
 export interface RunState {
   id: string;

@@ -13,7 +13,7 @@ import { childrenOf } from './order.js';
 export interface TableSelection {
   branch: TableInfo;
   production: TableInfo;
-  /** Key used to match rows (primary key, else a non-null unique key). */
+  /** Key used to match rows (primary key, else a non-null unique key); empty: a table without one, recovered as a multiset of whole rows. */
   key: string[];
   /** Columns copied and compared: on both sides, same type, not generated. */
   columns: ColumnInfo[];
@@ -31,12 +31,8 @@ function keyOf(branch: TableInfo, production: TableInfo, columns: ColumnInfo[]):
   const sameOnBoth = (k: string[]) => JSON.stringify(production.primaryKey) === JSON.stringify(k) || production.uniqueKeys.some((u) => JSON.stringify(u) === JSON.stringify(k));
   if (same(branch.primaryKey) && sameOnBoth(branch.primaryKey!)) return branch.primaryKey!;
   const unique = branch.uniqueKeys.find((k) => same(k) && sameOnBoth(k));
-  if (unique) return unique;
-  throw new PitrError(
-    'no_key',
-    `${branch.schema}.${branch.name} has no primary key or non-null unique key on both sides: pitr cannot tell which rows to put back (use pitr diff ${branch.name} --format sql and apply by hand)`,
-    { exit: 'usage' },
-  );
+  // No key on both sides: rows are told apart only by their values (multiset recovery).
+  return unique ?? [];
 }
 
 function columnList(cols: ColumnInfo[], alias?: string): string {
@@ -91,7 +87,10 @@ export function addCascade(roots: TableSelection[], branchSchema: SchemaInfo, pr
         const columns = comparableColumns(child, production).filter((c) => !c.generated);
         if (!fk.refColumns.every((c) => parent.columns.some((pc) => pc.name === c))) continue;
         const match = fk.columns.map((c, i) => `p.${quoteIdent(fk.refColumns[i]!)} = c.${quoteIdent(c)}`).join(' and ');
-        const cond = `exists (select 1 from (${parent.sql}) p where ${match})`;
+        // A key declared on only some partitions applies to the rows of those partitions.
+        const leaves = fk.declaredOn?.leaves;
+        const onlyLeaves = leaves ? `c.tableoid = any (array[${leaves.map((l) => `'${l.replace(/'/g, "''")}'`).join(', ')}]::regclass[]) and ` : '';
+        const cond = `${onlyLeaves}exists (select 1 from (${parent.sql}) p where ${match})`;
         let entry = conditions.get(id);
         if (!entry) {
           const sel: TableSelection = { branch: child, production, key: keyOf(child, production, columns), columns, sql: '', role: 'cascade', via: [] };

@@ -4,5 +4,7 @@ import { quoteIdent } from '../db/sql.js';
 export const q = quoteIdent;
 export const cols = (names: string[], alias?: string) => names.map((c) => (alias ? `${alias}.${q(c)}` : q(c))).join(', ');
 export const keyMatch = (key: string[], a: string, b: string) => key.map((k) => `${a}.${q(k)} = ${b}.${q(k)}`).join(' and ');
-/** The hash a row is recognised by: over the recovered columns, as text, like the diff's. */
-export const rowHash = (names: string[], alias: string) => `hashtextextended(row(${cols(names, alias)})::text, 0)`;
+/** A SQL string literal of a name. */
+export const lit = (name: string) => `'${name.replace(/'/g, "''")}'`;
+/** Constraint names in saved plans are quoted and qualified; plans from before that are bare names. */
+export const constraintRef = (name: string) => (name.startsWith('"') ? name : q(name));

@@ -9,7 +9,11 @@ import type { RecoveryPlan } from './engine.js';
 import { childrenOf } from './order.js';
 import type { RunState, RunStore } from './runs.js';
 import { normalizeSession } from '../db/session.js';
-import { cols, keyMatch, q, rowHash } from './sql.js';
+import { qualifiedName } from '../db/sql.js';
+import { undoKeylessReinsert, undoKeylessRemove } from './keyless.js';
+import { disableTriggers } from './triggers.js';
+import { cols, constraintRef, keyMatch, q } from './sql.js';
+import { rowHash } from './hash.js';
 
 export interface UndoTable {
   table: string;
@@ -59,12 +63,15 @@ export async function undoRecovery(
       undoRun.status = 'applying';
       await store.save(undoRun);
     }
-    if (plan.deferred.length) await client.query(`set constraints ${plan.deferred.map(q).join(', ')} deferred`);
+    if (plan.deferred.length) await client.query(`set constraints ${plan.deferred.map(constraintRef).join(', ')} deferred`);
     const schema = await introspect(client);
+    // Undo reverses exactly what the recovery wrote: when it kept triggers out, so does undo.
+    const enableTriggers = plan.triggerPolicy === 'skip' && plan.triggers?.length ? await disableTriggers(client, plan.triggers) : null;
     const tables = new Map<number, UndoTable>();
     for (const tp of plan.tables) {
       const names = tp.columns.map((c) => c.name);
       const n = tp.n;
+      if (tp.keyless) continue;
       await client.query(`create temp table pitr_applied_${n} on commit drop as select ${cols(tp.key)}, ''::text as action, 0::int8 as h from ${tp.qualified} where false`);
       await client.query(`create temp table pitr_before_${n} on commit drop as select ${cols(names)} from ${tp.qualified} where false`);
       await copyFromFile(client, data(`${n}.applied`), `pitr_applied_${n}`, `${cols(tp.key)}, action, h`);
@@ -78,11 +85,16 @@ export async function undoRecovery(
     for (const tp of [...plan.tables].reverse()) {
       const names = tp.columns.map((c) => c.name);
       const n = tp.n;
+      if (tp.keyless) {
+        const k = await undoKeylessRemove(client, tp, target.txid, data);
+        tables.set(n, { table: tp.table, remove: k.remove, restore: 0, reinsert: 0, conflicts: k.planned });
+        continue;
+      }
       options.onProgress?.({ phase: 'undo', message: `undoing ${tp.table}` });
       const self = findTable(schema, { schema: tp.table.split('.')[0]!, name: tp.table.split('.').slice(1).join('.') });
       const guards = self
         ? childrenOf(self, schema.tables)
-            .filter((l) => !l.fk.deferrable || !plan.deferred.includes(l.fk.name))
+            .filter((l) => !l.fk.deferrable || !(l.fk.declaredOn?.constraints ?? [qualifiedName(l.child.schema, l.fk.name), l.fk.name]).some((c) => plan.deferred.includes(c)))
             .map((l) => `not exists (select 1 from ${l.child.qualified} c where ${l.fk.columns.map((c, i) => `c.${q(c)} = t.${q(l.fk.refColumns[i]!)}`).join(' and ')})`)
         : [];
       // A row inserted without a recorded hash is unchanged exactly while its version is still the one the recovery's transaction wrote.
@@ -97,6 +109,12 @@ export async function undoRecovery(
     for (const tp of plan.tables) {
       const names = tp.columns.map((c) => c.name);
       const n = tp.n;
+      if (tp.keyless) {
+        const t = tables.get(n)!;
+        t.reinsert = await undoKeylessReinsert(client, tp);
+        t.conflicts -= t.remove + t.reinsert;
+        continue;
+      }
       const settable = tp.columns.filter((c) => c.identity !== 'always' && !tp.key.includes(c.name)).map((c) => c.name);
       if (settable.length) {
         const restored = await client.query(
@@ -124,6 +142,7 @@ export async function undoRecovery(
       reinsert: list.reduce((a, t) => a + t.reinsert, 0),
       conflicts: list.reduce((a, t) => a + t.conflicts, 0),
     };
+    if (enableTriggers) await enableTriggers();
     if (options.dryRun) {
       await client.query('rollback');
     } else {

@@ -227,23 +227,36 @@ describe('pitr recover', () => {
     expect(await tableChecksums(branchUrl)).toEqual(branchBefore);
   });
 
-  it('a trigger that changes rows on the way in fails verification: rolled back, nothing changed', async () => {
-    await prod.query(`delete from comics where id = 77`);
+  it('a trigger that rewrites rows: no silent default; skip restores the exact row, fire reports the rewritten column', async () => {
+    await prod.query(`delete from comics where id in (77, 78)`);
     await prod.query(`create function pitr_test_mangle() returns trigger language plpgsql as $$ begin new.title := 'mangled'; return new; end $$;
                       create trigger mangle before insert on comics for each row execute function pitr_test_mangle()`);
     try {
       const before = await tableChecksums(prod.url);
-      const r = await runPitr(['recover', 'comics', '--where', 'id = 77', '--yes'], env);
-      expect(r.code).toBe(1);
-      expect(r.stderr).toContain('verification failed: 1 recovered rows do not match the branch; nothing was changed');
+      const refused = await runPitr(['recover', 'comics', '--where', 'id = 77', '--yes'], env);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('public.comics.mangle (BEFORE INSERT ROW)');
+      expect(refused.stderr).toContain('--triggers skip');
+      expect(refused.stderr).toContain('--triggers fire');
       expect(await tableChecksums(prod.url)).toEqual(before);
+      const dry = await runPitr(['recover', 'comics', '--where', 'id = 77', '--dry-run', '--json'], env);
+      expect(dry.code, dry.stderr).toBe(0);
+      expect(dry.json.plan.triggers).toEqual([expect.objectContaining({ relation: 'public.comics', name: 'mangle', rewritesRows: true })]);
+      const skip = await runPitr(['recover', 'comics', '--where', 'id = 77', '--triggers', 'skip', '--yes', '--json'], env);
+      expect(skip.code, skip.stderr).toBe(0);
+      expect((await prod.query<{ title: string }>(`select title from comics where id = 77`))[0]!.title).toBe('comic 77');
+      // Disabled only inside the recovery transaction.
+      expect((await prod.query<{ e: string }>(`select tgenabled as e from pg_trigger where tgname = 'mangle'`))[0]!.e).toBe('O');
+      const fire = await runPitr(['recover', 'comics', '--where', 'id = 78', '--triggers', 'fire', '--yes', '--json'], env);
+      expect(fire.code, fire.stderr).toBe(0);
+      expect(fire.json.tables[0].rewrittenColumns).toEqual({ title: 1 });
+      expect((await prod.query<{ title: string }>(`select title from comics where id = 78`))[0]!.title).toBe('mangled');
     } finally {
       await prod.query(`drop trigger mangle on comics; drop function pitr_test_mangle()`);
     }
   });
 
-  it('refuses tables without a key before any work', async () => {
-    await prod.query(`create table if not exists logs(line text)`);
+  it('refuses unknown tables before any work', async () => {
     const r = await runPitr(['recover', 'nosuch', '--yes'], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('unknown table nosuch');

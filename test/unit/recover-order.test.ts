@@ -10,6 +10,7 @@ function table(name: string, refs: { to: string; name?: string; deferrable?: boo
     qualified: `"public"."${name}"`,
     kind: 'table',
     parent: null,
+    root: null,
     columns: [],
     primaryKey: ['id'],
     uniqueKeys: [],
@@ -48,7 +49,7 @@ describe('recovery order', () => {
   it('defers a cycle of deferrable keys and names a rigid cycle', () => {
     const a = table('a', [{ to: 'b', deferrable: true }]);
     const b = table('b', [{ to: 'a', deferrable: true }]);
-    expect(insertOrder([a, b]).deferred.sort()).toEqual(['a_b_fkey', 'b_a_fkey']);
+    expect(insertOrder([a, b]).deferred.sort()).toEqual(['"public"."a_b_fkey"', '"public"."b_a_fkey"']);
     const c = table('c', [{ to: 'd' }]);
     const d = table('d', [{ to: 'c', deferrable: true }]);
     const err = (() => {
@@ -64,6 +65,6 @@ describe('recovery order', () => {
 
   it('allows self-references (deferred when deferrable)', () => {
     const tree = table('tree', [{ to: 'tree', deferrable: true, name: 'tree_parent_fkey' }]);
-    expect(insertOrder([tree])).toEqual({ tables: [tree], deferred: ['tree_parent_fkey'] });
+    expect(insertOrder([tree])).toEqual({ tables: [tree], deferred: ['"public"."tree_parent_fkey"'] });
   });
 });

@@ -1,10 +1,12 @@
 import { Option } from 'commander';
 import { refused } from '../../errors.js';
-import { applyRecovery, planRecovery, type RecoverMode, type RecoveryResult } from '../../recover/engine.js';
+import { applyRecovery, planRecovery, type RecoverMode, type RecoveryResult, type TriggerPolicy } from '../../recover/engine.js';
+import { triggerChoiceError } from '../../recover/triggers.js';
 import { renderPlan, renderResult } from '../../recover/report.js';
-import { RunStore } from '../../recover/runs.js';
-import { confirmByTyping } from '../confirm.js';
+import { RunStore, type RunState } from '../../recover/runs.js';
+import { chooseOne, confirmByTyping } from '../confirm.js';
 import type { CommandRunner } from '../program.js';
+import type { CommandContext } from '../context.js';
 import { resolveDiffTargets } from '../targets.js';
 import { connectionParts } from '../../providers/local/urls.js';
 
@@ -18,13 +20,14 @@ export const register: CommandRunner = (program, run) => {
     .option('--where <sql>', 'only rows matching this condition (evaluated on the branch)')
     .option('--cascade', 'also recover the child rows (through foreign keys) that the branch has and production lost')
     .option('--delete-extra', 'also DELETE rows that exist only in production and match the selection')
+    .addOption(new Option('--triggers <policy>', 'when written tables have user triggers or rules: skip (exact branch rows, triggers disabled inside the transaction) or fire (they run; what they change is reported)').choices(['skip', 'fire']))
     .option('--dry-run', 'print the plan and change nothing')
     .action(
-      run<{ branch?: string; mode: RecoverMode; where?: string; cascade?: boolean; deleteExtra?: boolean; dryRun?: boolean; at?: string }, [string[]]>(async (ctx, opts, tables) => {
+      run<{ branch?: string; mode: RecoverMode; where?: string; cascade?: boolean; deleteExtra?: boolean; triggers?: TriggerPolicy; dryRun?: boolean; at?: string }, [string[]]>(async (ctx, opts, tables) => {
         const targets = await resolveDiffTargets(ctx, opts.branch, opts.at);
         const store = new RunStore(ctx.config.workDir);
         const runState = await store.create('recover');
-        const req = {
+        const req: Parameters<typeof applyRecovery>[0] = {
           branchUrl: targets.branchUrl,
           productionUrl: targets.productionUrl,
           tables,
@@ -32,12 +35,19 @@ export const register: CommandRunner = (program, run) => {
           ...(opts.where !== undefined && { where: opts.where }),
           cascade: !!opts.cascade,
           deleteExtra: !!opts.deleteExtra,
+          ...(opts.triggers && { triggers: opts.triggers }),
           onProgress: (e: Parameters<typeof ctx.output.progress>[0]) => ctx.output.progress(e),
         };
         const finish = async (result: RecoveryResult) => {
           const report = renderResult(result, targets.branchLabel);
-          await store.writeJson(runState.id, 'report.json', result);
-          await store.writeText(runState.id, 'report.md', report);
+          // The recovery has committed: a report that cannot be written is a warning, never a failure.
+          try {
+            await store.writeJson(runState.id, 'report.json', result);
+            await store.writeText(runState.id, 'report.md', report);
+          } catch (err) {
+            result.warnings.push(`the report could not be written (${(err as Error).message}); the run is applied: pitr runs show ${runState.id}`);
+          }
+          for (const w of result.warnings) ctx.output.note(`warning: ${w}`);
           ctx.output.result(result, () => report + `Report: ${store.dir(runState.id)}/report.md`);
           return 0;
         };
@@ -50,6 +60,16 @@ export const register: CommandRunner = (program, run) => {
           await store.save(runState);
           ctx.output.result({ dryRun: !!opts.dryRun, plan }, (p) => `${renderPlan(p.plan, targets.branchLabel)}\n\n${nothing ? 'Nothing to recover: production already has these rows.' : 'Dry run: nothing was changed.'}`);
           return 0;
+        }
+        if (plan.triggers.length && !req.triggers) {
+          if (!ctx.interactive) throw triggerChoiceError(plan.triggers);
+          ctx.output.note(renderPlan(plan, targets.branchLabel));
+          req.triggers = await chooseOne<TriggerPolicy>('Triggers fire on the rows pitr would write. What should they do?', [
+            { value: 'skip', name: 'skip: restore the branch\'s exact rows (user triggers disabled inside the transaction; writers to these tables wait)' },
+            { value: 'fire', name: 'fire: let them run (rewritten columns and side writes are reported)' },
+          ]);
+          plan.triggerPolicy = req.triggers;
+          await store.writeJson(runState.id, 'plan.json', plan);
         }
         {
           const db = connectionParts(targets.productionUrl).database;
@@ -104,7 +124,7 @@ export const register: CommandRunner = (program, run) => {
     .action(
       run(async (ctx) => {
         const store = new RunStore(ctx.config.workDir);
-        const list = await store.list();
+        const list = await settleOpenRuns(ctx, store, await store.list());
         const { renderTable } = await import('../output.js');
         ctx.output.result({ runs: list }, () =>
           list.length ? renderTable([['ID', 'KIND', 'STATUS', 'CREATED', 'NOTE'], ...list.map((r) => [r.id, r.kind, r.status, r.createdAt, r.summary ?? r.error ?? r.undoOf ?? ''])]) : 'No runs yet.',
@@ -118,7 +138,7 @@ export const register: CommandRunner = (program, run) => {
     .action(
       run<Record<string, never>, [string]>(async (ctx, _opts, runId) => {
         const store = new RunStore(ctx.config.workDir);
-        const state = await store.read(runId);
+        const [state] = await settleOpenRuns(ctx, store, [await store.read(runId)]);
         const report = await store.readJson<unknown>(runId, 'report.json').catch(() => null);
         const plan = await store.readJson<unknown>(runId, 'plan.json').catch(() => null);
         const md = await import('node:fs/promises').then((fs) => fs.readFile(`${store.dir(runId)}/report.md`, 'utf8')).catch(() => null);
@@ -127,3 +147,21 @@ export const register: CommandRunner = (program, run) => {
       }),
     );
 };
+
+/**
+ * Runs left applying or unknown (killed, or the connection dropped during COMMIT) are settled from
+ * production's txid_status when production can be reached; otherwise they are shown as they are.
+ */
+async function settleOpenRuns(ctx: Pick<CommandContext, 'provider'>, store: RunStore, runs: RunState[]): Promise<RunState[]> {
+  if (!runs.some((r) => (r.status === 'applying' || r.status === 'unknown') && r.txid)) return runs;
+  const { settleRun } = await import('../../recover/settle.js');
+  let productionUrl: string;
+  try {
+    productionUrl = await (await ctx.provider()).productionUrl();
+  } catch {
+    return runs;
+  }
+  const out: RunState[] = [];
+  for (const r of runs) out.push(await settleRun(store, r, productionUrl).catch(() => r));
+  return out;
+}

@@ -1,0 +1,90 @@
+import { PitrError } from '../errors.js';
+import { whereRejected } from '../db/sql.js';
+import { copyBetween } from './copy.js';
+import { bulkRowHash, rowText } from './hash.js';
+import type { RecoverySessions } from './session.js';
+import type { TableSelection } from './selection.js';
+import { cols } from './sql.js';
+
+/**
+ * Moving branch rows (or just their keys) into temp tables of production's write transaction,
+ * and proving what arrived is what the branch holds. Temp tables are named by the table's
+ * position in the plan: `pitr_src_<n>`, `pitr_keys_<n>`, `pitr_scope_<n>`.
+ */
+
+/** A failure while the user's --where runs on the branch is the user's, said in one line. */
+const blameWhere = (err: unknown, where: string | undefined, s: TableSelection) => (where !== undefined && s.role === 'root' ? whereRejected(err) : err);
+
+/**
+ * Copies the selection's branch rows into `pitr_src_<n>`, then proves the copy exact: both
+ * servers hash the rows at the same time and count and hash sum must match, so whatever COPY,
+ * the network or type input did to the rows, nothing is written unless they are the branch's.
+ */
+export async function stageSource(p: RecoverySessions, s: TableSelection, n: number, where: string | undefined): Promise<number> {
+  const names = s.columns.map((c) => c.name);
+  await p.production.query(`create temp table pitr_src_${n} on commit drop as select ${cols(names)} from ${s.production.qualified} where false`);
+  let copied: number;
+  try {
+    copied = await copyBetween(p.branch, s.sql, p.production, `pitr_src_${n}`, cols(names));
+  } catch (err) {
+    throw blameWhere(err, where, s);
+  }
+  // Statistics, not an index: the joins against it are hash joins.
+  await p.production.query(`analyze pitr_src_${n}`);
+  await checkCopied(p, s, `select * from pitr_src_${n}`, 'staging_mismatch', 'copied from the branch');
+  return copied;
+}
+
+/**
+ * Copies only the selection's keys into `pitr_keys_<n>`: enough to plan a recovery of deleted
+ * rows, at a fraction of the bytes.
+ */
+export async function stageKeys(p: RecoverySessions, s: TableSelection, n: number, where: string | undefined): Promise<number> {
+  await p.production.query(`create temp table pitr_keys_${n} on commit drop as select ${cols(s.key)} from ${s.production.qualified} where false`);
+  try {
+    return await copyBetween(p.branch, `select ${cols(s.key, 'x')} from (${s.sql}) x`, p.production, `pitr_keys_${n}`, cols(s.key));
+  } catch (err) {
+    throw blameWhere(err, where, s);
+  }
+}
+
+/**
+ * Production's rows in the user's selection, for --delete-extra: --where runs in the separate
+ * READ ONLY session, and only its answer reaches the write transaction: the keys of the matching
+ * rows (`pitr_scope_<n>`), or for a table without a key each distinct row's text and copies.
+ */
+export async function stageScope(p: RecoverySessions, s: TableSelection, n: number, where: string): Promise<void> {
+  if (!p.productionRead) throw new Error('--where on production needs the read-only session');
+  const names = s.columns.map((c) => c.name);
+  const t = s.production.qualified;
+  try {
+    if (s.key.length) {
+      await p.production.query(`create temp table pitr_scope_${n} on commit drop as select ${cols(s.key)} from ${t} where false`);
+      await copyBetween(p.productionRead, `select ${cols(s.key, 't')} from ${t} t where (${where})`, p.production, `pitr_scope_${n}`, cols(s.key));
+      await p.production.query(`create index on pitr_scope_${n} (${cols(s.key)}); analyze pitr_scope_${n}`);
+    } else {
+      await p.production.query(`create temp table pitr_scope_${n} (r text, copies int8) on commit drop`);
+      await copyBetween(p.productionRead, `select ${rowText(names, 't')}, count(*) from ${t} t where (${where}) group by 1`, p.production, `pitr_scope_${n}`, 'r, copies');
+      await p.production.query(`analyze pitr_scope_${n}`);
+    }
+  } catch (err) {
+    throw whereRejected(err);
+  }
+}
+
+/**
+ * Proves that rows now in production (`rowsSql`) are exactly the selection's rows on the branch:
+ * both servers hash their rows at the same time, and count and sum of per-row hashes must match.
+ */
+export async function checkCopied(p: RecoverySessions, s: TableSelection, rowsSql: string, code: string, what: string, branchSql = s.sql): Promise<void> {
+  const names = s.columns.map((c) => c.name);
+  const hash = await bulkRowHash(p.branch, p.production, { branch: s.branch.qualified, production: s.production.qualified }, names, s.sql);
+  const sums = (client: RecoverySessions['branch'], from: string) => client.query(`select count(*)::text as n, coalesce(sum(${hash}), 0)::text as h from (${from}) x`);
+  const [branchSum, productionSum] = await Promise.all([sums(p.branch, branchSql), sums(p.production, rowsSql)]);
+  if (branchSum.rows[0].n !== productionSum.rows[0].n || branchSum.rows[0].h !== productionSum.rows[0].h) {
+    throw new PitrError(
+      code,
+      `the rows of ${s.production.schema}.${s.production.name} ${what} differ from the branch's own (${productionSum.rows[0].n} vs ${branchSum.rows[0].n} rows): rolled back, nothing was changed`,
+    );
+  }
+}
