@@ -53,7 +53,7 @@ async function applyOnce(req: RecoverRequest, saved: RecoveryPlan | null, store:
   const started = Date.now();
   const p = await openSessions(req, 'read committed', 'apply');
   let committed = false;
-  let result: RecoveryResult;
+  let result: RecoveryResult | null = null;
   try {
     run.txid = (await p.production.query('select txid_current()::text as txid')).rows[0].txid;
     run.status = 'applying';
@@ -63,37 +63,45 @@ async function applyOnce(req: RecoverRequest, saved: RecoveryPlan | null, store:
       ? { ...saved, incomplete: w.incomplete }
       : { ...wholePlan(p, run.id, req, w.planned, started), incomplete: w.incomplete, seconds: w.inlinePlanSeconds };
     if (!saved) await store.writeJson(run.id, 'plan.json', plan);
-    await p.production.query('commit');
-    committed = true;
-    const totals = {
-      inserted: w.outcomes.reduce((a, o) => a + o.inserted, 0),
-      updated: w.outcomes.reduce((a, o) => a + o.updated, 0),
-      deleted: w.outcomes.reduce((a, o) => a + o.deleted, 0),
-      conflicts: w.outcomes.reduce((a, o) => a + o.conflicts, 0),
-    };
     result = {
       runId: run.id,
       plan,
       tables: w.outcomes,
-      totals,
+      totals: {
+        inserted: w.outcomes.reduce((a, o) => a + o.inserted, 0),
+        updated: w.outcomes.reduce((a, o) => a + o.updated, 0),
+        deleted: w.outcomes.reduce((a, o) => a + o.deleted, 0),
+        conflicts: w.outcomes.reduce((a, o) => a + o.conflicts, 0),
+      },
       verified: true,
       sideWrites: w.sideWrites,
       warnings: [],
-      seconds: { plan: plan.seconds, apply: (Date.now() - started) / 1000 - (saved ? 0 : plan.seconds) },
+      seconds: { plan: plan.seconds, apply: 0 },
     };
+    await p.production.query('commit');
+    committed = true;
   } catch (err) {
     await closeSessions(p, committed);
     if (err instanceof InsertRaced) throw err;
     // Once the transaction id is recorded, only production can say whether it committed.
     await settleAfterError(store, run, req.productionUrl, err);
+    if (run.status === 'applied' && result) {
+      result.warnings.push(`the connection was lost while COMMIT was acknowledged (${(err as Error).message}); production confirms the recovery committed`);
+      return finished(result, started, !!saved);
+    }
     throw translateApplyError(err, run);
   }
   await closeSessions(p, true);
   run.status = 'applied';
   await store.save(run).catch((err: Error) => {
     // The state file still says "applying" with the transaction id: `pitr runs` settles it as applied.
-    result.warnings.push(`the run's state could not be saved (${err.message}); pitr runs will settle it from production`);
+    result!.warnings.push(`the run's state could not be saved (${err.message}); pitr runs will settle it from production`);
   });
+  return finished(result!, started, !!saved);
+}
+
+function finished(result: RecoveryResult, started: number, saved: boolean): RecoveryResult {
+  result.seconds.apply = (Date.now() - started) / 1000 - (saved ? 0 : result.seconds.plan);
   return result;
 }
 
