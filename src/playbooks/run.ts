@@ -235,6 +235,8 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
       const store = new RunStore(o.workDir);
       const run = await store.create('recover');
       const where = step.with.where && step.with.where.trim() !== '' ? step.with.where : undefined;
+      const triggers = step.with.triggers?.trim() || undefined;
+      if (triggers !== undefined && triggers !== 'skip' && triggers !== 'fire') throw badInput('bad_triggers', `triggers must be skip or fire, not "${triggers}"`);
       const req = {
         branchUrl: await branchUrlOf(provider, step.with.branch),
         productionUrl: await provider.productionUrl(),
@@ -243,6 +245,7 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
         ...(where !== undefined && { where }),
         cascade: step.with.cascade,
         deleteExtra: step.with.deleteExtra,
+        ...(triggers && { triggers: triggers as 'skip' | 'fire' }),
         ...(o.onProgress && { onProgress: o.onProgress }),
       };
       if (o.dryRun) {

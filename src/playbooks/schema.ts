@@ -54,6 +54,8 @@ export const StepSchema = z.discriminatedUnion('type', [
       where: z.string().optional(),
       cascade: z.boolean().default(false),
       deleteExtra: z.boolean().default(false),
+      /** skip or fire: what user triggers on the written tables do (empty: there must be none). */
+      triggers: z.string().optional(),
     }),
   }),
   z.strictObject({ ...base, type: z.literal('restore-in-place'), with: z.strictObject({ at: text, preserveAs: text.optional() }) }),
