@@ -94,8 +94,8 @@ export const SKIP_LOCK_NOTE =
 export async function disableTriggers(client: pg.ClientBase, triggers: TriggerInfo[]): Promise<() => Promise<void>> {
   const relations = [...new Set(triggers.map((t) => t.relationSql))];
   const { rows } = await client.query(
-    `select r::regclass::text as relation, c.relowner::regrole::text as owner, pg_has_role(c.relowner, 'USAGE') as owns
-       from unnest($1::text[]) r join pg_class c on c.oid = r::regclass`,
+    `select format('%s.%s', n.nspname, c.relname) as relation, c.relowner::regrole::text as owner, pg_has_role(c.relowner, 'USAGE') as owns
+       from unnest($1::text[]) r join pg_class c on c.oid = r::regclass join pg_namespace n on n.oid = c.relnamespace`,
     [relations],
   );
   const notOwned = rows.filter((r) => !r.owns);

@@ -109,6 +109,19 @@ describe('recover on real-world schema classes', () => {
     expect(Number(names[0]!.n)).toBe(0);
   });
 
+  it('--triggers skip without owning the table: one line naming the privilege, nothing written', async () => {
+    const s = await scenario(`update accounts set name = 'oops' where id = 5`, '');
+    await sql(s.prodUrl, `create role pitr_not_owner login; grant usage on schema public to pitr_not_owner;
+                          grant select, insert, update, delete on all tables in schema public to pitr_not_owner`);
+    const before = await tableChecksums(s.prodUrl);
+    const asNotOwner = { ...s.env, DATABASE_URL: s.prodUrl.replace('postgres@', 'pitr_not_owner@') };
+    const r = await runPitr(['recover', 'accounts', '--mode', 'changed', '--triggers', 'skip', '--branch', s.branchUrl, '--yes'], asNotOwner);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toContain('--triggers skip needs ownership of public.accounts (owned by postgres)');
+    expect(await tableChecksums(s.prodUrl)).toEqual(before);
+  });
+
   it('a keyless table: missing copies put back, surplus copies removed with --delete-extra, undo exact; --mode changed refused', async () => {
     const s = await scenario(
       `delete from log_lines where kind = 'k1'; insert into log_lines select * from log_lines where kind = 'k0' and account_id < 10`,
