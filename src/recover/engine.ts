@@ -75,7 +75,9 @@ async function applyOnce(req: RecoverRequest, saved: RecoveryPlan | null, store:
       },
       verified: true,
       sideWrites: w.sideWrites,
-      warnings: [],
+      warnings: w.incomplete.map(
+        (g) => `${g.rows} rows of ${g.partition ?? g.table} reference recovered ${g.parent} rows and are still missing (not in the plan): add --cascade or name ${g.table}`,
+      ),
       seconds: { plan: plan.seconds, apply: 0 },
     };
     await p.production.query('commit');
