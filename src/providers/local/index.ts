@@ -9,6 +9,7 @@ import { freeLoopbackPort } from '../../system/ports.js';
 import { ensureServerDir, isRoot } from '../../system/process.js';
 import { processAlive, serverPid, stopServer } from '../../system/postgres-server.js';
 import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, parseDuration, parsePointInTime, checkSnapshotName, type PointInTime, type ResolvedPointInTime } from '../../time/index.js';
+import { targetString, uniqueName } from '../naming.js';
 import type { CreateBranchOptions, CreateSnapshotOptions, Provider, RecoveryBranch, Snapshot, SourceInfo } from '../types.js';
 import { listBackups, takeBackup, type BackupInfo } from './backups.js';
 import { BranchStore, type LocalBranchRecord } from './branch-store.js';
@@ -219,7 +220,7 @@ export class LocalProvider implements Provider {
         id,
         name,
         source: redactUrl(sourceUrl),
-        target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at),
+        target: targetString(at),
         createdAt: createdAt.toISOString(),
         expiresAt: new Date(createdAt.getTime() + options.ttlMs).toISOString(),
         port,
@@ -314,10 +315,7 @@ export class LocalProvider implements Provider {
   }
 
   private async uniqueName(base: string): Promise<string> {
-    const names = new Set((await this.store.list()).map((r) => r.name));
-    let name = base;
-    for (let n = 2; names.has(name); n++) name = `${base}-${n}`;
-    return name;
+    return uniqueName(base, (await this.store.list()).map((r) => r.name));
   }
 
   private toBranch(record: LocalBranchRecord, state: RecoveryBranch['state']): RecoveryBranch {
