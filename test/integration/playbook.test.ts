@@ -66,7 +66,12 @@ describe('pitr playbook run accidental-deletion', () => {
     expect(byId.rows.outputs).toMatchObject({ missing: 1 });
     expect(byId.recover.outputs).toMatchObject({ inserted: 1 + 10 + 40, conflicts: 0, verified: true });
     expect(byId.verify.outputs).toMatchObject({ missing: 0 });
-    expect(r.json.rtoSeconds).toBeGreaterThan(0);
+    // RTO: from the playbook's start to the end of its last production step (the verification).
+    const verifyEnd = Date.parse(byId.verify.endedAt);
+    const rto = (verifyEnd - Date.parse(r.json.startedAt)) / 1000;
+    expect(Math.abs(r.json.rtoSeconds - rto)).toBeLessThan(0.05);
+    expect(r.json.rtoSeconds).toBeGreaterThanOrEqual(byId.recover.seconds + byId.verify.seconds);
+    expect(r.json.rtoSeconds).toBeLessThanOrEqual((Date.parse(r.json.endedAt) - Date.parse(r.json.startedAt)) / 1000);
     expect(existsSync(join(r.json.dir, 'report.md'))).toBe(true);
     expect(await count(`select count(*) as n from reviews r join books b on b.id = r.book_id where b.author_id = 7`)).toBe(40);
     expect(await count(`select count(*) as n from authors where id = 100`)).toBe(1);
