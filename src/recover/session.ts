@@ -49,6 +49,7 @@ export async function openSessions(req: RecoverRequest, productionIsolation: 're
     await production.query(`set temp_buffers = '256MB'`);
     await production.query(`begin isolation level ${productionIsolation}`);
     await normalizeSession(production, LABEL);
+    await useApplicationSearchPath(production);
     await production.query(`set local work_mem = '128MB'`);
     const branchSchema = await introspect(branch);
     const productionSchema = await introspect(production);
@@ -86,6 +87,17 @@ export async function openSessions(req: RecoverRequest, productionIsolation: 're
     await Promise.all(all.map((c) => c.end().catch(() => undefined)));
     throw err;
   }
+}
+
+/**
+ * The write transaction runs the application's own code: triggers (with --triggers fire),
+ * CHECK constraints and defaults calling functions that name tables unqualified, as most do. It
+ * gets the search_path the application's sessions have (the role's and database's default), with
+ * pg_catalog first, so no object a database user created can stand in for a built-in that pitr
+ * calls. pitr's own SQL names every user object schema-qualified.
+ */
+export async function useApplicationSearchPath(client: pg.ClientBase): Promise<void> {
+  await client.query(`select pg_catalog.set_config('search_path', 'pg_catalog, ' || reset_val, true) from pg_catalog.pg_settings where name = 'search_path'`);
 }
 
 /** Rolls back what was not committed and closes every session. */

@@ -12,6 +12,7 @@ import { normalizeSession } from '../db/session.js';
 import { qualifiedName } from '../db/sql.js';
 import { undoKeylessReinsert, undoKeylessRemove } from './keyless.js';
 import { disableTriggers } from './triggers.js';
+import { useApplicationSearchPath } from './session.js';
 import { cols, constraintRef, keyMatch, q } from './sql.js';
 import { rowHash } from './hash.js';
 
@@ -58,6 +59,7 @@ export async function undoRecovery(
   try {
     await client.query('begin isolation level read committed');
     await normalizeSession(client, 'pitr undo');
+    await useApplicationSearchPath(client);
     if (!options.dryRun) {
       undoRun.txid = (await client.query('select txid_current()::text as txid')).rows[0].txid;
       undoRun.status = 'applying';
