@@ -124,7 +124,7 @@ describe('row diff = naive full comparison', () => {
 
   const tables = ['typed', 'composite', 'icu_keys', '"Order Items"', 'nokey', 'uniq', 'events'];
 
-  it.each(tables.flatMap((t) => [[t, 7], [t, 100000]] as [string, number][]))('%s (leaf %i rows)', async (name, leafRows) => {
+  it.each(tables.flatMap((t) => [[t, 7], [t, 100000]] as [string, number][]))('%s (segments of %i rows)', async (name, segmentRows) => {
     const [bSchema, pSchema] = [await introspect(branch), await introspect(production)];
     const bTable = findTable(bSchema, parseTableName(name))!;
     const pTable = findTable(pSchema, parseTableName(name))!;
@@ -132,7 +132,7 @@ describe('row diff = naive full comparison', () => {
     const found: RowDifference[] = [];
     let summary;
     try {
-      summary = await diffRows({ branch, production, branchTable: bTable, productionTable: pTable, leafRows, onDifference: (d) => void found.push(d) });
+      summary = await diffRows({ branch, production, branchTable: bTable, productionTable: pTable, segmentRows, strategy: segmentRows === 7 ? 'bisect' : 'auto', onDifference: (d) => void found.push(d) });
     } finally {
       await Promise.all([endDiffSession(branch), endDiffSession(production)]);
     }
@@ -163,7 +163,7 @@ describe('row diff = naive full comparison', () => {
     expect(actual.sort()).toEqual(expected.sort());
     expect(expected.length).toBeGreaterThan(0);
     expect(summary.missing + summary.changed + summary.extra).toBe(found.reduce((s, d) => s + d.count, 0));
-    if (leafRows === 7) expect(summary.segments.checked + summary.segments.initial).toBeGreaterThan(1);
+    if (segmentRows === 7) expect(summary.segments.checked + summary.segments.initial).toBeGreaterThan(1);
   });
 
   it('reports schema differences and compares only the common columns', async () => {
@@ -183,7 +183,7 @@ describe('row diff = naive full comparison', () => {
     const other = new pg.Client({ connectionString: cluster.urlFor('branch') });
     await other.connect();
     await beginDiffSession(other);
-    const summary = await diffRows({ branch, production: other, branchTable: t, productionTable: findTable(pSchema, { schema: null, name: 'typed' })!, leafRows: 7 });
+    const summary = await diffRows({ branch, production: other, branchTable: t, productionTable: findTable(pSchema, { schema: null, name: 'typed' })!, segmentRows: 7 });
     await endDiffSession(other);
     await other.end();
     await endDiffSession(branch);

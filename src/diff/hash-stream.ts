@@ -1,0 +1,168 @@
+import type pg from 'pg';
+import { StringDecoder } from 'node:string_decoder';
+import { to as copyTo } from 'pg-copy-streams';
+import type { TableInfo } from '../db/introspect.js';
+import { quoteIdent, quoteLiteral } from '../db/sql.js';
+import type { Plan } from './plan.js';
+import { pgArray, type KeyRange, type Segmentation } from './segments.js';
+import type { KeyDifference } from './types.js';
+
+/**
+ * Settling dirty segments: both sides stream `(segment, key, 64-bit row hash)` with COPY … TO
+ * STDOUT, a batch of segments per query, and the two streams are merged here segment by
+ * segment. Only keys and hashes cross the wire; whole rows are fetched later for the keys that
+ * differ. Segments are ranged through the key's index when possible (a nested loop over the
+ * ranges, so each segment's rows arrive together), else picked out of one scan by bucket.
+ */
+
+/** A segment to settle: a key range (index mode) or an initial bucket (scan mode). */
+export interface DirtySegment {
+  bucket: number;
+  range: KeyRange | null;
+}
+
+/** One side's rows of one segment: key identity → hash (key mode) or row hash → copies (multiset). */
+type SideRows = { ids: string[]; values: Map<string, string>; keys: Map<string, string[]> };
+
+function copyField(raw: string): string | null {
+  if (raw === '\\N') return null;
+  if (!raw.includes('\\')) return raw;
+  return raw.replace(/\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))/g, (_, oct: string | undefined, hex: string | undefined, ch: string | undefined) => {
+    if (oct) return String.fromCharCode(parseInt(oct, 8));
+    if (hex) return String.fromCharCode(parseInt(hex, 16));
+    return ({ b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' } as Record<string, string>)[ch!] ?? ch!;
+  });
+}
+
+/** Runs a query through COPY and hands each row's fields (text, decoded) to onRow. */
+async function copyRows(client: pg.ClientBase, select: string, onRow: (fields: (string | null)[]) => void, signal?: AbortSignal): Promise<void> {
+  const stream = client.query(copyTo(`copy (${select}) to stdout`));
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  const abort = () => stream.destroy(new Error('aborted'));
+  signal?.addEventListener('abort', abort, { once: true });
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      const text = rest + decoder.write(chunk);
+      let start = 0;
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+        onRow(text.slice(start, nl).split('\t').map(copyField));
+        start = nl + 1;
+      }
+      rest = text.slice(start);
+    }
+  } finally {
+    signal?.removeEventListener('abort', abort);
+  }
+  if (rest) onRow(rest.split('\t').map(copyField));
+}
+
+const keyId = (key: string[]) => (key.length === 1 ? key[0]! : JSON.stringify(key));
+
+function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: DirtySegment[]): string {
+  const hash = `hashtextextended(${plan.rowText}, 0)`;
+  const keyTexts = plan.keyColumns.map((c) => `${quoteIdent(c.name)}::text`).join(', ');
+  if (plan.mode === 'key' && batch.every((s) => s.range)) {
+    const type = plan.segmentType;
+    const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
+    const ranges = batch.map((s) => s.range!);
+    const k = plan.segmentExpr;
+    const order = plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ');
+    return `select r.i, x.* from unnest(${arr(ranges.map((r) => r.lo), type)}, ${arr(ranges.map((r) => r.hi), type)}, ${arr(ranges.map((r) => String(r.hiInclusive)), 'bool')})
+        with ordinality as r(lo, hi, inc, i)
+      cross join lateral (select ${keyTexts}, ${hash}::text from ${table.qualified}
+        where ${plan.where} and ${k} >= r.lo and ${k} <= r.hi and (r.inc or ${k} < r.hi) order by ${order}) x`;
+  }
+  const buckets = quoteLiteral(pgArray(batch.map((s) => String(s.bucket)))) + '::int[]';
+  if (plan.mode === 'key') {
+    const order = plan.keyColumns.map((c) => (c.collatable ? `${quoteIdent(c.name)} collate "C"` : quoteIdent(c.name))).join(', ');
+    return `select array_position(${buckets}, ${seg.bucketSql}), ${keyTexts}, ${hash}::text from ${table.qualified}
+      where ${plan.where} and ${seg.bucketSql} = any(${buckets}) order by 1, ${order}`;
+  }
+  const bucket = seg.bucketSql.replaceAll(plan.segmentExpr, 'x.h');
+  return `select array_position(${buckets}, b), h::text, count(*)::text from (select ${bucket} as b, x.h from (select ${hash} as h from ${table.qualified} where ${plan.where} offset 0) x) y
+    where b = any(${buckets}) group by b, h order by 1, h`;
+}
+
+/** One side's rows of a batch, grouped by position in the batch. */
+async function streamSide(client: pg.ClientBase, table: TableInfo, plan: Plan, seg: Segmentation, batch: DirtySegment[], signal?: AbortSignal): Promise<SideRows[]> {
+  const out: SideRows[] = batch.map(() => ({ ids: [], values: new Map(), keys: new Map() }));
+  let last = 0;
+  const keyCount = plan.mode === 'key' ? plan.keyColumns.length : 1;
+  await copyRows(
+    client,
+    streamSql(table, plan, seg, batch),
+    (f) => {
+      const i = Number(f[0]) - 1;
+      // Each segment's rows must arrive together; a plan that broke this would mix segments.
+      if (!(i >= last && i < batch.length)) throw new Error(`internal: segment rows out of order (${i} after ${last})`);
+      last = i;
+      const key = f.slice(1, 1 + keyCount) as string[];
+      const id = keyId(key);
+      const side = out[i]!;
+      side.ids.push(id);
+      side.values.set(id, f[1 + keyCount]!);
+      if (plan.mode === 'key') side.keys.set(id, key);
+    },
+    signal,
+  );
+  return out;
+}
+
+/**
+ * The differing keys of a batch, per segment in batch order. Within a segment: the branch's
+ * key order, with keys only in production placed where production's order puts them.
+ */
+export async function settleBatch(
+  sides: { branch: { client: pg.ClientBase; table: TableInfo }; production: { client: pg.ClientBase; table: TableInfo } },
+  plan: Plan,
+  seg: Segmentation,
+  batch: DirtySegment[],
+  signal?: AbortSignal,
+): Promise<KeyDifference[]> {
+  const [b, p] = await Promise.all([
+    streamSide(sides.branch.client, sides.branch.table, plan, seg, batch, signal),
+    streamSide(sides.production.client, sides.production.table, plan, seg, batch, signal),
+  ]);
+  const out: KeyDifference[] = [];
+  for (let s = 0; s < batch.length; s++) mergeSegment(plan, b[s]!, p[s]!, out);
+  return out;
+}
+
+function mergeSegment(plan: Plan, b: SideRows, p: SideRows, out: KeyDifference[]): void {
+  const keyed = plan.mode === 'key';
+  const copies = (side: SideRows, id: string) => (keyed ? 1 : Number(side.values.get(id)));
+  const done = new Set<string>();
+  let i = 0;
+  let j = 0;
+  while (i < b.ids.length || j < p.ids.length) {
+    const pid = p.ids[j];
+    if (pid !== undefined && done.has(pid)) {
+      j++;
+      continue;
+    }
+    if (pid !== undefined && !b.values.has(pid)) {
+      out.push({ kind: 'extra', key: keyed ? p.keys.get(pid)! : null, rowHash: keyed ? null : pid, count: copies(p, pid) });
+      j++;
+      continue;
+    }
+    const bid = b.ids[i++];
+    if (bid === undefined) {
+      j++;
+      continue;
+    }
+    if (!p.values.has(bid)) {
+      out.push({ kind: 'missing', key: keyed ? b.keys.get(bid)! : null, rowHash: keyed ? null : bid, count: copies(b, bid) });
+      continue;
+    }
+    done.add(bid);
+    const bv = b.values.get(bid)!;
+    const pv = p.values.get(bid)!;
+    if (bv === pv) continue;
+    if (keyed) out.push({ kind: 'changed', key: b.keys.get(bid)!, rowHash: null, count: 1 });
+    else {
+      const d = Number(bv) - Number(pv);
+      out.push({ kind: d > 0 ? 'missing' : 'extra', key: null, rowHash: bid, count: Math.abs(d) });
+    }
+  }
+}
