@@ -1,0 +1,79 @@
+import net from 'node:net';
+
+/**
+ * A TCP proxy on loopback that behaves like a network link: every chunk waits half the round
+ * trip time in each direction, and each direction is limited to `mbit` megabits per second
+ * (serialization delay: a chunk leaves when the link has finished sending the one before it).
+ * Put between pitr and each database, it shows what a real network between the user and Neon
+ * costs. A direction that has more than 4 MB in flight pauses its source (TCP-like backpressure).
+ */
+export interface Link {
+  rttMs: number;
+  mbit: number;
+}
+
+export interface LinkProxy {
+  port: number;
+  /** Bytes carried, per direction. */
+  bytes: { up: number; down: number };
+  close(): Promise<void>;
+}
+
+export function parseLink(text: string): Link {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*ms\s*,\s*(\d+(?:\.\d+)?)\s*$/.exec(text);
+  if (!m) throw new Error(`--link must look like 20ms,100 (round trip, megabits per second), not "${text}"`);
+  return { rttMs: Number(m[1]), mbit: Number(m[2]) };
+}
+
+const HIGH_WATER = 4 * 1024 * 1024;
+
+function throttle(from: net.Socket, to: net.Socket, link: Link, count: (n: number) => void): void {
+  const bytesPerMs = (link.mbit * 1e6) / 8 / 1000;
+  let linkFreeAt = 0;
+  let inFlight = 0;
+  from.on('data', (chunk: Buffer) => {
+    const now = performance.now();
+    const departs = Math.max(now, linkFreeAt) + chunk.length / bytesPerMs;
+    linkFreeAt = departs;
+    inFlight += chunk.length;
+    count(chunk.length);
+    if (inFlight > HIGH_WATER) from.pause();
+    setTimeout(() => {
+      inFlight -= chunk.length;
+      if (!to.destroyed) to.write(chunk);
+      if (inFlight <= HIGH_WATER / 2 && from.isPaused()) from.resume();
+    }, departs - now + link.rttMs / 2);
+  });
+  from.on('end', () => setTimeout(() => to.end(), Math.max(0, linkFreeAt - performance.now()) + link.rttMs / 2 + 1));
+  from.on('error', () => to.destroy());
+}
+
+export async function startLinkProxy(targetPort: number, link: Link, targetHost = '127.0.0.1'): Promise<LinkProxy> {
+  const sockets = new Set<net.Socket>();
+  const bytes = { up: 0, down: 0 };
+  const server = net.createServer((client) => {
+    client.setNoDelay(true);
+    const upstream = net.connect(targetPort, targetHost);
+    upstream.setNoDelay(true);
+    sockets.add(client).add(upstream);
+    throttle(client, upstream, link, (n) => (bytes.up += n));
+    throttle(upstream, client, link, (n) => (bytes.down += n));
+    const gone = () => {
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('close', gone);
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    bytes,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
