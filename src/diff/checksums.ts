@@ -24,7 +24,7 @@ export async function bucketChecksums(clients: pg.ClientBase[], table: TableInfo
   if (clients.length > 1 && table.kind === 'table') {
     const { rows } = await clients[0]!.query(`select (pg_relation_size($1::regclass) / current_setting('block_size')::int)::int8 as pages`, [from]);
     const pages = Number(rows[0].pages);
-    if (pages >= clients.length * 8) {
+    if (pages >= clients.length) {
       const cuts = clients.map((_, i) => Math.floor((pages * i) / clients.length));
       parts = cuts.map((lo, i) => {
         const hi = i + 1 < cuts.length ? cuts[i + 1] : null;

@@ -147,7 +147,7 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
     let current: DirtySegment[] = [];
     let rows = 0;
     for (const leaf of leaves) {
-      if (current.length && (rows + leaf.rows > BATCH_ROWS || current.length >= BATCH_SEGMENTS)) {
+      if (current.length && (rows + leaf.rows > (options.batchRows ?? BATCH_ROWS) || current.length >= BATCH_SEGMENTS)) {
         batches.push(current);
         current = [];
         rows = 0;

@@ -73,6 +73,8 @@ export interface DiffKeysOptions {
   segmentRows?: number;
   /** Tests force a path: always bisect down to `segmentRows`, or never bisect. Default: by cost. */
   strategy?: 'auto' | 'bisect' | 'stream';
+  /** Rows (both sides) per streamed batch, the unit of parallel work and of memory (default 50,000). */
+  batchRows?: number;
   onProgress?: ProgressSink;
   signal?: AbortSignal;
 }
