@@ -38,7 +38,18 @@ export async function bucketChecksums(clients: pg.ClientBase[], table: TableInfo
         `select ${seg.bucketSql.replaceAll(plan.segmentExpr, 'x.h')} as b, count(*)::int8 as n, sum(x.h)::text as h
            from (select ${hashOf(plan)} as h from ${from} where ${plan.where}${extra} offset 0) x group by 1`
       : `select ${seg.bucketSql} as b, count(*)::int8 as n, sum(${hashOf(plan)})::text as h from ${from} where ${plan.where}${extra} group by 1`;
-  const results = await Promise.all(parts.map((extra, i) => clients[i]!.query({ text: sql(extra), rowMode: 'array', queryMode: 'extended' } as pg.QueryConfig)));
+  // Without statistics the planner expects a group per row and sorts; the real groups fit a hash table.
+  const results = await Promise.all(
+    parts.map(async (extra, i) => {
+      const c = clients[i]!;
+      await c.query(`select set_config('enable_sort', 'off', true)`);
+      try {
+        return await c.query({ text: sql(extra), rowMode: 'array', queryMode: 'extended' } as pg.QueryConfig);
+      } finally {
+        await c.query(`select set_config('enable_sort', 'on', true)`);
+      }
+    }),
+  );
   const out = new Map<number, Checksum>();
   for (const r of results) {
     for (const [b, n, h] of r.rows as [number, string, string][]) {

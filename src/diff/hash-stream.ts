@@ -61,7 +61,8 @@ const keyId = (key: string[]) => (key.length === 1 ? key[0]! : JSON.stringify(ke
 
 function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: DirtySegment[]): string {
   const hash = `hashtextextended(${plan.rowText}, 0)`;
-  const keyTexts = plan.keyColumns.map((c) => `${quoteIdent(c.name)}::text`).join(', ');
+  // Aliased: an output column named like the key would make `order by <key>` sort by its text.
+  const keyTexts = plan.keyColumns.map((c, i) => `${quoteIdent(c.name)}::text as k${i}`).join(', ');
   if (plan.mode === 'key' && batch.every((s) => s.range)) {
     const type = plan.segmentType;
     const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
@@ -70,13 +71,13 @@ function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: Dirty
     const order = plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ');
     return `select r.i, x.* from unnest(${arr(ranges.map((r) => r.lo), type)}, ${arr(ranges.map((r) => r.hi), type)}, ${arr(ranges.map((r) => String(r.hiInclusive)), 'bool')})
         with ordinality as r(lo, hi, inc, i)
-      cross join lateral (select ${keyTexts}, ${hash}::text from ${table.qualified}
+      cross join lateral (select ${keyTexts}, ${hash}::text as h from ${table.qualified}
         where ${plan.where} and ${k} >= r.lo and ${k} <= r.hi and (r.inc or ${k} < r.hi) order by ${order}) x`;
   }
   const buckets = quoteLiteral(pgArray(batch.map((s) => String(s.bucket)))) + '::int[]';
   if (plan.mode === 'key') {
     const order = plan.keyColumns.map((c) => (c.collatable ? `${quoteIdent(c.name)} collate "C"` : quoteIdent(c.name))).join(', ');
-    return `select array_position(${buckets}, ${seg.bucketSql}), ${keyTexts}, ${hash}::text from ${table.qualified}
+    return `select array_position(${buckets}, ${seg.bucketSql}), ${keyTexts}, ${hash}::text as h from ${table.qualified}
       where ${plan.where} and ${seg.bucketSql} = any(${buckets}) order by 1, ${order}`;
   }
   const bucket = seg.bucketSql.replaceAll(plan.segmentExpr, 'x.h');

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { normalizeSession } from '../db/session.js';
 import { diffKeys, diffRowsWith } from './engine.js';
+import { tuneDiffSession } from './jobs.js';
 import type { RowDiffOptions, RowDiffSummary } from './types.js';
 
 /**
@@ -19,8 +20,7 @@ export async function beginDiffSession(client: pg.ClientBase): Promise<void> {
   // REPEATABLE READ: one snapshot for the many queries a diff runs while production keeps changing.
   await client.query('begin isolation level repeatable read read only');
   await normalizeSession(client, 'pitr diff');
-  // The first pass groups by up to ~131k segments: room for that hash table without spilling.
-  await client.query(`select set_config('work_mem', '32MB', true)`);
+  await tuneDiffSession(client);
 }
 
 export async function endDiffSession(client: pg.ClientBase): Promise<void> {
