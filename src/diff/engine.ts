@@ -95,6 +95,7 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
       if (!sameChecksum(b, p)) dirty.push({ bucket, b, p });
     }
 
+    options.onProgress?.({ phase: 'diff', message: `${plan.table}: ${dirty.length} of ${buckets.length} segments differ` });
     // Cost model: seconds per row of one connection's hashing scan (measured just now), and a round trip.
     const biggest = Math.max(summary.branchRows, summary.productionRows, 1);
     const rowCost = (passSeconds * jobs) / biggest;

@@ -34,7 +34,10 @@ function copyField(raw: string): string | null {
   });
 }
 
-/** Runs a query through COPY and hands each row's fields (text, decoded) to onRow. */
+/**
+ * Runs a query through COPY and hands each row's fields (text, decoded) to onRow. COPY sends a
+ * message per row, so rows are handled in 'data' callbacks, not one awaited chunk at a time.
+ */
 async function copyRows(client: pg.ClientBase, select: string, onRow: (fields: (string | null)[]) => void, signal?: AbortSignal): Promise<void> {
   const stream = client.query(copyTo(`copy (${select}) to stdout`));
   const decoder = new StringDecoder('utf8');
@@ -42,18 +45,27 @@ async function copyRows(client: pg.ClientBase, select: string, onRow: (fields: (
   const abort = () => stream.destroy(new Error('aborted'));
   signal?.addEventListener('abort', abort, { once: true });
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      const text = rest + decoder.write(chunk);
-      let start = 0;
-      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
-        onRow(text.slice(start, nl).split('\t').map(copyField));
-        start = nl + 1;
-      }
-      rest = text.slice(start);
-    }
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (chunk: Buffer) => {
+        try {
+          const text = rest + decoder.write(chunk);
+          let start = 0;
+          for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+            onRow(text.slice(start, nl).split('\t').map(copyField));
+            start = nl + 1;
+          }
+          rest = text.slice(start);
+        } catch (err) {
+          stream.destroy(err as Error);
+        }
+      });
+      stream.on('error', reject);
+      stream.on('end', resolve);
+    });
   } finally {
     signal?.removeEventListener('abort', abort);
   }
+  rest += decoder.end();
   if (rest) onRow(rest.split('\t').map(copyField));
 }
 
