@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { StringDecoder } from 'node:string_decoder';
 import { to as copyTo } from 'pg-copy-streams';
+import { currentDriver } from '../db/connect.js';
 import type { TableInfo } from '../db/introspect.js';
 import { quoteIdent, quoteLiteral } from '../db/sql.js';
 import type { Plan } from './plan.js';
@@ -39,6 +40,12 @@ function copyField(raw: string): string | null {
  * message per row, so rows are handled in 'data' callbacks, not one awaited chunk at a time.
  */
 async function copyRows(client: pg.ClientBase, select: string, onRow: (fields: (string | null)[]) => void, signal?: AbortSignal): Promise<void> {
+  if (currentDriver().driver === 'ws') {
+    // Neon's WebSocket driver has no COPY: one plain query per batch (a batch is bounded).
+    const { rows } = await client.query({ text: select, rowMode: 'array' });
+    for (const row of rows as unknown[][]) onRow(row.map((v) => (v === null || v === undefined ? null : String(v))));
+    return;
+  }
   const stream = client.query(copyTo(`copy (${select}) to stdout`));
   const decoder = new StringDecoder('utf8');
   let rest = '';

@@ -6,6 +6,8 @@ import { parseTableName } from '../../src/db/sql.js';
 import { beginDiffSession, diffKeys, diffRows, endDiffSession, type KeyDifference, type RowDiffOptions, type RowDifference } from '../../src/diff/rows.js';
 import { diffSchemas } from '../../src/diff/schema.js';
 import { mulberry32 } from '../support/random.js';
+import { startWsProxy } from '../support/ws-proxy.js';
+import { connect, useDriver } from '../../src/db/connect.js';
 
 /**
  * The row diff must give exactly what a naive full comparison gives. Two databases of one
@@ -215,6 +217,43 @@ describe('row diff = naive full comparison', () => {
       expect(four.found).toEqual(one.found);
       const counts = (s: typeof one.summary) => [s.missing, s.changed, s.extra, s.branchRows, s.productionRows, s.segments];
       expect(counts(four.summary)).toEqual(counts(one.summary));
+    }
+  });
+
+  it('over the WebSocket driver (no COPY): the same differences as over TCP', async () => {
+    const names = ['typed', 'nokey', 'ckeys'];
+    const overTcp = new Map<string, RowDifference[]>();
+    for (const name of names) overTcp.set(name, (await diffOf(name, WAYS.stream)).found);
+    const proxy = await startWsProxy();
+    useDriver({ driver: 'ws', wsProxy: proxy.template });
+    const wsBranch = await connect(cluster.urlFor('branch'));
+    const wsProduction = await connect(cluster.urlFor('production'));
+    try {
+      for (const name of names) {
+        const [bSchema, pSchema] = [await introspect(wsBranch), await introspect(wsProduction)];
+        await Promise.all([beginDiffSession(wsBranch), beginDiffSession(wsProduction)]);
+        const found: RowDifference[] = [];
+        try {
+          await diffRows({
+            branch: wsBranch,
+            production: wsProduction,
+            branchTable: findTable(bSchema, parseTableName(name))!,
+            productionTable: findTable(pSchema, parseTableName(name))!,
+            connect: { branch: () => connect(cluster.urlFor('branch')), production: () => connect(cluster.urlFor('production')) },
+            ...WAYS.stream,
+            onDifference: (d) => void found.push(d),
+          });
+        } finally {
+          await Promise.all([endDiffSession(wsBranch), endDiffSession(wsProduction)]);
+        }
+        expect(found.length, name).toBeGreaterThan(0);
+        expect(found, name).toEqual(overTcp.get(name));
+      }
+    } finally {
+      useDriver({ driver: 'pg' });
+      await wsBranch.end();
+      await wsProduction.end();
+      await proxy.close();
     }
   });
 
