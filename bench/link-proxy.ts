@@ -29,23 +29,41 @@ const HIGH_WATER = 4 * 1024 * 1024;
 
 function throttle(from: net.Socket, to: net.Socket, link: Link, count: (n: number) => void): void {
   const bytesPerMs = (link.mbit * 1e6) / 8 / 1000;
+  // One FIFO per direction and one timer: separate timers per chunk could fire out of order.
+  const queue: { due: number; chunk: Buffer }[] = [];
   let linkFreeAt = 0;
   let inFlight = 0;
+  let timer: NodeJS.Timeout | null = null;
+  let ended = false;
+  const pump = () => {
+    timer = null;
+    const now = performance.now();
+    while (queue.length && queue[0]!.due <= now) {
+      const { chunk } = queue.shift()!;
+      inFlight -= chunk.length;
+      if (!to.destroyed) to.write(chunk);
+    }
+    if (inFlight <= HIGH_WATER / 2 && from.isPaused()) from.resume();
+    if (queue.length) timer = setTimeout(pump, Math.max(0, queue[0]!.due - now));
+    else if (ended) to.end();
+  };
   from.on('data', (chunk: Buffer) => {
     const now = performance.now();
-    const departs = Math.max(now, linkFreeAt) + chunk.length / bytesPerMs;
-    linkFreeAt = departs;
+    linkFreeAt = Math.max(now, linkFreeAt) + chunk.length / bytesPerMs;
+    queue.push({ due: linkFreeAt + link.rttMs / 2, chunk });
     inFlight += chunk.length;
     count(chunk.length);
     if (inFlight > HIGH_WATER) from.pause();
-    setTimeout(() => {
-      inFlight -= chunk.length;
-      if (!to.destroyed) to.write(chunk);
-      if (inFlight <= HIGH_WATER / 2 && from.isPaused()) from.resume();
-    }, departs - now + link.rttMs / 2);
+    if (!timer) timer = setTimeout(pump, Math.max(0, queue[0]!.due - now));
   });
-  from.on('end', () => setTimeout(() => to.end(), Math.max(0, linkFreeAt - performance.now()) + link.rttMs / 2 + 1));
+  from.on('end', () => {
+    ended = true;
+    if (!timer && !queue.length) to.end();
+  });
   from.on('error', () => to.destroy());
+  to.on('close', () => {
+    if (timer) clearTimeout(timer);
+  });
 }
 
 export async function startLinkProxy(targetPort: number, link: Link, targetHost = '127.0.0.1'): Promise<LinkProxy> {

@@ -1,3 +1,5 @@
+import type pg from 'pg';
+import type { TableInfo } from '../db/introspect.js';
 import { checkWhere, whereRejected } from '../db/sql.js';
 import { bucketChecksums, EMPTY, rangeChecksum, sameChecksum, splitRange, type Checksum } from './checksums.js';
 import { fetchDifferences } from './fetch.js';
@@ -23,9 +25,10 @@ const BATCH_ROWS = 50_000;
 const BATCH_SEGMENTS = 4_000;
 const DEFAULT_SEGMENT_ROWS = 64;
 
+/** One job: a connection to each side, on the shared snapshot. */
 interface Sides {
-  branch: { client: import('pg').ClientBase; table: import('../db/introspect.js').TableInfo };
-  production: { client: import('pg').ClientBase; table: import('../db/introspect.js').TableInfo };
+  branch: { client: pg.ClientBase; table: TableInfo };
+  production: { client: pg.ClientBase; table: TableInfo };
 }
 
 interface Prepared {
