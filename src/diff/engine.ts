@@ -24,6 +24,7 @@ import type { DiffKeysOptions, KeyDifference, RowDifference, RowDiffSummary } fr
 const BATCH_ROWS = 50_000;
 const BATCH_SEGMENTS = 4_000;
 const DEFAULT_SEGMENT_ROWS = 64;
+const SMALL_TABLE_ROWS = 100_000;
 
 /** One job: a connection to each side, on the shared snapshot. */
 interface Sides {
@@ -56,7 +57,8 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
   const rtt = now() - rttStart;
   const seg = await segmentTable(plan, { client: options.branch, table: tables.branch }, { client: options.production, table: tables.production }, segmentRows);
 
-  const wanted = options.jobs ?? (options.connect ? await defaultJobs(options.branch, options.production) : 1);
+  // By default small tables stay on one connection: opening and syncing more costs more than it saves.
+  const wanted = options.jobs ?? (options.connect && seg.estimatedRows >= SMALL_TABLE_ROWS ? await defaultJobs(options.branch, options.production) : 1);
   const [bJobs, pJobs] = await Promise.all([openJobs(options.branch, options.connect?.branch, wanted), openJobs(options.production, options.connect?.production, wanted)]);
   const jobs = Math.min(bJobs.clients.length, pJobs.clients.length);
   const close = async () => void (await Promise.all([bJobs.close(), pJobs.close()]));
