@@ -14,10 +14,10 @@
  *   floor  `select sum(hashtextextended(t::text, 0)) from orders t` on both sides at once: the
  *          least any exact hashing diff must do (one scan of each side); measured in the same run
  *   pitr   `diffRows` with a connector per side (so --jobs works), wall clock around the call
- *   naive  COPY both tables ordered by id, merged line by line in JS
+ *   naive  COPY both tables ordered by id, merged line by line in JS (a child process)
  *
  * With --link, every connection (all three) goes through a throttling TCP proxy per database
- * (bench/link-proxy.ts): rtt/2 each way and the bandwidth per direction. Results are checked
+ * (bench/link-proxy.ts, a child process): rtt/2 each way and the bandwidth per direction. Results are checked
  * against the changes made. Prints a table and one JSON line. Heavy: run under
  * `flock /tmp/pitr-heavy.lock`.
  */
@@ -29,8 +29,11 @@ import { startCluster, type TestCluster } from '../test/support/cluster.js';
 import { findTable, introspect } from '../src/db/introspect.js';
 import { beginDiffSession, diffRows, endDiffSession, type RowDiffSummary } from '../src/diff/rows.js';
 import { mulberry32 } from '../test/support/random.js';
-import { parseLink, startLinkProxy, type Link, type LinkProxy } from './link-proxy.js';
-import { naiveDiff } from './naive-diff.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseLink, type Link } from './link-proxy.js';
+import type { NaiveResult } from './naive-diff.js';
 import { cleanupOnSignal, fmt, option, pad, round, roundsSetting } from './support.js';
 
 const CHANGE_FRACTION = 0.001;
@@ -139,10 +142,21 @@ const jobsText = option('jobs', 'BENCH_JOBS');
 const JOBS = jobsText === undefined ? undefined : Number(jobsText);
 const ROUNDS = roundsSetting(2);
 
+/** A bench helper script in its own process (tsx), resolved with its first line of JSON output. */
+function child<T>(script: string, args: string[]): { process: ChildProcess; first: Promise<T> } {
+  const cp = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, import.meta.url)), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const first = new Promise<T>((resolve, reject) => {
+    createInterface({ input: cp.stdout! }).once('line', (line) => resolve(JSON.parse(line) as T));
+    cp.once('exit', (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+  first.catch(() => undefined);
+  return { process: cp, first };
+}
+
 let cluster: TestCluster | undefined;
-const proxies: LinkProxy[] = [];
+const proxies: ChildProcess[] = [];
 const cleanup = async () => {
-  for (const p of proxies) await p.close().catch(() => undefined);
+  for (const p of proxies) p.kill('SIGTERM');
   await cluster?.destroy().catch(() => undefined);
 };
 cleanupOnSignal(cleanup);
@@ -156,9 +170,10 @@ try {
   const viaLink = async (db: string): Promise<string> => {
     const url = new URL(c.urlFor(db));
     if (!LINK) return url.toString();
-    const proxy = await startLinkProxy(Number(url.port || 5432), LINK, url.hostname);
-    proxies.push(proxy);
-    url.port = String(proxy.port);
+    // The proxy runs in its own process: its buffers and CPU must not count as pitr's.
+    const proxy = child<{ port: number }>('./link-proxy.ts', [url.port || '5432', `${LINK.rttMs}ms,${LINK.mbit}`]);
+    proxies.push(proxy.process);
+    url.port = String((await proxy.first).port);
     return url.toString();
   };
   console.log(`bench diff: rows ${ROWS.map(human).join(', ')}, link ${LINK ? `${LINK.rttMs} ms rtt, ${LINK.mbit} Mbit/s each way` : 'loopback'}, jobs ${JOBS ?? 'default'}, rounds ${ROUNDS}`);
@@ -220,7 +235,8 @@ try {
             if (differences !== m.result.missing + m.result.changed + m.result.extra) throw new Error('pitr reported a different number of differences than it counted');
             if (m.seconds < pitr) [pitr, pitrRun] = [m.seconds, m];
           }
-          const naive = await inSession(() => measure(() => naiveDiff(branch, production, `select ${COLUMNS} from orders order by id`)));
+          // In its own process too, so pitr's peak RSS in the next scenario is pitr's alone.
+          const naive = await child<{ result: NaiveResult; seconds: number; peakRssMB: number }>('./naive-diff.ts', [bUrl, pUrl, `select ${COLUMNS} from orders order by id`]).first;
           const expected = { missing: changes.deleted.length, changed: changes.updated.length, extra: changes.inserted.length };
           const s = pitrRun!.result;
           const got = { missing: s.missing, changed: s.changed, extra: s.extra };
@@ -232,7 +248,7 @@ try {
           console.log(`  ${stats.padEnd(14)} ${scenario.padEnd(9)} floor ${fmt(floor)} s   pitr ${fmt(pitr)} s (${fmt(pitr / floor)}× floor, segments ${s.segments.initial}/${s.segments.checked}/${s.segments.fetched}, jobs ${s.jobs}, peak RSS ${fmt(pitrRun!.peakRssMB, 0)} MB)   naive ${fmt(naive.seconds)} s (${fmt(naive.seconds / pitr)}× pitr)`);
         } finally {
           await Promise.all([branch.end().catch(() => undefined), production.end().catch(() => undefined)]);
-          for (const p of proxies.splice(0)) await p.close();
+          for (const p of proxies.splice(0)) p.kill('SIGTERM');
         }
       }
     }

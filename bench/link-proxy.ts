@@ -95,3 +95,13 @@ export async function startLinkProxy(targetPort: number, link: Link, targetHost 
       }),
   };
 }
+
+/**
+ * Run as a script (`tsx bench/link-proxy.ts <targetPort> <rtt>ms,<mbit>`): a proxy in its own
+ * process, so its buffers and CPU never count in the process that measures pitr. Prints its port.
+ */
+if (process.argv[1] && (await import('node:url')).fileURLToPath(import.meta.url) === (await import('node:path')).resolve(process.argv[1])) {
+  const proxy = await startLinkProxy(Number(process.argv[2]), parseLink(process.argv[3]!));
+  console.log(JSON.stringify({ port: proxy.port }));
+  process.on('SIGTERM', () => void proxy.close().finally(() => process.exit(0)));
+}

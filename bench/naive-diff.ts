@@ -88,3 +88,30 @@ export async function naiveDiff(branch: pg.ClientBase, production: pg.ClientBase
   out.productionRows = p.rows;
   return out;
 }
+
+/**
+ * Run as a script (`tsx bench/naive-diff.ts <branchUrl> <productionUrl> <select>`), so that its
+ * memory and buffers never count in the process that measures pitr: prints one JSON line with
+ * the result, the seconds from the first COPY to the end of the merge, and its peak RSS.
+ */
+if (process.argv[1] && (await import('node:url')).fileURLToPath(import.meta.url) === (await import('node:path')).resolve(process.argv[1])) {
+  const [branchUrl, productionUrl, select] = process.argv.slice(2) as [string, string, string];
+  const { default: pgClient } = await import('pg');
+  const { normalizeSession } = await import('../src/db/session.js');
+  const open = async (url: string) => {
+    const c = new pgClient.Client({ connectionString: url });
+    await c.connect();
+    await c.query('begin isolation level repeatable read read only');
+    await normalizeSession(c);
+    return c;
+  };
+  const [b, p] = await Promise.all([open(branchUrl), open(productionUrl)]);
+  let peak = process.memoryUsage.rss();
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
+  const started = performance.now();
+  const result = await naiveDiff(b, p, select);
+  const seconds = (performance.now() - started) / 1000;
+  clearInterval(sampler);
+  await Promise.all([b.end(), p.end()]);
+  console.log(JSON.stringify({ result, seconds, peakRssMB: Math.max(peak, process.memoryUsage.rss()) / 1024 / 1024 }));
+}
