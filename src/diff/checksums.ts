@@ -19,44 +19,56 @@ const hashOf = (plan: Plan) => `hashtextextended(${plan.rowText}, 0)`;
  * the per-bucket totals are the same for any number of jobs.
  */
 export async function bucketChecksums(clients: pg.ClientBase[], table: TableInfo, plan: Plan, seg: Segmentation): Promise<Map<number, Checksum>> {
-  const from = table.qualified;
-  let parts = [''];
+  // Units of work: block ranges of a plain table, or the leaf partitions of a partitioned one.
+  let units: { from: string; extra: string }[] = [{ from: table.qualified, extra: '' }];
   if (clients.length > 1 && table.kind === 'table') {
-    const { rows } = await clients[0]!.query(`select (pg_relation_size($1::regclass) / current_setting('block_size')::int)::int8 as pages`, [from]);
+    const { rows } = await clients[0]!.query(`select (pg_relation_size($1::regclass) / current_setting('block_size')::int)::int8 as pages`, [table.qualified]);
     const pages = Number(rows[0].pages);
     if (pages >= clients.length) {
       const cuts = clients.map((_, i) => Math.floor((pages * i) / clients.length));
-      parts = cuts.map((lo, i) => {
+      units = cuts.map((lo, i) => {
         const hi = i + 1 < cuts.length ? cuts[i + 1] : null;
-        return ` and ctid >= '(${lo},0)'::tid${hi === null ? '' : ` and ctid < '(${hi},0)'::tid`}`;
+        return { from: table.qualified, extra: ` and ctid >= '(${lo},0)'::tid${hi === null ? '' : ` and ctid < '(${hi},0)'::tid`}` };
       });
     }
+  } else if (clients.length > 1 && table.kind === 'partitioned' && plan.where === 'true') {
+    // (A --where may name the parent table, so filtered diffs scan through the parent.)
+    const { rows } = await clients[0]!.query(
+      `select format('%I.%I', n.nspname, c.relname) as leaf from pg_partition_tree($1::regclass) t join pg_class c on c.oid = t.relid join pg_namespace n on n.oid = c.relnamespace
+        where t.isleaf order by pg_relation_size(t.relid) desc`,
+      [table.qualified],
+    );
+    if (rows.length) units = rows.map((r) => ({ from: r.leaf as string, extra: '' }));
   }
-  const sql = (extra: string) =>
+  const sql = (from: string, extra: string) =>
     plan.mode === 'multiset'
       ? // The hash is both the bucket and the checksum: computed once per row (offset 0 keeps it so).
         `select ${seg.bucketSql.replaceAll(plan.segmentExpr, 'x.h')} as b, count(*)::int8 as n, sum(x.h)::text as h
            from (select ${hashOf(plan)} as h from ${from} where ${plan.where}${extra} offset 0) x group by 1`
       : `select ${seg.bucketSql} as b, count(*)::int8 as n, sum(${hashOf(plan)})::text as h from ${from} where ${plan.where}${extra} group by 1`;
-  // Without statistics the planner expects a group per row and sorts; the real groups fit a hash table.
-  const results = await Promise.all(
-    parts.map(async (extra, i) => {
-      const c = clients[i]!;
+  const out = new Map<number, Checksum>();
+  const add = (r: pg.QueryResult) => {
+    for (const [b, n, h] of r.rows as [number, string, string][]) {
+      const prev = out.get(Number(b));
+      out.set(Number(b), prev ? { n: prev.n + Number(n), h: prev.h + BigInt(h) } : { n: Number(n), h: BigInt(h) });
+    }
+  };
+  // Biggest units first, each job taking the next free one; the sums do not depend on who ran what.
+  let next = 0;
+  await Promise.all(
+    clients.slice(0, Math.min(clients.length, units.length)).map(async (c) => {
+      // Without statistics the planner expects a group per row and sorts; the real groups fit a hash table.
       await c.query(`select set_config('enable_sort', 'off', true)`);
       try {
-        return await c.query({ text: sql(extra), rowMode: 'array', queryMode: 'extended' } as pg.QueryConfig);
+        while (next < units.length) {
+          const u = units[next++]!;
+          add(await c.query({ text: sql(u.from, u.extra), rowMode: 'array', queryMode: 'extended' } as pg.QueryConfig));
+        }
       } finally {
         await c.query(`select set_config('enable_sort', 'on', true)`);
       }
     }),
   );
-  const out = new Map<number, Checksum>();
-  for (const r of results) {
-    for (const [b, n, h] of r.rows as [number, string, string][]) {
-      const prev = out.get(Number(b));
-      out.set(Number(b), prev ? { n: prev.n + Number(n), h: prev.h + BigInt(h) } : { n: Number(n), h: BigInt(h) });
-    }
-  }
   return out;
 }
 
