@@ -3,7 +3,7 @@ import type { TableInfo } from '../db/introspect.js';
 import { checkWhere, whereRejected } from '../db/sql.js';
 import { bucketChecksums, EMPTY, rangeChecksum, sameChecksum, splitRange, type Checksum } from './checksums.js';
 import { fetchDifferences } from './fetch.js';
-import { settleBatch, type DirtySegment } from './hash-stream.js';
+import { narrowBatch, settleBatch, type DirtySegment } from './hash-stream.js';
 import { defaultJobs, inOrder, openJobs } from './jobs.js';
 import { planRowDiff, useKeyCollation, type Plan } from './plan.js';
 import { segmentTable, type KeyRange, type Segmentation } from './segments.js';
@@ -206,7 +206,7 @@ const count = (summary: RowDiffSummary, d: { kind: KeyDifference['kind']; count:
 export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDifference[]) => void | Promise<void>): Promise<RowDiffSummary> {
   return run<KeyDifference>(
     options,
-    (p, batch, w) => settleBatch(w, p.plan, p.seg, batch, options.signal),
+    async (p, batch, w) => settleBatch(w, p.plan, p.seg, await narrowBatch(w, p.plan, batch), options.signal),
     async (items, summary) => {
       for (const d of items) count(summary, d);
       if (items.length) await onKeys(items);
@@ -217,7 +217,7 @@ export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDiffe
 export async function diffRowsWith(options: DiffKeysOptions & { onDifference?: (d: RowDifference) => void | Promise<void> }): Promise<RowDiffSummary> {
   return run<RowDifference>(
     options,
-    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, batch, options.signal)),
+    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, await narrowBatch(w, p.plan, batch), options.signal)),
     async (items, summary) => {
       for (const d of items) {
         count(summary, d);
