@@ -146,16 +146,14 @@ function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: Dirty
 /** One side's rows of a batch, grouped by position in the batch. */
 async function streamSide(client: pg.ClientBase, table: TableInfo, plan: Plan, seg: Segmentation, batch: DirtySegment[], signal?: AbortSignal): Promise<SideRows[]> {
   const out: SideRows[] = batch.map(() => ({ ids: [], values: new Map(), keys: new Map() }));
-  let last = 0;
   const keyCount = plan.mode === 'key' ? plan.keyColumns.length : 1;
   await copyRows(
     client,
     streamSql(table, plan, seg, batch),
     (f) => {
+      // Rows are filed by segment, so correctness does not depend on the order they arrive in.
       const i = Number(f[0]) - 1;
-      // Each segment's rows must arrive together; a plan that broke this would mix segments.
-      if (!(i >= last && i < batch.length)) throw new Error(`internal: segment rows out of order (${i} after ${last})`);
-      last = i;
+      if (!(i >= 0 && i < batch.length)) throw new Error(`internal: row for segment ${i + 1} of a batch of ${batch.length}`);
       const key = f.slice(1, 1 + keyCount) as string[];
       const id = keyId(key);
       const side = out[i]!;
