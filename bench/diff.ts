@@ -2,7 +2,7 @@
  * bench/diff: the row diff (`diffRows`, in-process, default jobs) against the hashing floor and
  * the naive full comparison, on a throw-away cluster, optionally over a throttled network link.
  *
- *   npm run bench:diff -- [--rows 1M,10M] [--link 20ms,100] [--jobs N] [--rounds 2]
+ *   npm run bench:diff -- [--rows 1M,10M] [--link 20ms,100] [--jobs N] [--rounds 2] [--stats both|never|analyzed]
  *
  * For each N, `orders(id bigint primary key, customer_id int, status text, total numeric(12,2),
  * note text, created_at timestamptz)` (even ids, so rows can be inserted between them) is loaded
@@ -141,6 +141,9 @@ const LINK: Link | null = linkText ? parseLink(linkText) : null;
 const jobsText = option('jobs', 'BENCH_JOBS');
 const JOBS = jobsText === undefined ? undefined : Number(jobsText);
 const ROUNDS = roundsSetting(2);
+const statsText = option('stats', 'BENCH_STATS') ?? 'both';
+if (!['both', 'never', 'analyzed'].includes(statsText)) throw new Error(`--stats must be both, never or analyzed, not "${statsText}"`);
+const STATS = (['never analyzed', 'analyzed'] as const).filter((s) => statsText === 'both' || s.startsWith(statsText));
 
 /** A bench helper script in its own process (tsx), resolved with its first line of JSON output. */
 function child<T>(script: string, args: string[]): { process: ChildProcess; first: Promise<T> } {
@@ -189,7 +192,7 @@ try {
     await load.query('vacuum orders');
     await load.end();
     console.log(`N=${human(n)}: loaded in ${fmt((performance.now() - loadStarted) / 1000, 1)} s`);
-    for (const stats of ['never analyzed', 'analyzed'] as const) {
+    for (const stats of STATS) {
       for (const [si, scenario] of SCENARIOS.entries()) {
         await c.query('drop database if exists production');
         await c.query('create database production template branch strategy file_copy');
