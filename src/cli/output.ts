@@ -29,22 +29,32 @@ export class Output {
     return !!this.stderr.isTTY;
   }
 
-  /** The command's result. `reveal` skips redaction for values the user explicitly asked to see. */
-  result<T>(data: T, render: (data: T) => string, options: { reveal?: boolean } = {}): void {
+  /**
+   * The command's result. `reveal` skips redaction for values the user explicitly asked to see.
+   * `data` names the top-level fields that hold database row values: data is never redacted (a
+   * value that looks like a URL with a password, or a column named `password`, is still exactly
+   * what the table holds); every other field is. The text renderer gets the other fields already
+   * redacted, and its output is then printed as is.
+   */
+  result<T>(data: T, render: (data: T) => string, options: { reveal?: boolean; data?: readonly (keyof T & string)[] } = {}): void {
     this.endProgress();
+    const raw = new Set<string>(options.data ?? []);
     if (this.json) {
-      const safe = options.reveal ? data : redactDeep(data);
+      const safe = options.reveal ? data : raw.size ? redactExcept(data, raw) : redactDeep(data);
       this.stdout.write(JSON.stringify(safe, null, 2) + '\n');
     } else {
-      const text = render(data);
-      this.stdout.write((options.reveal ? text : redactSecrets(text)) + (text.endsWith('\n') ? '' : '\n'));
+      const text = raw.size && !options.reveal ? render(redactExcept(data, raw)) : render(data);
+      this.stdout.write((options.reveal || raw.size ? text : redactSecrets(text)) + (text.endsWith('\n') ? '' : '\n'));
     }
   }
 
-  /** One line of a streamed result (ndjson, csv, sql), written as it is produced. */
-  stream(line: string): void {
+  /**
+   * One line of a streamed result (ndjson, csv, sql), written as it is produced. Lines made of
+   * row values (`data: true`) are written exactly; anything else is redacted.
+   */
+  stream(line: string, options: { data?: boolean } = {}): void {
     this.endProgress();
-    this.stdout.write(redactSecrets(line) + '\n');
+    this.stdout.write((options.data ? line : redactSecrets(line)) + '\n');
   }
 
   /**
@@ -78,6 +88,12 @@ export class Output {
     if (this.json && !this.stderrIsTTY) return;
     this.endProgress();
     this.stderr.write(redactSecrets(line) + '\n');
+  }
+
+  /** A warning a script must see too: always on stderr, also under --json. */
+  warn(line: string): void {
+    this.endProgress();
+    this.stderr.write(`pitr: ${redactSecrets(line)}\n`);
   }
 
   /**
@@ -124,6 +140,11 @@ export class Output {
     }
     return exitCode;
   }
+}
+
+function redactExcept<T>(data: T, raw: Set<string>): T {
+  if (!data || typeof data !== 'object' || Array.isArray(data)) return redactDeep(data);
+  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, raw.has(k) ? v : redactDeep(v)])) as T;
 }
 
 /** Aligned columns for people; the first row is the header. */

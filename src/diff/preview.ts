@@ -4,7 +4,7 @@ import { connect } from '../db/connect.js';
 import { findTable, introspect, type SchemaInfo, type TableInfo } from '../db/introspect.js';
 import { parseTableName } from '../db/sql.js';
 import type { ProgressSink } from '../providers/types.js';
-import { beginDiffSession, diffRows, endDiffSession, type RowDifference, type RowDiffSummary } from './rows.js';
+import { beginDiffSession, diffRows, endDiffSession, type Connector, type RowDifference, type RowDiffSummary } from './rows.js';
 import { diffSchemas, type SchemaDiff } from './schema.js';
 
 /** Two open, read-only, identically configured sessions: the branch (the past) and production (now). */
@@ -13,6 +13,8 @@ export interface DiffSessions {
   production: pg.Client;
   branchSchema: SchemaInfo;
   productionSchema: SchemaInfo;
+  /** More connections to each side, for --jobs (the engine puts them on the sessions' snapshot). */
+  connect: { branch: Connector; production: Connector };
   close(): Promise<void>;
 }
 
@@ -26,6 +28,7 @@ export async function openDiffSessions(branchUrl: string, productionUrl: string)
       production,
       branchSchema,
       productionSchema,
+      connect: { branch: () => connect(branchUrl), production: () => connect(productionUrl) },
       async close() {
         await Promise.all([endDiffSession(branch), endDiffSession(production)]);
         await Promise.all([branch.end().catch(() => undefined), production.end().catch(() => undefined)]);
@@ -71,7 +74,7 @@ export interface Preview {
  * Schema diff plus, per table present on both sides, row counts and how many rows are missing,
  * changed or only in production; sorted by impact (most affected rows first).
  */
-export async function preview(sessions: DiffSessions, options: { tables?: string[]; schemaOnly?: boolean; onProgress?: ProgressSink } = {}): Promise<Preview> {
+export async function preview(sessions: DiffSessions, options: { tables?: string[]; schemaOnly?: boolean; jobs?: number; onProgress?: ProgressSink } = {}): Promise<Preview> {
   const started = Date.now();
   const schema = diffSchemas(sessions.branchSchema, sessions.productionSchema);
   const tables: TablePreview[] = [];
@@ -84,13 +87,18 @@ export async function preview(sessions: DiffSessions, options: { tables?: string
           .map((t) => ({ branch: t, production: findTable(sessions.productionSchema, { schema: t.schema, name: t.name }) }))
           .filter((p): p is { branch: TableInfo; production: TableInfo } => !!p.production);
     for (const [i, pair] of pairs.entries()) {
-      options.onProgress?.({ phase: 'preview', message: `comparing ${pair.branch.schema}.${pair.branch.name} (${i + 1}/${pairs.length})`, fraction: i / pairs.length });
+      const label = `${pair.branch.schema}.${pair.branch.name} (${i + 1}/${pairs.length})`;
+      options.onProgress?.({ phase: 'preview', message: `comparing ${label}`, fraction: i / pairs.length });
       const changedColumnCounts: Record<string, number> = {};
       const summary = await diffRows({
         branch: sessions.branch,
         production: sessions.production,
         branchTable: pair.branch,
         productionTable: pair.production,
+        connect: sessions.connect,
+        ...(options.jobs !== undefined && { jobs: options.jobs }),
+        // Per-table progress: the engine's batches, as a fraction of this table's share.
+        onProgress: (e) => options.onProgress?.({ phase: 'preview', message: `${label}: ${e.message.replace(/^[^:]*: /, '')}`, fraction: (i + (e.fraction ?? 0)) / pairs.length }),
         onDifference: (d: RowDifference) => {
           for (const c of d.changedColumns) changedColumnCounts[c] = (changedColumnCounts[c] ?? 0) + 1;
         },

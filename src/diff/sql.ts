@@ -16,9 +16,10 @@ function keyPredicate(table: TableInfo, key: Values): string {
 /**
  * The statement that would put production back to the branch's version of one row: INSERT for
  * a missing row, UPDATE of the changed columns for a changed one. Rows only in production get a
- * comment, never a DELETE: pitr does not delete unless asked (recover --delete-extra).
+ * comment, never a DELETE, unless asked (--delete-extra): then the script makes production's
+ * rows equal to the branch's.
  */
-export function recoveryStatement(table: TableInfo, d: RowDifference): string {
+export function recoveryStatement(table: TableInfo, d: RowDifference, options: { deleteExtra?: boolean } = {}): string {
   const types = new Map(table.columns.map((c) => [c.name, c.type]));
   if (d.kind === 'missing' && d.branch) {
     const cols = table.columns.filter((c) => !c.generated && c.name in d.branch!);
@@ -31,6 +32,14 @@ export function recoveryStatement(table: TableInfo, d: RowDifference): string {
       .filter((c) => !table.columns.find((x) => x.name === c)?.generated)
       .map((c) => `${quoteIdent(c)} = ${literal(d.branch![c] ?? null, types.get(c) ?? 'text')}`);
     return `UPDATE ${table.qualified} SET ${sets.join(', ')} WHERE ${keyPredicate(table, d.key)};`;
+  }
+  if (d.kind === 'extra' && options.deleteExtra) {
+    if (d.key) return `DELETE FROM ${table.qualified} WHERE ${keyPredicate(table, d.key)};`;
+    // No key: remove exactly `count` copies of this row, whichever they are.
+    const match = Object.entries(d.production ?? {})
+      .map(([c, v]) => `${quoteIdent(c)} IS NOT DISTINCT FROM ${literal(v, types.get(c) ?? 'text')}`)
+      .join(' AND ');
+    return `DELETE FROM ${table.qualified} WHERE ctid IN (SELECT ctid FROM ${table.qualified} WHERE ${match} LIMIT ${d.count});`;
   }
   const where = d.key ? keyPredicate(table, d.key) : Object.entries(d.production ?? {}).map(([c, v]) => (v === null ? `${quoteIdent(c)} IS NULL` : `${quoteIdent(c)} = ${literal(v, types.get(c) ?? 'text')}`)).join(' AND ');
   return `-- only in production (kept): ${table.qualified} WHERE ${where.replace(/\n/g, ' ')}`;

@@ -3,14 +3,18 @@ import pg from 'pg';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { findTable, introspect } from '../../src/db/introspect.js';
 import { parseTableName } from '../../src/db/sql.js';
-import { beginDiffSession, diffRows, endDiffSession, type RowDifference } from '../../src/diff/rows.js';
+import { beginDiffSession, diffKeys, diffRows, endDiffSession, type KeyDifference, type RowDiffOptions, type RowDifference } from '../../src/diff/rows.js';
 import { diffSchemas } from '../../src/diff/schema.js';
 import { mulberry32 } from '../support/random.js';
+import { startWsProxy } from '../support/ws-proxy.js';
+import { connect, useDriver } from '../../src/db/connect.js';
 
 /**
  * The row diff must give exactly what a naive full comparison gives. Two databases of one
  * cluster stand in for branch and production; random deletes, updates and inserts hit
- * "production"; leaf segments are kept tiny so bisection runs on every table.
+ * "production". Every table is diffed three ways: tiny segments bisected down to 7 rows, one
+ * big segment settled by cost, and 16-row segments streamed in small batches over 4 jobs.
+ * Only the branch is analyzed: production has no planner statistics at all.
  */
 const SCHEMA = `
 create type mood as enum ('sad', 'ok', 'happy');
@@ -24,6 +28,7 @@ create table uniq (code text not null unique, v int);
 create table events (id int, at date, payload text, primary key (id, at)) partition by range (at);
 create table events_2025 partition of events for values from ('2025-01-01') to ('2026-01-01');
 create table events_2026 partition of events for values from ('2026-01-01') to ('2027-01-01');
+create table ckeys (k text primary key, v text);
 `;
 
 const POPULATE = `
@@ -45,6 +50,8 @@ insert into "Order Items" select g, g % 10, 'sel' || g from generate_series(1, 4
 insert into nokey select g % 50, 'dup' || (g % 50) from generate_series(1, 400) g;
 insert into uniq select 'code-' || g, g from generate_series(1, 300) g;
 insert into events select g, date '2025-06-01' + (g % 400), 'p' || g from generate_series(1, 500) g;
+insert into ckeys select k, 'v' || ord from unnest(array['a', 'B', 'b', 'A', 'é', 'e', 'Z', 'z', '_x', ' sp', 'Ä', 'ä']) with ordinality as x(k, ord);
+insert into ckeys select 'c' || g, 'w' || g from generate_series(1, 200) g;
 `;
 
 /** Random deletes, updates and inserts, as SQL, for "production". */
@@ -74,6 +81,8 @@ function mutations(seed: number): string[] {
     out.push(`update events set payload = 'changed' where id = ${pick(500)}`);
     out.push(`delete from events where id = ${pick(500)}`);
   }
+  for (let i = 0; i < 10; i++) out.push(`update ckeys set v = 'x${i}' where k = 'c${pick(200)}'`, `delete from ckeys where k = 'c${pick(200)}'`);
+  out.push(`delete from ckeys where k in ('é', 'B')`, `update ckeys set v = null where k = 'ä'`, `insert into ckeys values ('Ω', 'new'), ('0', 'new')`);
   out.push(`delete from icu_keys where k in ('é', 'B', 'ß')`, `insert into icu_keys values ('Ω', 1), ('0', 2)`);
   out.push(`insert into nokey values (7, 'dup7'), (7, 'dup7'), (999, 'only in production')`);
   out.push(`insert into composite values (99, 'new', 'n')`, `insert into events values (9999, '2026-03-01', 'new')`);
@@ -109,8 +118,11 @@ describe('row diff = naive full comparison', () => {
     for (const c of [branch, production]) {
       await c.query(SCHEMA);
       await c.query(POPULATE);
-      await c.query('analyze');
     }
+    await branch.query('analyze');
+    // Production sorts the text key by bytes, the branch by the database collation: the diff
+    // cannot range that key through an index and picks segments out of scans instead.
+    await production.query(`alter table ckeys alter column k type text collate "C"`);
     for (const sql of mutations(42)) await production.query(sql);
     // A migration half-done in production: a dropped column, a retyped one.
     await production.query(`alter table uniq add column note text; alter table "Order Items" drop column "select"; alter table composite alter column v type varchar(40)`);
@@ -122,20 +134,50 @@ describe('row diff = naive full comparison', () => {
     await cluster?.destroy();
   });
 
-  const tables = ['typed', 'composite', 'icu_keys', '"Order Items"', 'nokey', 'uniq', 'events'];
+  const tables = ['typed', 'composite', 'icu_keys', '"Order Items"', 'nokey', 'uniq', 'events', 'ckeys'];
+  type Way = 'bisect' | 'auto' | 'stream';
+  const WAYS: Record<Way, Partial<RowDiffOptions>> = {
+    bisect: { segmentRows: 7, strategy: 'bisect', jobs: 1 },
+    auto: { segmentRows: 100000, strategy: 'auto', jobs: 1 },
+    stream: { segmentRows: 16, strategy: 'stream', jobs: 4, batchRows: 40 },
+  };
 
-  it.each(tables.flatMap((t) => [[t, 7], [t, 100000]] as [string, number][]))('%s (leaf %i rows)', async (name, leafRows) => {
+  /** Runs the diff inside fresh diff sessions, with job connections to the same databases. */
+  async function diffOf(name: string, options: Partial<RowDiffOptions>) {
     const [bSchema, pSchema] = [await introspect(branch), await introspect(production)];
     const bTable = findTable(bSchema, parseTableName(name))!;
     const pTable = findTable(pSchema, parseTableName(name))!;
     await Promise.all([beginDiffSession(branch), beginDiffSession(production)]);
     const found: RowDifference[] = [];
-    let summary;
+    const connect = (db: string) => async () => {
+      const c = new pg.Client({ connectionString: cluster.urlFor(db) });
+      await c.connect();
+      return c;
+    };
     try {
-      summary = await diffRows({ branch, production, branchTable: bTable, productionTable: pTable, leafRows, onDifference: (d) => void found.push(d) });
+      const summary = await diffRows({
+        branch,
+        production,
+        branchTable: bTable,
+        productionTable: pTable,
+        connect: { branch: connect('branch'), production: connect('production') },
+        ...options,
+        onDifference: (d) => void found.push(d),
+      });
+      return { summary, found, bTable, pTable };
     } finally {
       await Promise.all([endDiffSession(branch), endDiffSession(production)]);
     }
+  }
+
+  it('production has no planner statistics; the branch has', async () => {
+    const stats = async (c: pg.Client) => Number((await c.query(`select count(*) from pg_stats where schemaname = 'public'`)).rows[0].count);
+    expect(await stats(production)).toBe(0);
+    expect(await stats(branch)).toBeGreaterThan(0);
+  });
+
+  it.each(tables.flatMap((t) => (['bisect', 'auto', 'stream'] as Way[]).map((w) => [t, w] as [string, Way])))('%s (%s)', async (name, way) => {
+    const { summary, found, bTable, pTable } = await diffOf(name, WAYS[way]);
     const cols = summary.comparedColumns;
     const key = summary.mode === 'key' ? summary.keyColumns : null;
     await Promise.all([beginDiffSession(branch), beginDiffSession(production)]);
@@ -163,7 +205,73 @@ describe('row diff = naive full comparison', () => {
     expect(actual.sort()).toEqual(expected.sort());
     expect(expected.length).toBeGreaterThan(0);
     expect(summary.missing + summary.changed + summary.extra).toBe(found.reduce((s, d) => s + d.count, 0));
-    if (leafRows === 7) expect(summary.segments.checked + summary.segments.initial).toBeGreaterThan(1);
+    if (way === 'bisect') expect(summary.segments.checked + summary.segments.initial).toBeGreaterThan(1);
+    if (way === 'stream') expect(summary.jobs).toBe(4);
+  });
+
+  it.each(tables)('%s: the same differences in the same order for --jobs 1 and --jobs 4', async (name) => {
+    for (const strategy of ['stream', 'bisect'] as const) {
+      const one = await diffOf(name, { segmentRows: 9, strategy, jobs: 1, batchRows: 30 });
+      const four = await diffOf(name, { segmentRows: 9, strategy, jobs: 4, batchRows: 30 });
+      expect(four.summary.jobs).toBe(4);
+      expect(four.found).toEqual(one.found);
+      const counts = (s: typeof one.summary) => [s.missing, s.changed, s.extra, s.branchRows, s.productionRows, s.segments];
+      expect(counts(four.summary)).toEqual(counts(one.summary));
+    }
+  });
+
+  it('over the WebSocket driver (no COPY): the same differences as over TCP', async () => {
+    const names = ['typed', 'nokey', 'ckeys'];
+    const overTcp = new Map<string, RowDifference[]>();
+    for (const name of names) overTcp.set(name, (await diffOf(name, WAYS.stream)).found);
+    const proxy = await startWsProxy();
+    useDriver({ driver: 'ws', wsProxy: proxy.template });
+    const wsBranch = await connect(cluster.urlFor('branch'));
+    const wsProduction = await connect(cluster.urlFor('production'));
+    try {
+      for (const name of names) {
+        const [bSchema, pSchema] = [await introspect(wsBranch), await introspect(wsProduction)];
+        await Promise.all([beginDiffSession(wsBranch), beginDiffSession(wsProduction)]);
+        const found: RowDifference[] = [];
+        try {
+          await diffRows({
+            branch: wsBranch,
+            production: wsProduction,
+            branchTable: findTable(bSchema, parseTableName(name))!,
+            productionTable: findTable(pSchema, parseTableName(name))!,
+            connect: { branch: () => connect(cluster.urlFor('branch')), production: () => connect(cluster.urlFor('production')) },
+            ...WAYS.stream,
+            onDifference: (d) => void found.push(d),
+          });
+        } finally {
+          await Promise.all([endDiffSession(wsBranch), endDiffSession(wsProduction)]);
+        }
+        expect(found.length, name).toBeGreaterThan(0);
+        expect(found, name).toEqual(overTcp.get(name));
+      }
+    } finally {
+      useDriver({ driver: 'pg' });
+      await wsBranch.end();
+      await wsProduction.end();
+      await proxy.close();
+    }
+  });
+
+  it('diffKeys streams the differing keys without rows, in batches, matching diffRows', async () => {
+    const [bSchema, pSchema] = [await introspect(branch), await introspect(production)];
+    const args = { branch, production, branchTable: findTable(bSchema, parseTableName('composite'))!, productionTable: findTable(pSchema, parseTableName('composite'))!, segmentRows: 5, batchRows: 20 };
+    await Promise.all([beginDiffSession(branch), beginDiffSession(production)]);
+    try {
+      const batches: KeyDifference[][] = [];
+      const summary = await diffKeys(args, (keys) => void batches.push(keys));
+      const rows: RowDifference[] = [];
+      await diffRows({ ...args, onDifference: (d) => void rows.push(d) });
+      expect(batches.length).toBeGreaterThan(1);
+      expect(batches.flat().map((k) => `${k.kind} ${JSON.stringify(k.key)}`)).toEqual(rows.map((d) => `${d.kind} ${JSON.stringify([d.key!.a, d.key!.b])}`));
+      expect(summary.missing + summary.changed + summary.extra).toBe(rows.length);
+    } finally {
+      await Promise.all([endDiffSession(branch), endDiffSession(production)]);
+    }
   });
 
   it('reports schema differences and compares only the common columns', async () => {
@@ -183,7 +291,7 @@ describe('row diff = naive full comparison', () => {
     const other = new pg.Client({ connectionString: cluster.urlFor('branch') });
     await other.connect();
     await beginDiffSession(other);
-    const summary = await diffRows({ branch, production: other, branchTable: t, productionTable: findTable(pSchema, { schema: null, name: 'typed' })!, leafRows: 7 });
+    const summary = await diffRows({ branch, production: other, branchTable: t, productionTable: findTable(pSchema, { schema: null, name: 'typed' })!, segmentRows: 7 });
     await endDiffSession(other);
     await other.end();
     await endDiffSession(branch);

@@ -1,3 +1,4 @@
+import { badInput } from '../../errors.js';
 import { openDiffSessions, preview, type Preview } from '../../diff/preview.js';
 import type { SchemaDiff } from '../../diff/schema.js';
 import { renderTable } from '../output.js';
@@ -66,15 +67,19 @@ export const register: CommandRunner = (program, run) => {
     .description('what differs between a recovery branch (or --at <time>) and production: schema, row counts, missing/changed rows')
     .option('--tables <list>', 'only these tables (comma-separated)')
     .option('--schema-only', 'only the schema diff')
+    .option('--jobs <n>', 'connections per side sharing one snapshot (default: from the servers, 1–4)')
     .option('--exit-code', 'exit 1 when anything differs')
     .action(
-      run<{ tables?: string; schemaOnly?: boolean; exitCode?: boolean; at?: string }, [string | undefined]>(async (ctx, opts, branch) => {
+      run<{ tables?: string; schemaOnly?: boolean; jobs?: string; exitCode?: boolean; at?: string }, [string | undefined]>(async (ctx, opts, branch) => {
+        const jobs = opts.jobs === undefined ? undefined : Number(opts.jobs);
+        if (jobs !== undefined && (!/^\d+$/.test(opts.jobs!.trim()) || jobs < 1 || jobs > 64)) throw badInput('bad_jobs', `--jobs must be a whole number from 1 to 64 (got "${opts.jobs}")`);
         const targets = await resolveDiffTargets(ctx, branch, opts.at);
         const sessions = await openDiffSessions(targets.branchUrl, targets.productionUrl);
         try {
           const result = await preview(sessions, {
             ...(opts.tables && { tables: opts.tables.split(',').map((t) => t.trim()).filter(Boolean) }),
             schemaOnly: !!opts.schemaOnly,
+            ...(jobs !== undefined && { jobs }),
             onProgress: (e) => ctx.output.progress(e),
           });
           ctx.output.result({ branch: targets.branchLabel, ...result }, render(targets.branchLabel));

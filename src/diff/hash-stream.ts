@@ -1,0 +1,225 @@
+import type pg from 'pg';
+import { StringDecoder } from 'node:string_decoder';
+import { to as copyTo } from 'pg-copy-streams';
+import { currentDriver } from '../db/connect.js';
+import type { TableInfo } from '../db/introspect.js';
+import { quoteIdent, quoteLiteral } from '../db/sql.js';
+import type { Plan } from './plan.js';
+import { pgArray, type KeyRange, type Segmentation } from './segments.js';
+import type { KeyDifference } from './types.js';
+
+/**
+ * Settling dirty segments: both sides stream `(segment, key, 64-bit row hash)` with COPY … TO
+ * STDOUT, a batch of segments per query, and the two streams are merged here segment by
+ * segment. Only keys and hashes cross the wire; whole rows are fetched later for the keys that
+ * differ. Segments are ranged through the key's index when possible (a nested loop over the
+ * ranges, so each segment's rows arrive together), else picked out of one scan by bucket.
+ */
+
+/** A segment to settle: a key range (index mode) or an initial bucket (scan mode). */
+export interface DirtySegment {
+  bucket: number;
+  range: KeyRange | null;
+  /** After narrowing: the sub-buckets (bit i = key hash & 7 == i) whose checksums differ. */
+  mask?: number;
+}
+
+const SUB_BITS = 3;
+const ALL_SUBS = (1 << (1 << SUB_BITS)) - 1;
+/** A key's sub-bucket: the same on both sides, since key text renders the same. */
+const subOf = (plan: Plan) => `(hashtext(${plan.keyColumns.length === 1 ? `${quoteIdent(plan.keyColumns[0]!.name)}::text` : `row(${plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ')})::text`}) & ${(1 << SUB_BITS) - 1})`;
+
+function rangesSql(plan: Plan, batch: DirtySegment[], withMask: boolean): string {
+  const type = plan.segmentType;
+  const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
+  const ranges = batch.map((s) => s.range!);
+  const mask = withMask ? `, ${arr(batch.map((s) => String(s.mask ?? ALL_SUBS)), 'int')}` : '';
+  return `unnest(${arr(ranges.map((r) => r.lo), type)}, ${arr(ranges.map((r) => r.hi), type)}, ${arr(ranges.map((r) => String(r.hiInclusive)), 'bool')}${mask})
+        with ordinality as r(lo, hi, inc, ${withMask ? 'mask, ' : ''}i)`;
+}
+
+const inRange = (plan: Plan) => `${plan.segmentExpr} >= r.lo and ${plan.segmentExpr} <= r.hi and (r.inc or ${plan.segmentExpr} < r.hi)`;
+
+/**
+ * Before streaming, dirty key-range segments are narrowed in one grouped query per side: count
+ * and hash sum per (segment, key hash & 7). Only the sub-buckets that differ are streamed, so
+ * about an eighth of a scattered change's segment crosses the wire and is merged here.
+ */
+export async function narrowBatch(sides: { branch: { client: pg.ClientBase; table: TableInfo }; production: { client: pg.ClientBase; table: TableInfo } }, plan: Plan, batch: DirtySegment[]): Promise<DirtySegment[]> {
+  if (plan.mode !== 'key' || !batch.every((s) => s.range)) return batch;
+  const sums = async (client: pg.ClientBase, table: TableInfo) => {
+    const { rows } = await client.query({
+      text: `select r.i, x.s, count(*)::int8, sum(x.h)::text from ${rangesSql(plan, batch, false)}
+        cross join lateral (select ${subOf(plan)} as s, hashtextextended(${plan.rowText}, 0) as h from ${table.qualified} where ${plan.where} and ${inRange(plan)}) x group by 1, 2`,
+      rowMode: 'array',
+    });
+    return new Map((rows as [string, number, string, string][]).map(([i, sub, n, h]) => [`${i}:${sub}`, `${n}:${h}`]));
+  };
+  const [b, p] = await Promise.all([sums(sides.branch.client, sides.branch.table), sums(sides.production.client, sides.production.table)]);
+  const masks = batch.map(() => 0);
+  for (const key of new Set([...b.keys(), ...p.keys()])) {
+    if (b.get(key) === p.get(key)) continue;
+    const [i, sub] = key.split(':').map(Number) as [number, number];
+    masks[i - 1]! |= 1 << sub;
+  }
+  return batch.map((s, i) => ({ ...s, mask: masks[i]! })).filter((s) => s.mask !== 0);
+}
+
+/** One side's rows of one segment: key identity → hash (key mode) or row hash → copies (multiset). */
+type SideRows = { ids: string[]; values: Map<string, string>; keys: Map<string, string[]> };
+
+function copyField(raw: string): string | null {
+  if (raw === '\\N') return null;
+  if (!raw.includes('\\')) return raw;
+  return raw.replace(/\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|(.))/g, (_, oct: string | undefined, hex: string | undefined, ch: string | undefined) => {
+    if (oct) return String.fromCharCode(parseInt(oct, 8));
+    if (hex) return String.fromCharCode(parseInt(hex, 16));
+    return ({ b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v' } as Record<string, string>)[ch!] ?? ch!;
+  });
+}
+
+/**
+ * Runs a query through COPY and hands each row's fields (text, decoded) to onRow. COPY sends a
+ * message per row, so rows are handled in 'data' callbacks, not one awaited chunk at a time.
+ */
+async function copyRows(client: pg.ClientBase, select: string, onRow: (fields: (string | null)[]) => void, signal?: AbortSignal): Promise<void> {
+  if (currentDriver().driver === 'ws') {
+    // Neon's WebSocket driver has no COPY: one plain query per batch (a batch is bounded).
+    const { rows } = await client.query({ text: select, rowMode: 'array' });
+    for (const row of rows as unknown[][]) onRow(row.map((v) => (v === null || v === undefined ? null : String(v))));
+    return;
+  }
+  const stream = client.query(copyTo(`copy (${select}) to stdout`));
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  const abort = () => stream.destroy(new Error('aborted'));
+  signal?.addEventListener('abort', abort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (chunk: Buffer) => {
+        try {
+          const text = rest + decoder.write(chunk);
+          let start = 0;
+          for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+            onRow(text.slice(start, nl).split('\t').map(copyField));
+            start = nl + 1;
+          }
+          rest = text.slice(start);
+        } catch (err) {
+          stream.destroy(err as Error);
+        }
+      });
+      stream.on('error', reject);
+      stream.on('end', resolve);
+    });
+  } finally {
+    signal?.removeEventListener('abort', abort);
+  }
+  rest += decoder.end();
+  if (rest) onRow(rest.split('\t').map(copyField));
+}
+
+const keyId = (key: string[]) => (key.length === 1 ? key[0]! : JSON.stringify(key));
+
+function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: DirtySegment[]): string {
+  const hash = `hashtextextended(${plan.rowText}, 0)`;
+  // Aliased: an output column named like the key would make `order by <key>` sort by its text.
+  const keyTexts = plan.keyColumns.map((c, i) => `${quoteIdent(c.name)}::text as k${i}`).join(', ');
+  if (plan.mode === 'key' && batch.every((s) => s.range)) {
+    const masked = batch.some((s) => s.mask !== undefined);
+    const order = plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ');
+    return `select r.i, x.* from ${rangesSql(plan, batch, masked)}
+      cross join lateral (select ${keyTexts}, ${hash}::text as h from ${table.qualified}
+        where ${plan.where} and ${inRange(plan)}${masked ? ` and (r.mask >> ${subOf(plan)}) & 1 = 1` : ''} order by ${order}) x`;
+  }
+  const buckets = quoteLiteral(pgArray(batch.map((s) => String(s.bucket)))) + '::int[]';
+  if (plan.mode === 'key') {
+    const order = plan.keyColumns.map((c) => (c.collatable ? `${quoteIdent(c.name)} collate "C"` : quoteIdent(c.name))).join(', ');
+    return `select array_position(${buckets}, ${seg.bucketSql}), ${keyTexts}, ${hash}::text as h from ${table.qualified}
+      where ${plan.where} and ${seg.bucketSql} = any(${buckets}) order by 1, ${order}`;
+  }
+  const bucket = seg.bucketSql.replaceAll(plan.segmentExpr, 'x.h');
+  return `select array_position(${buckets}, b), h::text, count(*)::text from (select ${bucket} as b, x.h from (select ${hash} as h from ${table.qualified} where ${plan.where} offset 0) x) y
+    where b = any(${buckets}) group by b, h order by 1, h`;
+}
+
+/** One side's rows of a batch, grouped by position in the batch. */
+async function streamSide(client: pg.ClientBase, table: TableInfo, plan: Plan, seg: Segmentation, batch: DirtySegment[], signal?: AbortSignal): Promise<SideRows[]> {
+  const out: SideRows[] = batch.map(() => ({ ids: [], values: new Map(), keys: new Map() }));
+  const keyCount = plan.mode === 'key' ? plan.keyColumns.length : 1;
+  await copyRows(
+    client,
+    streamSql(table, plan, seg, batch),
+    (f) => {
+      // Rows are filed by segment, so correctness does not depend on the order they arrive in.
+      const i = Number(f[0]) - 1;
+      if (!(i >= 0 && i < batch.length)) throw new Error(`internal: row for segment ${i + 1} of a batch of ${batch.length}`);
+      const key = f.slice(1, 1 + keyCount) as string[];
+      const id = keyId(key);
+      const side = out[i]!;
+      side.ids.push(id);
+      side.values.set(id, f[1 + keyCount]!);
+      if (plan.mode === 'key') side.keys.set(id, key);
+    },
+    signal,
+  );
+  return out;
+}
+
+/**
+ * The differing keys of a batch, per segment in batch order. Within a segment: the branch's
+ * key order, with keys only in production placed where production's order puts them.
+ */
+export async function settleBatch(
+  sides: { branch: { client: pg.ClientBase; table: TableInfo }; production: { client: pg.ClientBase; table: TableInfo } },
+  plan: Plan,
+  seg: Segmentation,
+  batch: DirtySegment[],
+  signal?: AbortSignal,
+): Promise<KeyDifference[]> {
+  const [b, p] = await Promise.all([
+    streamSide(sides.branch.client, sides.branch.table, plan, seg, batch, signal),
+    streamSide(sides.production.client, sides.production.table, plan, seg, batch, signal),
+  ]);
+  const out: KeyDifference[] = [];
+  for (let s = 0; s < batch.length; s++) mergeSegment(plan, b[s]!, p[s]!, out);
+  return out;
+}
+
+function mergeSegment(plan: Plan, b: SideRows, p: SideRows, out: KeyDifference[]): void {
+  const keyed = plan.mode === 'key';
+  const copies = (side: SideRows, id: string) => (keyed ? 1 : Number(side.values.get(id)));
+  const done = new Set<string>();
+  let i = 0;
+  let j = 0;
+  while (i < b.ids.length || j < p.ids.length) {
+    const pid = p.ids[j];
+    if (pid !== undefined && done.has(pid)) {
+      j++;
+      continue;
+    }
+    if (pid !== undefined && !b.values.has(pid)) {
+      out.push({ kind: 'extra', key: keyed ? p.keys.get(pid)! : null, rowHash: keyed ? null : pid, count: copies(p, pid) });
+      j++;
+      continue;
+    }
+    const bid = b.ids[i++];
+    if (bid === undefined) {
+      j++;
+      continue;
+    }
+    if (!p.values.has(bid)) {
+      out.push({ kind: 'missing', key: keyed ? b.keys.get(bid)! : null, rowHash: keyed ? null : bid, count: copies(b, bid) });
+      continue;
+    }
+    done.add(bid);
+    const bv = b.values.get(bid)!;
+    const pv = p.values.get(bid)!;
+    if (bv === pv) continue;
+    if (keyed) out.push({ kind: 'changed', key: b.keys.get(bid)!, rowHash: null, count: 1 });
+    else {
+      const d = Number(bv) - Number(pv);
+      out.push({ kind: d > 0 ? 'missing' : 'extra', key: null, rowHash: bid, count: Math.abs(d) });
+    }
+  }
+}
