@@ -12,7 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { badInput } from '../errors.js';
+import { badInput, PitrError } from '../errors.js';
+import { serverUserCanWrite } from '../providers/local/recovery.js';
+import { ensureServerDir, isRoot } from '../system/process.js';
 import type { CreateBranchOptions, Provider, RecoveryBranch } from '../providers/types.js';
 import { serverPid } from '../system/postgres-server.js';
 import { findPostgresBinaries } from '../system/postgres-binaries.js';
@@ -129,8 +131,11 @@ export class ExportBranches {
     // The postgres OS user must traverse these (pitr may run as root, under umask 077).
     await mkdir(this.root, { recursive: true });
     await chmod(this.root, 0o755);
-    await mkdir(dir);
-    await chmod(dir, 0o755);
+    await ensureServerDir(dir, 0o755);
+    if (isRoot() && !(await serverUserCanWrite(dir))) {
+      await rm(dir, { recursive: true, force: true });
+      throw new PitrError('work_dir_unreachable', `the postgres OS user cannot reach the work directory ${this.settings.workDir} (a parent directory is not traversable): set --work-dir or PITR_WORK_DIR to a path such as /var/lib/pitr`);
+    }
     await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }));
     const database = manifest.database || 'restored';
     let instance: Awaited<ReturnType<typeof createBranchInstance>> | undefined;

@@ -30,7 +30,10 @@ export function renderRestoreMarkdown(r: RestoreResult): string {
 /** Writes report.json and report.md under `<dir>/restore-<name>-<time>/` (0600 files, 0700 directory). */
 export async function writeRestoreReport(dir: string, r: RestoreResult): Promise<string> {
   const out = join(dir, `restore-${r.name}-${formatCompactUtc(new Date())}`);
-  await mkdir(out, { recursive: true, mode: 0o700 });
+  // Only the report's own directory is private: the work directory above it must stay traversable
+  // for the postgres OS user (recovery instances live there too).
+  await mkdir(dir, { recursive: true });
+  await mkdir(out, { mode: 0o700 });
   await writeFile(join(out, 'report.json'), JSON.stringify(r, null, 2) + '\n', { mode: 0o600 });
   await writeFile(join(out, 'report.md'), renderRestoreMarkdown(r), { mode: 0o600 });
   return out;

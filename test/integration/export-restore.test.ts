@@ -293,6 +293,30 @@ describe('exports as branches', () => {
     expect(await processesUsing(mine[0].details.dataDir)).toEqual([]);
   }, 180_000);
 
+  it('the accidental-deletion playbook takes at: export:<object>; disaster-restore restores the newest authenticating export', async () => {
+    const expected = await tableChecksums(withPassword(prod.urlFor('expected')));
+    const r = await pitr(['playbook', 'run', 'accidental-deletion', '--set', `at=export:${exported.object}`, '--set', 'table=authors', '--yes', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.status).toBe('ok');
+    expect(await tableChecksums(appUrl)).toEqual(expected);
+    const branchId = r.json.steps[0].outputs.id;
+    expect((await pitr(['branches', 'delete', branchId], env)).code).toBe(0);
+
+    // A broken newer export is skipped (and named in the report); the newest good one is restored.
+    await writeFile(join(out, 'weekly-3.manifest.json'), '{"format":"pitr-export","version":1}');
+    await writeFile(join(out, 'weekly-3.dump.enc'), 'x');
+    const into = await freshDatabase('disaster');
+    const d = await pitr(['playbook', 'run', 'disaster-restore', '--set', `from=${out}`, '--set', `into=${into}`, '--yes', '--json'], env);
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.json.status).toBe('ok');
+    expect(d.json.steps[1].outputs).toMatchObject({ export: 'weekly-2', countsVerified: true, rows: 1980 });
+    expect(d.json.steps[1].outputs.skippedNewer[0]).toMatch(/^weekly-3: /);
+    expect(d.json.rtoSeconds).toBeGreaterThan(0);
+    expect(await readFile(join(d.json.dir, 'report.md'), 'utf8')).not.toContain(TEST_DB_PASSWORD);
+    await rm(join(out, 'weekly-3.manifest.json'));
+    await rm(join(out, 'weekly-3.dump.enc'));
+  }, 180_000);
+
   it('branch create --from export:<object> and pitr --at export:<object> make queryable branches; prune removes expired ones', async () => {
     const b = await pitr(['branch', 'create', '--from', `export:${exported.object}`, '--ttl', '1s', '--json'], env);
     expect(b.code, b.stderr).toBe(0);
