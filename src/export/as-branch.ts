@@ -16,7 +16,7 @@ import { badInput, PitrError } from '../errors.js';
 import { serverUserCanWrite } from '../providers/local/recovery.js';
 import { ensureServerDir, isRoot } from '../system/process.js';
 import type { CreateBranchOptions, Provider, RecoveryBranch } from '../providers/types.js';
-import { serverPid } from '../system/postgres-server.js';
+import { processAlive, serverPid } from '../system/postgres-server.js';
 import { findPostgresBinaries } from '../system/postgres-binaries.js';
 import { createBranchInstance, instanceUrl, stopBranchInstance } from './branch-instance.js';
 import { exportObjectOf, openExportOf, readExportManifest } from './open.js';
@@ -190,6 +190,25 @@ export class ExportBranches {
     if (await serverPid(dataDir)) await stopBranchInstance(await findPostgresBinaries(r.pgMajor).catch(() => findPostgresBinaries()), dataDir, 'fast');
     await rm(this.dirOf(r.id), { recursive: true, force: true });
     return { ...branch, state: 'stopped' };
+  }
+
+  /**
+   * Directories of export-branch creations that died (pitr killed mid-restore): no branch.json and
+   * the creating process gone. Their servers are stopped and their files removed.
+   */
+  async removeAbandoned(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const id of (await readdir(this.root).catch(() => [] as string[])).filter((x) => /^eb-[0-9a-f]{8}$/.test(x))) {
+      const dir = this.dirOf(id);
+      if (await readFile(join(dir, 'branch.json'), 'utf8').catch(() => undefined)) continue;
+      const marker = await readFile(join(dir, 'creating.json'), 'utf8').catch(() => undefined);
+      const pid = marker ? (JSON.parse(marker) as { pid?: number }).pid : undefined;
+      if (pid && (await processAlive(pid))) continue;
+      if (await serverPid(join(dir, 'data'))) await stopBranchInstance(await findPostgresBinaries().catch(() => undefined), join(dir, 'data'), 'immediate');
+      await rm(dir, { recursive: true, force: true });
+      removed.push(id);
+    }
+    return removed;
   }
 
   private async uniqueName(base: string): Promise<string> {

@@ -29,7 +29,7 @@ export function parseExportRef(object: string): ExportRef {
 
 /** The printable object of an export (`<location>/<name>`): what `export:` and `export restore` take. */
 export function exportObjectOf(ref: Pick<ExportRef, 'location' | 'name'>): string {
-  return ref.location.startsWith('s3://') ? `${ref.location.replace(/\/$/, '')}/${ref.name}` : `${ref.location.replace(/\/$/, '')}/${ref.name}`;
+  return `${ref.location.replace(/\/$/, '')}/${ref.name}`;
 }
 
 /**

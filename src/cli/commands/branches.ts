@@ -3,7 +3,7 @@ import { redactUrl } from '../../redact.js';
 import { branchJson } from './branch-create.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
-import { branchProvider } from '../export-branches.js';
+import { branchProvider, exportBranches } from '../export-branches.js';
 
 function ago(iso: string | null, now = Date.now()): string {
   if (!iso) return 'never';
@@ -61,6 +61,7 @@ export const register: CommandRunner = (program, run) => {
         if (!opts.dryRun) {
           for (const b of victims) deleted.push(await provider.deleteRecoveryBranch(b.id));
           if (provider.kind === 'local') abandoned = await (await ctx.localProvider()).removeAbandoned();
+          abandoned = [...abandoned, ...(await exportBranches(ctx).removeAbandoned())];
         }
         const list = opts.dryRun ? victims : deleted;
         ctx.output.result({ dryRun: !!opts.dryRun, deleted: list.map(safe), abandonedRemoved: abandoned }, () => {
