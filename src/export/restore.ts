@@ -48,6 +48,8 @@ import type { ExportStoreOptions } from './store.js';
 import { refuseNonEmptyTarget } from './target.js';
 
 const MiB = 1024 * 1024;
+/** maintenance_work_mem for the restore sessions together (never lower than the server's). */
+const RESTORE_MAINTENANCE_MEMORY = 256 * MiB;
 
 export interface RestoreOptions {
   /** `<location>/<name>` (or its .dump.enc / .manifest.json). */
@@ -114,7 +116,11 @@ export async function restoreExport(options: RestoreOptions): Promise<RestoreRes
 
     const facts = await withClient(options.intoUrl, async (c) => {
       await refuseNonEmptyTarget(c, into);
-      return (await c.query<{ db: string; v: string }>(`select current_database() as db, current_setting('server_version') as v`)).rows[0]!;
+      return (
+        await c.query<{ db: string; v: string; mwm: string }>(
+          `select current_database() as db, current_setting('server_version') as v, pg_size_bytes(current_setting('maintenance_work_mem'))::text as mwm`,
+        )
+      ).rows[0]!;
     });
     throwIfAborted(options.signal);
 
@@ -126,6 +132,10 @@ export async function restoreExport(options: RestoreOptions): Promise<RestoreRes
       `--dbname=${conninfoDbname(facts.db)}`,
     ];
     const env = libpqEnvironment(options.intoUrl);
+    // Index builds dominate a restore; the server default (64 MB) makes them spill to disk. Raised
+    // for pitr's own restore sessions only, never lowered, split over --jobs.
+    const perJob = Math.max(RESTORE_MAINTENANCE_MEMORY / jobs, 64 * MiB);
+    if (Number(facts.mwm) < perJob) env.PGOPTIONS = `${env.PGOPTIONS ? `${env.PGOPTIONS} ` : ''}-c maintenance_work_mem=${Math.floor(perJob / 1024)}kB`;
     const restoreStarted = performance.now();
     const source = await store.read(ref.dumpKey);
     const cipher = new HashTap();
