@@ -272,6 +272,11 @@ describe('exports as branches', () => {
 
     const preview = await pitr(['preview', `export:${exported.object}`, '--json'], env);
     expect(preview.code, preview.stderr).toBeLessThanOrEqual(1);
+    // The branch the preview made is reused: the diff names the export and its two lost authors.
+    const diff = await pitr(['diff', 'authors', '--branch', `export:${exported.object}`, '--json'], env);
+    expect(diff.code, diff.stderr).toBe(0);
+    expect(diff.json.branch).toMatch(/^production as it was at .* \(from export weekly-1\)$/);
+    expect(diff.json.summary).toMatchObject({ missing: 2 });
     const r = await pitr(['recover', 'authors', '--cascade', '--branch', `export:${exported.object}`, '--yes', '--json'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout + r.stderr).not.toContain(TEST_DB_PASSWORD);
