@@ -18,6 +18,8 @@
  *          transaction (--jobs > 1: a private temp file, then pg_restore --jobs), then every
  *          table's exact row count compared with the manifest: start to verified counts
  *
+ *   plain+mwm  the same with PGOPTIONS maintenance_work_mem as pitr sets it for its sessions
+ *
  * The ratio plain seconds / pitr seconds is pitr's speed as a share of plain pg_restore's (goal
  * ≥ 80%). RSS of this process is sampled every 20 ms during each pitr restore (peak − before).
  * Then one `export:` branch is made (ExportBranches.create: initdb, start, restore, counts) and
@@ -76,10 +78,12 @@ async function load(cluster: TestCluster): Promise<number> {
   });
 }
 
-async function plainRestore(pgRestore: string, url: string, file: string): Promise<number> {
+async function plainRestore(pgRestore: string, url: string, file: string, options = ''): Promise<number> {
   const started = performance.now();
   const args = ['--no-owner', '--no-acl', '--exit-on-error', '--no-password', ...(JOBS > 1 ? [`--jobs=${JOBS}`] : []), `--dbname=${new URL(url).pathname.slice(1)}`, file];
-  const child = spawn(pgRestore, args, { env: libpqEnvironment(url), stdio: ['ignore', 'ignore', 'pipe'] });
+  const env = libpqEnvironment(url);
+  if (options) env.PGOPTIONS = options;
+  const child = spawn(pgRestore, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const code = await new Promise<number | null>((resolve, reject) => {
@@ -113,15 +117,21 @@ try {
   console.log(`loaded ${fmt(dbBytes / MB, 0)} MB, exported (${fmt(e.bytes / MB, 1)} MB dump, ${fmt(e.encryptedBytes / MB, 1)} MB encrypted, ${e.rows.toLocaleString('en-US')} rows) in ${fmt((performance.now() - loadStarted) / 1000, 1)} s; ${pgRestore.version}`);
 
   const plain: number[] = [];
+  const plainMwm: number[] = [];
   const pitr: { seconds: number; restore: number; count: number; rss: number }[] = [];
   const rows: string[][] = [['round', 'way', 's (to verified counts)', 'restore s', 'count s', 'MB/s dump', 'RSS peak−before MB']];
   let n = 0;
   for (let r = 1; r <= ROUNDS; r++) {
-    for (const way of r % 2 === 1 ? (['plain', 'pitr'] as const) : (['pitr', 'plain'] as const)) {
+    for (const way of r % 2 === 1 ? (['plain', 'plain-mwm', 'pitr'] as const) : (['pitr', 'plain-mwm', 'plain'] as const)) {
       const db = `r${++n}`;
       await cluster.query(`create database ${db} template template0`);
       const url = cluster.urlFor(db);
-      if (way === 'plain') {
+      if (way === 'plain-mwm') {
+        // The same maintenance_work_mem pitr gives its restore sessions: what streaming + one transaction + checks cost alone.
+        const s = await plainRestore(pgRestore.path, url, file, `-c maintenance_work_mem=${Math.floor(Math.max(256 / JOBS, 64) * 1024)}kB`);
+        plainMwm.push(s);
+        rows.push([String(r), 'plain+mwm', fmt(s), fmt(s), '-', fmt(e.bytes / MB / s, 1), '']);
+      } else if (way === 'plain') {
         const s = await plainRestore(pgRestore.path, url, file);
         plain.push(s);
         rows.push([String(r), 'plain', fmt(s), fmt(s), '-', fmt(e.bytes / MB / s, 1), '']);
@@ -152,6 +162,7 @@ try {
   console.log('\n' + pad(rows));
   console.log(`\nmedians: plain pg_restore ${fmt(m.plain)} s; pitr export restore ${fmt(m.pitr)} s to verified counts (restore ${fmt(m.restore)} s + counts ${fmt(m.count)} s)`);
   console.log(`pitr runs at ${fmt(ratio * 100, 1)}% of plain pg_restore speed (restore alone: ${fmt((m.plain / m.restore) * 100, 1)}%); goal ≥ ${GOAL * 100}%: ${ratio >= GOAL ? 'met' : 'missed'}`);
+  console.log(`plain pg_restore with pitr's maintenance_work_mem: ${fmt(median(plainMwm))} s; pitr runs at ${fmt((median(plainMwm) / m.pitr) * 100, 1)}% of it`);
   console.log(`pitr RSS: peak − before at most ${fmt(Math.max(...pitr.map((p) => p.rss)), 1)} MB while restoring ${fmt(e.bytes / MB, 0)} MB`);
   console.log(`export: branch queryable in ${fmt(queryable)} s (initdb + start + restore + counts)`);
   console.log(`total ${fmt((performance.now() - t0) / 1000, 1)} s`);
@@ -163,6 +174,7 @@ try {
       rounds: ROUNDS,
       jobs: JOBS,
       plainSeconds: round(m.plain),
+      plainSameMaintenanceMemorySeconds: round(median(plainMwm)),
       pitrSeconds: round(m.pitr),
       pitrRestoreSeconds: round(m.restore),
       pitrCountSeconds: round(m.count),
