@@ -1,6 +1,8 @@
 import { badInput } from '../errors.js';
 import type { Provider } from '../providers/types.js';
 import type { CommandContext } from './context.js';
+import { describeExportBranch } from '../export/as-branch.js';
+import { branchProvider, exportBranchFor, exportBranches } from './export-branches.js';
 
 export interface DiffTargets {
   branchUrl: string;
@@ -17,6 +19,11 @@ export interface DiffTargets {
 export async function resolveDiffTargets(ctx: CommandContext, branch: string | undefined, at: string | undefined): Promise<DiffTargets> {
   const provider: Provider = await ctx.provider();
   const productionUrl = await provider.productionUrl();
+  if (at?.startsWith('export:')) {
+    // --at export:<object> reads the past from an export: the same as --branch export:<object>.
+    if (branch !== undefined) throw badInput('branch_and_at', 'give either a branch or --at, not both');
+    [branch, at] = [at, undefined];
+  }
   if (at !== undefined) {
     if (branch !== undefined) throw badInput('branch_and_at', 'give either a branch or --at, not both');
     if (!provider.openPointInTime) {
@@ -27,8 +34,17 @@ export async function resolveDiffTargets(ctx: CommandContext, branch: string | u
     return { branchUrl: pit.connectionUrl, productionUrl, branchLabel: `production at ${pit.target}` };
   }
   if (branch !== undefined && /^postgres(ql)?:\/\//.test(branch)) return { branchUrl: branch, productionUrl, branchLabel: 'the given database' };
-  if (branch !== undefined) return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch };
-  const newest = (await provider.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
+  // export:<object>: an encrypted export restored into a local branch (reused while it runs).
+  const fromExport = await exportBranchFor(ctx, branch ?? '');
+  if (fromExport) return { branchUrl: fromExport.connectionUrl, productionUrl, branchLabel: describeExportBranch(fromExport) };
+  if (branch !== undefined) {
+    const exported = await exportBranches(ctx).find(branch);
+    if (exported) return { branchUrl: exported.connectionUrl, productionUrl, branchLabel: describeExportBranch(exported) };
+    return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch };
+  }
+  const branches = await branchProvider(ctx);
+  const newest = (await branches.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
   if (!newest) throw badInput('no_branch', 'no recovery branch to compare with: create one with pitr --at <time>, or pass --branch <id|name|postgres://…>');
-  return { branchUrl: await provider.connectionString(newest.id), productionUrl, branchLabel: `${newest.name} (at ${newest.target})` };
+  const label = newest.details?.purpose === 'export' ? describeExportBranch(newest) : `${newest.name} (at ${newest.target})`;
+  return { branchUrl: await branches.connectionString(newest.id), productionUrl, branchLabel: label };
 }

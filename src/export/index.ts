@@ -48,6 +48,7 @@ import {
   type ExportManifest,
   type ManifestTable,
 } from './manifest.js';
+import { checkManifestNamesObject } from './open.js';
 import { assertKey, openExportStore, splitObjectUrl, type ExportStore, type ExportStoreOptions } from './store.js';
 
 export type { ExportManifest, ManifestTable } from './manifest.js';
@@ -405,7 +406,7 @@ async function refuseExisting(store: ExportStore, name: string, keys: string[]):
   if (clash) throw badInput('export_exists', `${objectPath(store, clash)} already exists: choose another --name`);
 }
 
-function objectPath(store: ExportStore, key: string): string {
+export function objectPath(store: ExportStore, key: string): string {
   return store.kind === 'dir' ? join(store.location, key) : `${store.location}/${key}`;
 }
 
@@ -423,7 +424,7 @@ function pgDumpWarnings(stderr: string): string[] {
     .map((l) => redactSecrets(stripToolPrefix(l.trim(), 'pg_dump')));
 }
 
-function stripToolPrefix(line: string, tool: string): string {
+export function stripToolPrefix(line: string, tool: string): string {
   return line.replace(new RegExp(`^${tool}:\\s*(error:\\s*|warning:\\s*)?`, 'i'), '').replace(/\s+/g, ' ').trim();
 }
 
@@ -512,6 +513,8 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
       }
       throw err;
     }
+    // A valid manifest of another export (same key) swapped in is refused before the dump is read.
+    checkManifestNamesObject(manifest, { name: base, dumpKey }, objectPath(store, manifestKey));
 
     const pgRestore = await findClientProgram('pg_restore', manifest.pgDump.major, { newestIfMissing: true });
     let database = '';
@@ -743,7 +746,7 @@ function countListLines(stdout: Readable, into: { entries: number; tableData: nu
 }
 
 /** pg_restore's first error, one line: the statement that failed and why. */
-function firstRestoreError(stderr: string): string {
+export function firstRestoreError(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.trim());
   const first = lines.find((l) => /\berror:/i.test(l)) ?? lines.find(Boolean) ?? 'no output';
   return redactSecrets(stripToolPrefix(first, 'pg_restore'));
@@ -813,7 +816,7 @@ class ChildFanOut extends Writable {
 // Streams and child processes
 
 /** Passes bytes through, counting them and hashing them (SHA-256); `beforeEnd` may veto the end. */
-class HashTap extends Transform {
+export class HashTap extends Transform {
   bytes = 0;
   onBytes: ((bytes: number) => void) | undefined;
   beforeEnd: (() => Promise<void>) | undefined;
@@ -843,7 +846,7 @@ class HashTap extends Transform {
   }
 }
 
-interface ChildExit {
+export interface ChildExit {
   code: number | null;
   signal: NodeJS.Signals | null;
   /** The last 64 KiB of stderr. */
@@ -852,7 +855,7 @@ interface ChildExit {
   error?: PitrError;
 }
 
-function watchChild(child: ChildProcess, program: string): Promise<ChildExit> {
+export function watchChild(child: ChildProcess, program: string): Promise<ChildExit> {
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
@@ -875,7 +878,7 @@ function watchChild(child: ChildProcess, program: string): Promise<ChildExit> {
  */
 const TARGET_VARIABLES = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGSERVICE', 'PGSERVICEFILE', 'PGTARGETSESSIONATTRS', 'PGLOADBALANCEHOSTS', 'PGREQUIREAUTH'];
 
-function cleanPgEnvironment(): NodeJS.ProcessEnv {
+export function cleanPgEnvironment(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of TARGET_VARIABLES) delete env[k];
   return env;
@@ -1020,11 +1023,11 @@ export async function findClientProgram(program: 'pg_dump' | 'pg_restore', major
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-function isCode(err: unknown, code: string): boolean {
+export function isCode(err: unknown, code: string): boolean {
   return err instanceof PitrError && err.code === code;
 }
 
-function oneLine(err: unknown): string {
+export function oneLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return redactSecrets(text.split('\n').find((l) => l.trim())?.trim() ?? 'unknown error');
 }

@@ -11,6 +11,8 @@ import { RunStore } from '../recover/runs.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index.js';
 import type { Playbook, PlaybookStep } from './schema.js';
+import { createExportBranchStep, refuseInPlaceFromExport, restoreExportStep, type PlaybookExports } from './export-steps.js';
+import { redactUrl } from '../redact.js';
 
 export type InputValue = string | number | boolean | string[];
 
@@ -24,6 +26,9 @@ export interface PlaybookRunOptions {
   confirm?: (message: string) => Promise<boolean>;
   onProgress?: ProgressSink;
   onStep?: (step: StepRecord) => void;
+  /** Encrypted exports: `at: export:<object>` and the restore-export step. */
+  exports?: PlaybookExports;
+  signal?: AbortSignal;
 }
 
 export interface StepRecord {
@@ -66,7 +71,8 @@ export function resolveInputs(playbook: Playbook, given: Record<string, string>,
     }
     switch (spec.type) {
       case 'time':
-        parsePointInTime(raw, { ...(timeZone && { timeZone }) });
+        // export:<object> is checked when the step runs (it needs the key and the store).
+        if (!raw.startsWith('export:')) parsePointInTime(raw, { ...(timeZone && { timeZone }) });
         out[name] = raw;
         break;
       case 'number':
@@ -144,7 +150,7 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
         const step = { ...rawStep, with: interpolate(rawStep.with, inputs, outputs) } as PlaybookStep;
         options.onProgress?.({ phase: 'playbook', message: `step ${index + 1}/${playbook.steps.length}: ${step.name ?? step.id ?? step.type}` });
         record.outputs = await runStep(step, options);
-        if (['recover', 'restore-in-place', 'check'].includes(step.type) || (step.type === 'diff' && step.with.failIfMissing)) lastProductionStepEnd = Date.now();
+        if (['recover', 'restore-in-place', 'restore-export', 'check'].includes(step.type) || (step.type === 'diff' && step.with.failIfMissing)) lastProductionStepEnd = Date.now();
       } catch (err) {
         if (err instanceof SkipStep) {
           record.status = 'skipped';
@@ -165,7 +171,8 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
   const report: PlaybookReport = {
     id,
     playbook: playbook.name,
-    inputs,
+    // Inputs may hold connection URLs (a restore target): never their passwords in a report.
+    inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, typeof v === 'string' && /^postgres(ql)?:\/\//i.test(v) ? redactUrl(v) : v])),
     dryRun: options.dryRun,
     status: failed ? 'failed' : 'ok',
     startedAt: started.toISOString(),
@@ -185,6 +192,8 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
     case 'create-branch': {
       // A branch never writes to production, so a dry run makes it too: the later steps then
       // show real previews and a real recovery plan.
+      const fromExport = await createExportBranchStep(o.exports, step.with, o.onProgress);
+      if (fromExport) return fromExport;
       const at = parsePointInTime(step.with.at, { ...(o.timeZone && { timeZone: o.timeZone }) });
       const b = await provider.createRecoveryBranch(at, {
         ttlMs: parseDuration(step.with.ttl ?? '24h'),
@@ -258,13 +267,17 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
       return { runId: run.id, inserted: result.totals.inserted, updated: result.totals.updated, deleted: result.totals.deleted, conflicts: result.totals.conflicts, verified: result.verified };
     }
     case 'restore-in-place': {
+      refuseInPlaceFromExport(step.with.at);
       if (!provider.restoreInPlace) throw badInput('restore_unsupported', `in-place restore is not available with the ${provider.kind} provider`);
       const at = parsePointInTime(step.with.at, { ...(o.timeZone && { timeZone: o.timeZone }) });
       const r = await provider.restoreInPlace(at, { ...(step.with.preserveAs && { preserveName: step.with.preserveAs }), dryRun: o.dryRun });
       return { ...r };
     }
+    case 'restore-export':
+      return restoreExportStep(o.exports, step.with, { dryRun: o.dryRun, ...(o.onProgress && { onProgress: o.onProgress }), ...(o.signal && { signal: o.signal }) });
     case 'check': {
-      const url = step.with.on === 'production' ? await provider.productionUrl() : await branchUrlOf(provider, step.with.branch);
+      if (step.with.on === 'database' && !step.with.url) throw badInput('missing_url', 'a check on: database needs url: postgres://…');
+      const url = step.with.on === 'database' ? step.with.url! : step.with.on === 'production' ? await provider.productionUrl() : await branchUrlOf(provider, step.with.branch);
       const value = await withClient(url, async (c) => {
         await c.query('begin read only');
         try {

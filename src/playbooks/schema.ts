@@ -58,13 +58,21 @@ export const StepSchema = z.discriminatedUnion('type', [
       triggers: z.string().optional(),
     }),
   }),
+  z.strictObject({
+    ...base,
+    type: z.literal('restore-export'),
+    /** from: a directory or s3:// prefix; export: a name (default: the newest that authenticates); into: an empty database. */
+    with: z.strictObject({ from: text, export: z.string().optional(), into: text, jobs: z.number().int().min(1).max(64).optional() }),
+  }),
   z.strictObject({ ...base, type: z.literal('restore-in-place'), with: z.strictObject({ at: text, preserveAs: text.optional() }) }),
   z.strictObject({
     ...base,
     type: z.literal('check'),
     with: z.strictObject({
-      on: z.enum(['branch', 'production']),
+      on: z.enum(['branch', 'production', 'database']),
       branch: text.optional(),
+      /** With `on: database`: any postgres:// URL (a restored database). */
+      url: text.optional(),
       sql: text,
       expect: z.union([z.string(), z.number(), z.boolean(), z.null()]),
     }),

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countDifferences, libpqEnvironment } from '../../src/export/index.js';
@@ -85,8 +85,9 @@ function expectOneLineFailure(r: CliRun, code: string): void {
 /** Copies one export into its own directory so a test can damage it. */
 async function copyExport(to: string): Promise<{ dump: string; manifest: string }> {
   await mkdir(to, { recursive: true });
-  const dump = join(to, 'x.dump.enc');
-  const manifest = join(to, 'x.manifest.json');
+  // Same file names: a manifest names its dump, so a renamed export no longer verifies.
+  const dump = join(to, basename(dirExport.dump));
+  const manifest = join(to, basename(dirExport.manifest));
   await copyFile(dirExport.dump, dump);
   await copyFile(dirExport.manifest, manifest);
   return { dump, manifest };

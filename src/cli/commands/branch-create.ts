@@ -6,12 +6,16 @@ import { parseDuration } from '../../time/index.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { exportBranchFor } from '../export-branches.js';
+import { describeExportBranch } from '../../export/as-branch.js';
 
 export interface BranchCreateOptions {
   at?: string;
   ttl?: string;
   name?: string;
   showPassword?: boolean;
+  /** `branch create --from export:<object>` (the same as --at export:<object>). */
+  from?: string;
 }
 
 /** The options `pitr --at` and `pitr branch create` share. */
@@ -28,6 +32,10 @@ export function addBranchCreateOptions(command: Command): Command {
 }
 
 export async function createBranch(ctx: CommandContext, options: BranchCreateOptions): Promise<number> {
+  if (options.from !== undefined && options.at !== undefined) throw badInput('from_and_at', 'give either --from export:<object> or --at <time>, not both');
+  const fromExport = await exportBranchFor(ctx, options.from ?? options.at ?? '', { ...(options.name !== undefined && { name: options.name }), ...(options.ttl !== undefined && { ttl: options.ttl }), reuse: false });
+  if (options.from !== undefined && !fromExport) throw badInput('bad_from', '--from takes export:<object> (a point in time goes in --at)');
+  if (fromExport) return printCreated(ctx, fromExport, options);
   const at = ctx.readTime(options.at ?? '');
   const ttlMs = parseDuration(options.ttl ?? ctx.config.ttl);
   const provider = await ctx.provider();
@@ -39,6 +47,10 @@ export async function createBranch(ctx: CommandContext, options: BranchCreateOpt
     onProgress: (e) => ctx.output.progress(e),
     ...(options.name !== undefined && { name: options.name }),
   });
+  return printCreated(ctx, branch, options);
+}
+
+function printCreated(ctx: CommandContext, branch: RecoveryBranch, options: BranchCreateOptions): number {
   const shown = options.showPassword ? branch : { ...branch, connectionUrl: redactUrl(branch.connectionUrl) };
   ctx.output.result(branchJson(shown), () => renderCreated(shown), { reveal: !!options.showPassword });
   return 0;
@@ -64,7 +76,7 @@ export function branchJson(b: RecoveryBranch) {
 function renderCreated(b: RecoveryBranch): string {
   const recovered = b.details?.recoveredTo as { mode: string; stoppedBefore: string | null } | undefined;
   return [
-    `Recovery branch ready in ${b.secondsToQueryable?.toFixed(1)} s: production as it was at ${b.target}`,
+    `Recovery branch ready in ${b.secondsToQueryable?.toFixed(1)} s: ${b.details?.purpose === 'export' ? describeExportBranch(b) : `production as it was at ${b.target}`}`,
     renderFields([
       ['id', b.id],
       ['name', b.name],
@@ -85,10 +97,11 @@ export const register: CommandRunner = (program, run) => {
   const branch = program.command('branch').description('recovery branches (see also: branches)');
   branch
     .command('create')
-    .description('create a recovery branch of production at a point in time (same as pitr --at; options: see pitr --help)')
+    .description('create a recovery branch of production at a point in time (same as pitr --at; options: see pitr --help), or from an encrypted export (--from export:<object>)')
+    .option('--from <export:object>', 'restore an encrypted export into a local branch instead: export:<dir>/<name> or export:s3://bucket/prefix/<name>')
     .action(
       run<BranchCreateOptions>((ctx, opts) => {
-        if (!opts.at) throw badInput('missing_at', 'pitr branch create needs --at <time>');
+        if (!opts.at && !opts.from) throw badInput('missing_at', 'pitr branch create needs --at <time> or --from export:<object>');
         return createBranch(ctx, opts);
       }),
     );

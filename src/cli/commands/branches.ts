@@ -3,6 +3,7 @@ import { redactUrl } from '../../redact.js';
 import { branchJson } from './branch-create.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { branchProvider, exportBranches } from '../export-branches.js';
 
 function ago(iso: string | null, now = Date.now()): string {
   if (!iso) return 'never';
@@ -31,7 +32,7 @@ export const register: CommandRunner = (program, run) => {
     .description('list recovery branches')
     .action(
       run(async (ctx) => {
-        const list = await (await ctx.provider()).listRecoveryBranches();
+        const list = await (await branchProvider(ctx)).listRecoveryBranches();
         ctx.output.result({ branches: list.map(safe) }, () => renderList(list));
         return 0;
       }),
@@ -41,7 +42,7 @@ export const register: CommandRunner = (program, run) => {
     .description('stop a recovery branch and remove it (id or name)')
     .action(
       run<Record<string, never>, [string]>(async (ctx, _opts, idOrName) => {
-        const deleted = await (await ctx.provider()).deleteRecoveryBranch(idOrName);
+        const deleted = await (await branchProvider(ctx)).deleteRecoveryBranch(idOrName);
         ctx.output.result({ deleted: [safe(deleted)] }, () => `Deleted ${deleted.name} (${deleted.id})`);
         return 0;
       }),
@@ -52,7 +53,7 @@ export const register: CommandRunner = (program, run) => {
     .option('--dry-run', 'show what would be deleted')
     .action(
       run<{ dryRun?: boolean }>(async (ctx, opts) => {
-        const provider = await ctx.provider();
+        const provider = await branchProvider(ctx);
         const now = Date.now();
         const victims = (await provider.listRecoveryBranches()).filter((b) => expired(b, now));
         const deleted: RecoveryBranch[] = [];
@@ -60,6 +61,7 @@ export const register: CommandRunner = (program, run) => {
         if (!opts.dryRun) {
           for (const b of victims) deleted.push(await provider.deleteRecoveryBranch(b.id));
           if (provider.kind === 'local') abandoned = await (await ctx.localProvider()).removeAbandoned();
+          abandoned = [...abandoned, ...(await exportBranches(ctx).removeAbandoned())];
         }
         const list = opts.dryRun ? victims : deleted;
         ctx.output.result({ dryRun: !!opts.dryRun, deleted: list.map(safe), abandonedRemoved: abandoned }, () => {

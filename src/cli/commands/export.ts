@@ -6,6 +6,7 @@ import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { formatBytes } from './backup.js';
+import { registerRestoreCommands } from './export-restore.js';
 
 interface ExportOptions {
   to?: string;
@@ -26,11 +27,11 @@ interface VerifyOptions {
 }
 
 /** --key-file > encryptionKeyFile (config, PITR_ENCRYPTION_KEY_FILE) > PITR_ENCRYPTION_KEY. */
-function masterKey(ctx: CommandContext, keyFile: string | undefined): Buffer {
+export function masterKey(ctx: CommandContext, keyFile: string | undefined): Buffer {
   return loadEncryptionKey({ file: keyFile ?? ctx.config.encryptionKeyFile, env: process.env[ENCRYPTION_KEY_ENV] });
 }
 
-function storeOptions(ctx: CommandContext): ExportStoreOptions {
+export function storeOptions(ctx: CommandContext): ExportStoreOptions {
   return {
     ...(ctx.config.s3Endpoint !== undefined && { s3Endpoint: ctx.config.s3Endpoint }),
     ...(ctx.config.s3Region !== undefined && { s3Region: ctx.config.s3Region }),
@@ -132,4 +133,6 @@ export const register: CommandRunner = (program, run) => {
         return 0;
       }),
     );
+
+  registerRestoreCommands(exportCommand, run);
 };

@@ -5,6 +5,8 @@ import { loadPlaybook, SHIPPED_PLAYBOOKS } from '../../playbooks/load.js';
 import { renderTable } from '../output.js';
 import type { CommandContext } from '../context.js';
 import type { CommandRunner } from '../program.js';
+import { branchProvider, exportBranches } from '../export-branches.js';
+import { masterKey, storeOptions } from './export.js';
 
 const SHIPPED = SHIPPED_PLAYBOOKS;
 
@@ -31,9 +33,11 @@ export async function runNamedPlaybook(ctx: CommandContext, name: string, given:
     }
   }
   const inputs = resolveInputs(parsed, given, ctx.config.timezone);
-  const provider = await ctx.provider();
+  const provider = await branchProvider(ctx);
   const report = await runPlaybook(parsed, inputs, {
     provider,
+    exports: { branches: exportBranches(ctx), masterKey: () => masterKey(ctx, undefined), storeOptions: storeOptions(ctx) },
+    signal: ctx.signal,
     workDir: ctx.config.workDir,
     dryRun,
     yes: ctx.yes,
