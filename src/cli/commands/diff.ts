@@ -1,3 +1,4 @@
+import { checkWhereSyntax } from '../../db/user-sql.js';
 import { Option } from 'commander';
 import { badInput } from '../../errors.js';
 import { openDiffSessions, resolveTable } from '../../diff/preview.js';
@@ -56,6 +57,7 @@ export const register: CommandRunner = (program, run) => {
         const limit = Number(opts.limit);
         if (!Number.isInteger(limit) || limit < 0) throw badInput('bad_limit', `--limit must be a whole number (got "${opts.limit}")`);
         const format: Format = opts.json && opts.format === 'table' ? 'json' : opts.format;
+        if (opts.where !== undefined) await checkWhereSyntax(opts.where);
         const targets = await resolveDiffTargets(ctx, opts.branch, opts.at);
         const sessions = await openDiffSessions(targets.branchUrl, targets.productionUrl);
         try {

@@ -2,11 +2,12 @@ import { Option } from 'commander';
 import { refused } from '../../errors.js';
 import { applyRecovery, planRecovery, type RecoverMode, type RecoveryResult } from '../../recover/engine.js';
 import { renderPlan, renderResult } from '../../recover/report.js';
-import { RunStore } from '../../recover/runs.js';
+import { checkRunId, RunStore } from '../../recover/runs.js';
 import { confirmByTyping } from '../confirm.js';
 import type { CommandRunner } from '../program.js';
 import { resolveDiffTargets } from '../targets.js';
 import { connectionParts } from '../../providers/local/urls.js';
+import { checkWhereSyntax } from '../../db/user-sql.js';
 
 
 export const register: CommandRunner = (program, run) => {
@@ -21,6 +22,8 @@ export const register: CommandRunner = (program, run) => {
     .option('--dry-run', 'print the plan and change nothing')
     .action(
       run<{ branch?: string; mode: RecoverMode; where?: string; cascade?: boolean; deleteExtra?: boolean; dryRun?: boolean; at?: string }, [string[]]>(async (ctx, opts, tables) => {
+        // A --where that is not exactly one condition is exit 2 before pitr connects anywhere.
+        if (opts.where !== undefined) await checkWhereSyntax(opts.where);
         const targets = await resolveDiffTargets(ctx, opts.branch, opts.at);
         const store = new RunStore(ctx.config.workDir);
         const runState = await store.create('recover');
@@ -67,6 +70,7 @@ export const register: CommandRunner = (program, run) => {
     .option('--dry-run', 'print what would be reversed and change nothing')
     .action(
       run<{ dryRun?: boolean }, [string]>(async (ctx, opts, runId) => {
+        checkRunId(runId);
         const { undoRecovery } = await import('../../recover/undo.js');
         const { settleRun } = await import('../../recover/settle.js');
         const provider = await ctx.provider();
