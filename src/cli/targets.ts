@@ -7,6 +7,8 @@ export interface DiffTargets {
   productionUrl: string;
   /** For people: which branch, or which point in time. */
   branchLabel: string;
+  /** The provider's branch id when the target is one of its branches. */
+  branchId?: string;
 }
 
 /**
@@ -27,8 +29,8 @@ export async function resolveDiffTargets(ctx: CommandContext, branch: string | u
     return { branchUrl: pit.connectionUrl, productionUrl, branchLabel: `production at ${pit.target}` };
   }
   if (branch !== undefined && /^postgres(ql)?:\/\//.test(branch)) return { branchUrl: branch, productionUrl, branchLabel: 'the given database' };
-  if (branch !== undefined) return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch };
+  if (branch !== undefined) return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch, branchId: branch };
   const newest = (await provider.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
   if (!newest) throw badInput('no_branch', 'no recovery branch to compare with: create one with pitr --at <time>, or pass --branch <id|name|postgres://…>');
-  return { branchUrl: await provider.connectionString(newest.id), productionUrl, branchLabel: `${newest.name} (at ${newest.target})` };
+  return { branchUrl: await provider.connectionString(newest.id), productionUrl, branchLabel: `${newest.name} (at ${newest.target})`, branchId: newest.id };
 }
