@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PitrError } from '../errors.js';
-import { isRoot, lastMeaningfulLine, postgresOsUser, run, runChecked } from './process.js';
+import { isRoot, lastMeaningfulLine, postgresOsUser, run, runChecked, serverEnvironment } from './process.js';
 import type { PostgresBinaries } from './postgres-binaries.js';
 
 /** Quote a value for postgresql.conf: single quotes, embedded quotes doubled. */
@@ -27,7 +27,7 @@ export async function writeServerFile(path: string, content: string, append = fa
   if (isRoot()) {
     await postgresOsUser();
     const flags = append ? ['oflag=append,nofollow', 'conv=notrunc'] : ['oflag=nofollow'];
-    const result = await run('dd', [`of=${path}`, ...flags, 'status=none'], { asServerUser: true, input: content });
+    const result = await run('sh', ['-c', 'umask 077 && exec dd "$@"', 'dd', `of=${path}`, ...flags, 'status=none'], { asServerUser: true, input: content });
     if (result.code !== 0) throw new PitrError('unsafe_data_dir', `cannot write ${path} as the postgres user (a symlink there?): ${lastMeaningfulLine(result.stderr)}`);
     return;
   }
@@ -46,12 +46,15 @@ export async function removeServerFile(path: string): Promise<void> {
   await runChecked('rm', ['-f', '--', path], { asServerUser: true, what: `removing ${path}` });
 }
 
-export async function initCluster(bin: PostgresBinaries, dataDir: string, options: { noSync?: boolean } = {}): Promise<void> {
-  await runChecked(
-    bin.path('initdb'),
-    ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', ...(options.noSync ? ['--no-sync'] : [])],
-    { asServerUser: true, what: 'initdb', code: 'initdb_failed' },
-  );
+/** initdb; with `passwordFile` every login needs the password in it (SCRAM), otherwise trust. */
+export async function initCluster(bin: PostgresBinaries, dataDir: string, options: { noSync?: boolean; passwordFile?: string; env?: NodeJS.ProcessEnv } = {}): Promise<void> {
+  const auth = options.passwordFile ? ['--auth=scram-sha-256', `--pwfile=${options.passwordFile}`] : ['--auth=trust'];
+  await runChecked(bin.path('initdb'), ['-D', dataDir, '-U', 'postgres', ...auth, '-E', 'UTF8', '--locale=C.UTF-8', ...(options.noSync ? ['--no-sync'] : [])], {
+    asServerUser: true,
+    what: 'initdb',
+    code: 'initdb_failed',
+    ...(options.env && { env: options.env }),
+  });
 }
 
 /**
@@ -59,10 +62,12 @@ export async function initCluster(bin: PostgresBinaries, dataDir: string, option
  * server in archive recovery means hot standby, not "recovery finished": callers that restore
  * must keep polling (see waitForPromotion).
  */
-export async function startServer(bin: PostgresBinaries, dataDir: string, logFile: string, timeoutSeconds = 600, wait = true): Promise<void> {
+export async function startServer(bin: PostgresBinaries, dataDir: string, logFile: string, timeoutSeconds = 600, wait = true, env: NodeJS.ProcessEnv = serverEnvironment()): Promise<void> {
   const waitArgs = wait ? ['-w', '-t', String(timeoutSeconds)] : ['-W'];
   const result = await run(bin.path('pg_ctl'), ['-D', dataDir, '-l', logFile, ...waitArgs, 'start'], {
     asServerUser: true,
+    // The postmaster, and every archive/restore command it runs, inherits this.
+    env,
     // The postmaster inherits pg_ctl's stdio; keep none of our pipes so it never holds us up.
     stdio: ['ignore', 'ignore', 'ignore'],
   });

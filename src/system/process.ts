@@ -68,6 +68,29 @@ export async function ensurePassableDir(path: string, base?: string): Promise<vo
   }
 }
 
+/**
+ * The environment for a throw-away cluster's programs (initdb, pg_ctl, the postmaster and what
+ * it runs, pg_restore): locale, PATH and temp dir, nothing else. pitr's own environment holds
+ * PITR_ENCRYPTION_KEY, AWS_*, NEON_API_KEY and DATABASE_URL; a restored dump's functions must
+ * never be able to read them from the server's environment.
+ */
+export function minimalEnvironment(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const keep = /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR)$/;
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (keep.test(k) && v !== undefined) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/**
+ * The environment for a recovery instance: the user's restore_command (pgBackRest, WAL-G) may
+ * need its own settings and credentials, so only what is pitr's or production's is taken out.
+ */
+export function serverEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (/^(PITR_|NEON_|PG(?!DATA$))|^DATABASE_URL$/.test(k)) delete env[k];
+  return env;
+}
+
 export interface RunResult {
   code: number;
   stdout: string;
