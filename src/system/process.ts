@@ -57,7 +57,8 @@ export async function ensurePassableDir(path: string, base?: string): Promise<vo
   const first = await mkdir(path, { recursive: true, mode: 0o700 });
   if (!isRoot()) return;
   const { gid } = await postgresOsUser();
-  const stop = first ?? base ?? path;
+  // Up to the work directory, or higher when this call created directories above it.
+  const stop = base !== undefined && first !== undefined && base.startsWith(first) ? first : (base ?? first ?? path);
   for (let dir = path; ; dir = dirname(dir)) {
     const st = await stat(dir);
     if (st.uid === 0 && (st.mode & 0o011) === 0) {
