@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { loadModule, parseSync, scanSync } from 'libpg-query';
 import type pg from 'pg';
-import { badInput } from '../errors.js';
-import { withClient, type ConnectOptions } from './connect.js';
+import { badInput, PitrError } from '../errors.js';
+import { PINNED_SEARCH_PATH, withClient, type ConnectOptions } from './connect.js';
 
 /**
  * User SQL (`--where`, playbook `check` steps, `drill --check`) is checked with PostgreSQL's own
@@ -182,6 +182,11 @@ export async function runUserQuery(url: string, sql: string, options: ConnectOpt
         const { rows } = await queryPrepared<unknown[] & pg.QueryResultRow>(c, text, [], 'array');
         const first = (rows[0] as unknown[] | undefined)?.[0];
         return first === undefined ? null : first;
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        // Unqualified names no longer resolve through the role's search_path: say how to write them.
+        const hint = e.code === '42P01' || e.code === '42883' ? ` (pitr runs user SQL with search_path ${PINNED_SEARCH_PATH}: write schema.table, e.g. public.orders)` : '';
+        throw new PitrError('user_sql_failed', `${e.message ?? String(err)}${hint}`, { cause: err });
       } finally {
         await c.query('rollback').catch(() => undefined);
       }
