@@ -172,7 +172,7 @@ export class LocalProvider implements Provider {
     const logFile = this.store.logOf(id);
     await ensurePassableDir(this.store.root, this.settings.workDir);
     await ensureServerDir(dir);
-    await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }));
+    await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }), { flag: 'wx' });
     const port = await freeLoopbackPort();
     const url = branchUrl(databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backup.source).database}`, port);
     const request = (b: BackupInfo, pg: PostgresBinaries): InstanceRestore => ({
