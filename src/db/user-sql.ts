@@ -111,6 +111,16 @@ const WHERE_ONLY_KEYS = new Set(['targetList', 'fromClause', 'whereClause', 'lim
  * to embed as `(${where})`. Throws a one-line usage error (exit 2); needs loadSqlParser().
  */
 export function parseWhere(where: string): string {
+  try {
+    return parseWhereOrThrow(where);
+  } catch (err) {
+    if (!(err instanceof PitrError) || err.code !== 'bad_where') throw err;
+    // One wording for every refusal, whether the parser or a rule on its parse tree said no.
+    throw badInput('bad_where', err.message.replace(/^--where /, "--where was rejected by Postgres's parser: it "));
+  }
+}
+
+function parseWhereOrThrow(where: string): string {
   const what = '--where';
   const text = where.trim();
   if (text === '') throw badInput('bad_where', '--where is empty');
