@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { runCli } from './program.js';
 
+// Run data, reports and logs hold production rows and secrets: every file pitr creates is 0600, every directory 0700.
+process.umask(0o077);
+
 // The first Ctrl-C asks the running command to stop and clean up (stop half-started servers,
 // remove half-restored directories); a second one exits at once.
 const controller = new AbortController();

@@ -9,6 +9,8 @@ export interface DiffTargets {
   productionUrl: string;
   /** For people: which branch, or which point in time. */
   branchLabel: string;
+  /** The provider's branch id when the target is one of its branches. */
+  branchId?: string;
 }
 
 /**
@@ -36,15 +38,15 @@ export async function resolveDiffTargets(ctx: CommandContext, branch: string | u
   if (branch !== undefined && /^postgres(ql)?:\/\//.test(branch)) return { branchUrl: branch, productionUrl, branchLabel: 'the given database' };
   // export:<object>: an encrypted export restored into a local branch (reused while it runs).
   const fromExport = await exportBranchFor(ctx, branch ?? '');
-  if (fromExport) return { branchUrl: fromExport.connectionUrl, productionUrl, branchLabel: describeExportBranch(fromExport) };
+  if (fromExport) return { branchUrl: fromExport.connectionUrl, productionUrl, branchLabel: describeExportBranch(fromExport), branchId: fromExport.id };
   if (branch !== undefined) {
     const exported = await exportBranches(ctx).find(branch);
-    if (exported) return { branchUrl: exported.connectionUrl, productionUrl, branchLabel: describeExportBranch(exported) };
-    return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch };
+    if (exported) return { branchUrl: exported.connectionUrl, productionUrl, branchLabel: describeExportBranch(exported), branchId: exported.id };
+    return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch, branchId: branch };
   }
   const branches = await branchProvider(ctx);
   const newest = (await branches.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
   if (!newest) throw badInput('no_branch', 'no recovery branch to compare with: create one with pitr --at <time>, or pass --branch <id|name|postgres://…>');
   const label = newest.details?.purpose === 'export' ? describeExportBranch(newest) : `${newest.name} (at ${newest.target})`;
-  return { branchUrl: await branches.connectionString(newest.id), productionUrl, branchLabel: label };
+  return { branchUrl: await branches.connectionString(newest.id), productionUrl, branchLabel: label, branchId: newest.id };
 }

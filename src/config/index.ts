@@ -59,6 +59,8 @@ export const SETTINGS = {
   encryptionKeyFile: { env: 'PITR_ENCRYPTION_KEY_FILE', schema: z.string().min(1), path: true },
   s3Endpoint: { env: 'PITR_S3_ENDPOINT', schema: z.string().url(), path: false },
   s3Region: { env: 'PITR_S3_REGION', schema: z.string().min(1), path: false },
+  /** Webhook for failure notices (a Slack webhook URL is a credential: kept out of argv, redacted everywhere). */
+  notifyUrl: { env: 'PITR_NOTIFY_URL', schema: z.string().regex(/^https?:\/\//, 'must be an http(s) URL'), path: false },
   /** The team's own assertions for pitr drill: [{ name?, sql, expect }] (JSON in the environment). */
   drillChecks: {
     env: 'PITR_DRILL_CHECKS',
@@ -140,6 +142,19 @@ async function readConfigFile(path: string): Promise<Settings> {
   return settings;
 }
 
+/** A webhook URL is redacted whole, and so is its path (where Slack and others keep the token). */
+export function registerWebhook(url: string | undefined): void {
+  if (!url) return;
+  registerSecret(url);
+  try {
+    const u = new URL(url);
+    if (u.pathname.length >= 8) registerSecret(u.pathname + u.search);
+    if (u.password) registerSecret(u.password);
+  } catch {
+    /* validated by the schema */
+  }
+}
+
 export interface ResolveInput {
   flags: Settings & { config?: string };
   env?: NodeJS.ProcessEnv;
@@ -163,6 +178,7 @@ export async function resolveConfig({ flags, env = process.env, cwd = process.cw
     merged[key] = spec.path && typeof parsed.data === 'string' && origin !== `${filePath}: ${key}` ? resolve(cwd, parsed.data) : parsed.data;
   }
   registerSecret(merged.neonApiKey as string | undefined);
+  registerWebhook(merged.notifyUrl as string | undefined);
   if (typeof merged.databaseUrl === 'string') {
     try {
       registerSecret(decodeURIComponent(new URL(merged.databaseUrl).password));

@@ -82,13 +82,30 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
         timer = setTimeout(() => reject(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), timeoutMs + 500);
       }),
     ]);
-    return client;
   } catch (err) {
     void client.end().catch(() => undefined);
     throw new PitrError('unreachable', `cannot connect to ${describeTarget(url)}: ${connectionErrorReason(err)}`, { cause: err });
   } finally {
     clearTimeout(timer);
   }
+  try {
+    await pinSearchPath(client);
+  } catch (err) {
+    void client.end().catch(() => undefined);
+    throw new PitrError('unreachable', `cannot use ${describeTarget(url)}: ${connectionErrorReason(err)}`, { cause: err });
+  }
+  return client;
+}
+
+/**
+ * pitr's SQL names user objects schema-qualified, so its sessions search only pg_catalog (and
+ * pg_temp for its own temp tables, last): a function or operator a database user created in
+ * public can never stand in for a built-in that pitr calls, whatever the role's search_path.
+ */
+export const PINNED_SEARCH_PATH = 'pg_catalog, pg_temp';
+
+export async function pinSearchPath(client: Pick<pg.ClientBase, 'query'>): Promise<void> {
+  await client.query(`select pg_catalog.set_config('search_path', '${PINNED_SEARCH_PATH}', false)`);
 }
 
 export function connectionErrorReason(err: unknown): string {

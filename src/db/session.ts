@@ -8,7 +8,8 @@ import type pg from 'pg';
 export async function normalizeSession(client: pg.ClientBase, applicationName = 'pitr'): Promise<void> {
   await client.query(
     `select set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'postgres', true),
-            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), set_config('application_name', $1, true)`,
+            set_config('extra_float_digits', '3', true), set_config('bytea_output', 'hex', true), set_config('application_name', $1, true),
+            set_config('search_path', 'pg_catalog, pg_temp', true)`,
     [applicationName],
   );
 }

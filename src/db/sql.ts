@@ -1,4 +1,6 @@
+import type pg from 'pg';
 import { badInput } from '../errors.js';
+import { checkWhereSyntax, queryPrepared } from './user-sql.js';
 
 /** Identifiers are always quoted: mixed case, spaces and reserved words must just work. */
 export function quoteIdent(name: string): string {
@@ -52,18 +54,15 @@ export function parseTableName(input: string): { schema: string | null; name: st
 }
 
 /**
- * A user's --where must be one boolean condition, nothing more. It is checked alone through
- * the extended protocol, which refuses several statements in one string, so it can never close
- * pitr's query and run a second one (`1=1; DROP TABLE …`, or `…; COMMIT; …` to leave the
- * read-only transaction).
+ * A user's --where must be one boolean condition, nothing more. PostgreSQL's own parser proves
+ * that first (parseWhere: no parenthesis escaping pitr's `(…)`, no second statement, no writes or
+ * lasting side effects); then the server resolves it against the table through a named
+ * prepared statement, a real Parse on both drivers, which refuses several commands in one string.
  */
-export async function checkWhere(
-  client: { query: (config: { text: string; queryMode?: 'extended' }) => Promise<unknown> },
-  table: string,
-  where: string,
-): Promise<void> {
+export async function checkWhere(client: Pick<pg.ClientBase, 'query'>, table: string, where: string): Promise<void> {
+  await checkWhereSyntax(where);
   try {
-    await client.query({ text: `select 1 from ${table} where (${where}) limit 0`, queryMode: 'extended' });
+    await queryPrepared(client, `select 1 from ${table} where (${where}) limit 0`);
   } catch (err) {
     throw badInput('bad_where', `--where was rejected by Postgres: ${(err as { message?: string }).message ?? String(err)}`);
   }

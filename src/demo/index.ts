@@ -60,6 +60,16 @@ async function counts(client: pg.Client): Promise<Record<string, number>> {
  * archiving, a base backup, live traffic, a cascading DELETE, and a recovery branch from just
  * before it, with the numbers that show what came back and how fast.
  */
+/**
+ * The demo's own sessions on its sample database name the sample tables unqualified; pitr's
+ * sessions pin search_path to pg_catalog, so these put public back (the demo owns every object).
+ */
+async function connectDemo(url: string): Promise<pg.Client> {
+  const client = await connect(url);
+  await client.query(`select pg_catalog.set_config('search_path', 'public, pg_catalog', false)`);
+  return client;
+}
+
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const started = Date.now();
   const say = (phase: string, message: string) => options.onProgress?.({ phase, message });
@@ -72,8 +82,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   let client: pg.Client | undefined;
   try {
     say('setup', 'starting a local production Postgres with WAL archiving');
-    prod = await createLocalCluster({ root: join(root, 'production'), archive: true, settings: { archive_timeout: 60 } });
-    client = await connect(prod.url);
+    prod = await createLocalCluster({ root: join(root, 'production'), archive: true, password: true, settings: { archive_timeout: 60 } });
+    client = await connectDemo(prod.url);
     const sizes = comicsSizes(options.rows);
     say('load', `loading the comics platform (${options.rows.toLocaleString('en-US')} rows)`);
     const loadStart = Date.now();
@@ -124,7 +134,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say('playbook', `pitr playbook run accidental-deletion --set at=${formatUtc(target)} --set table=comics --set "where=${where}" --yes`);
     const playbook = await loadPlaybook(join(SHIPPED_PLAYBOOKS, 'accidental-deletion.yaml'));
     // Background traffic keeps writing while the playbook runs: recovery must not lose any of it.
-    const writer = await connect(prod.url);
+    const writer = await connectDemo(prod.url);
     let writing = true;
     let liveWrites = 0;
     const traffic = (async () => {
@@ -152,7 +162,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const applied = step('recover')!.outputs as { runId: string; inserted: number; conflicts: number; verified: boolean };
     const rtoSeconds = report.rtoSeconds ?? 0;
     const recoverSeconds = step('recover')!.seconds + step('verify')!.seconds;
-    const branchClient = await connect(branch.connectionUrl);
+    const branchClient = await connectDemo(branch.connectionUrl);
     let inBranch: Record<string, number>;
     const recoverable: Record<string, number> = {};
     try {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { PitrError } from '../errors.js';
 import { withClient } from '../db/connect.js';
 import { introspect } from '../db/introspect.js';
+import { runUserQuery } from '../db/user-sql.js';
 import { redactSecrets } from '../redact.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { describePointInTime, formatCompactUtc, type PointInTime } from '../time/index.js';
@@ -82,15 +83,10 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
     for (const table of production.keys()) if (!restored.has(table)) result.failures.push(`${table} exists in production but not in the restored copy`);
     for (const [i, check] of o.checks.entries()) {
       const name = check.name ?? `check ${i + 1}`;
-      const got = await withClient(branchUrl, async (c) => {
-        await c.query('begin read only');
-        try {
-          const { rows } = await c.query({ text: check.sql, rowMode: 'array' });
-          return rows[0]?.[0] === null || rows[0]?.[0] === undefined ? null : String(rows[0][0]);
-        } finally {
-          await c.query('rollback');
-        }
-      }).catch((err: Error) => `error: ${err.message}`);
+      const got = await runUserQuery(branchUrl, check.sql, { what: `drill check "${name}"` }).then(
+        (v) => (v === null ? null : String(v)),
+        (err: Error) => `error: ${err.message}`,
+      );
       const expected = check.expect === null ? null : String(check.expect);
       const ok = got === expected;
       result.checks.push({ name, ok, got, expected });

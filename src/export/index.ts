@@ -19,7 +19,7 @@
  * No console output here: progress goes to `onProgress`, failures are one-line PitrErrors.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -29,12 +29,12 @@ import { Transform, Writable, type Readable, type TransformCallback } from 'node
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { connect } from '../db/connect.js';
-import { qualifiedName, quoteIdent } from '../db/sql.js';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../db/sql.js';
 import { badInput, PitrError } from '../errors.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { redactSecrets, redactUrl, registerSecret } from '../redact.js';
 import { createLocalCluster, type LocalCluster } from '../system/local-cluster.js';
-import { ensureServerDir, lastMeaningfulLine, run } from '../system/process.js';
+import { ensureServerDir, lastMeaningfulLine, minimalEnvironment, run } from '../system/process.js';
 import { formatCompactUtc, type PointInTime } from '../time/index.js';
 import { createDecryptStream, createEncryptStream, DEFAULT_CHUNK_BYTES } from './encryption.js';
 import {
@@ -490,6 +490,7 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
   const store = openExportStore(location, options.storeOptions ?? {});
   let cluster: LocalCluster | undefined;
   let scratchRoot: string | undefined;
+  let restoreUrl = '';
   try {
     progress?.({ phase: 'verify', message: `reading ${manifestKey}` });
     let manifestText: Buffer;
@@ -521,19 +522,13 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
     if (options.restore) {
       progress?.({ phase: 'verify', message: 'starting a throw-away PostgreSQL cluster to restore into' });
       scratchRoot = await mkdtemp(join(options.scratchDir ?? tmpdir(), 'pitr-verify-'));
-      await chmod(scratchRoot, 0o755);
-      await ensureServerDir(scratchRoot, 0o755);
-      cluster = await createLocalCluster({ root: scratchRoot, fast: true });
+      // Private to the postgres OS user that runs the scratch server.
+      await chmod(scratchRoot, 0o700);
+      await ensureServerDir(scratchRoot);
+      cluster = await createLocalCluster({ root: scratchRoot, fast: true, password: true });
       throwIfAborted(options.signal);
       database = manifest.database || 'restored';
-      if (database !== 'postgres') {
-        const admin = await connect(cluster.url, { driver: 'pg' });
-        try {
-          await admin.query(`create database ${quoteIdent(database)} template template0`);
-        } finally {
-          await admin.end().catch(() => undefined);
-        }
-      }
+      restoreUrl = await prepareScratchDatabase(cluster, database);
     }
 
     // One pass over the object: authenticate and decrypt every chunk, hash both forms, and feed
@@ -557,7 +552,7 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
       });
     };
 
-    const lister = spawn(pgRestore.path, ['--list'], { env: cleanPgEnvironment(), stdio: ['pipe', 'pipe', 'pipe'] });
+    const lister = spawn(pgRestore.path, ['--list'], { env: minimalEnvironment(), stdio: ['pipe', 'pipe', 'pipe'] });
     const listExit = watchChild(lister, 'pg_restore');
     const listCount = { entries: 0, tableData: 0 };
     countListLines(lister.stdout!, listCount);
@@ -567,7 +562,7 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
     const restoreStarted = performance.now();
     if (cluster) {
       restorer = spawn(pgRestore.path, ['--no-owner', '--no-acl', '--exit-on-error', '--no-password', `--dbname=${database}`], {
-        env: libpqEnvironment(`${cluster.urlFor(database)}?sslmode=disable`),
+        env: restoreEnvironment(`${restoreUrl}?sslmode=disable`),
         stdio: ['pipe', 'ignore', 'pipe'],
       });
       restoreExit = watchChild(restorer, 'pg_restore');
@@ -717,6 +712,35 @@ async function dumpAcceptsKey(store: ExportStore, dumpKey: string, masterKey: Bu
     source.once('error', () => done(false));
     source.pipe(decrypt);
   });
+}
+
+const RESTORE_ROLE = 'pitr_restore';
+
+/**
+ * The scratch database belongs to a role without superuser rights, and the dump is restored as
+ * that role: a function in the dumped schema (called by a CHECK or a default during the load)
+ * runs with no more rights than the dump's own objects. Returns that role's URL.
+ */
+async function prepareScratchDatabase(cluster: LocalCluster, database: string): Promise<string> {
+  const password = randomBytes(24).toString('base64url');
+  registerSecret(password);
+  await withScratchClient(cluster.url, async (admin) => {
+    await admin.query(`create role ${quoteIdent(RESTORE_ROLE)} login nosuperuser nocreaterole nocreatedb password ${quoteLiteral(password)}`);
+    if (database === 'postgres') await admin.query(`alter database postgres owner to ${quoteIdent(RESTORE_ROLE)}`);
+    else await admin.query(`create database ${quoteIdent(database)} owner ${quoteIdent(RESTORE_ROLE)} template template0`);
+  });
+  // Before Postgres 15 the public schema belongs to the bootstrap superuser.
+  await withScratchClient(cluster.urlFor(database), (c) => c.query(`alter schema public owner to ${quoteIdent(RESTORE_ROLE)}`));
+  const url = new URL(cluster.urlFor(database));
+  url.username = RESTORE_ROLE;
+  url.password = encodeURIComponent(password);
+  return url.toString();
+}
+
+/** pg_restore gets where to connect and nothing else of pitr's environment. */
+function restoreEnvironment(url: string): NodeJS.ProcessEnv {
+  const pgVars = Object.entries(libpqEnvironment(url)).filter(([k]) => k.startsWith('PG'));
+  return minimalEnvironment(Object.fromEntries(pgVars));
 }
 
 async function withScratchClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {

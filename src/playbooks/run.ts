@@ -3,6 +3,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { badInput, PitrError, refused } from '../errors.js';
 import { withClient } from '../db/connect.js';
+import { parseTableName, qualifiedName } from '../db/sql.js';
+import { runUserQuery } from '../db/user-sql.js';
 import { openDiffSessions, preview, resolveTable } from '../diff/preview.js';
 import { diffRows, type RowDifference } from '../diff/rows.js';
 import { applyRecovery, planRecovery } from '../recover/engine.js';
@@ -83,6 +85,9 @@ export function resolveInputs(playbook: Playbook, given: Record<string, string>,
         if (!/^(true|false|yes|no)$/i.test(raw)) throw badInput('bad_input', `input ${name} must be true or false (got "${raw}")`);
         out[name] = /^(true|yes)$/i.test(raw);
         break;
+      case 'identifier':
+        out[name] = quoteTableInput(name, raw);
+        break;
       case 'list':
         out[name] = raw.split(',').map((v) => v.trim()).filter(Boolean);
         break;
@@ -90,7 +95,42 @@ export function resolveInputs(playbook: Playbook, given: Record<string, string>,
         out[name] = raw;
     }
   }
+  for (const [name, spec] of Object.entries(playbook.inputs)) {
+    if (spec.type === 'identifier' && given[name] === undefined && typeof out[name] === 'string') out[name] = quoteTableInput(name, out[name] as string);
+  }
   return out;
+}
+
+/**
+ * An identifier input becomes `"schema"."name"`: in SQL it can only ever name a relation, and
+ * table fields of other steps read the quoted form as the same table.
+ */
+function quoteTableInput(input: string, raw: string): string {
+  let t: { schema: string | null; name: string };
+  try {
+    t = parseTableName(raw);
+  } catch {
+    throw badInput('bad_input', `input ${input} must be a table name like orders or sales.orders (got "${raw}")`);
+  }
+  if (t.name === '') throw badInput('bad_input', `input ${input} must be a table name like orders or sales.orders (got "${raw}")`);
+  return qualifiedName(t.schema ?? 'public', t.name);
+}
+
+/** Identifier inputs a step refers to must name an existing table or view where the step runs. */
+async function checkIdentifiersExist(url: string, names: string[]): Promise<void> {
+  if (!names.length) return;
+  const missing = await withClient(url, async (c) => {
+    const { rows } = await c.query<{ name: string }>('select n as name from pg_catalog.unnest($1::text[]) n where pg_catalog.to_regclass(n) is null', [names]);
+    return rows.map((r) => r.name);
+  });
+  if (missing.length) throw badInput('unknown_table', `no table ${missing.join(', ')} in that database`);
+}
+
+function identifiersUsed(step: PlaybookStep, playbook: Playbook, inputs: Record<string, InputValue>): string[] {
+  const text = JSON.stringify(step.with ?? {});
+  return Object.entries(playbook.inputs)
+    .filter(([name, spec]) => spec.type === 'identifier' && typeof inputs[name] === 'string' && new RegExp(`\\$\\{\\{\\s*inputs\\.${name}\\s*\\}\\}`).test(text))
+    .map(([name]) => inputs[name] as string);
 }
 
 const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
@@ -148,8 +188,9 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
         const runs = Array.isArray(condition) ? condition.length > 0 : condition === true || !['', 'false', '0'].includes(String(condition).trim().toLowerCase());
         if (!runs) throw new SkipStep();
         const step = { ...rawStep, with: interpolate(rawStep.with, inputs, outputs) } as PlaybookStep;
+        const identifiers = identifiersUsed(rawStep, playbook, inputs);
         options.onProgress?.({ phase: 'playbook', message: `step ${index + 1}/${playbook.steps.length}: ${step.name ?? step.id ?? step.type}` });
-        record.outputs = await runStep(step, options);
+        record.outputs = await runStep(step, options, identifiers);
         if (['recover', 'restore-in-place', 'restore-export', 'check'].includes(step.type) || (step.type === 'diff' && step.with.failIfMissing)) lastProductionStepEnd = Date.now();
       } catch (err) {
         if (err instanceof SkipStep) {
@@ -186,7 +227,7 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
   return report;
 }
 
-async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Record<string, unknown>> {
+async function runStep(step: PlaybookStep, o: PlaybookRunOptions, identifiers: string[]): Promise<Record<string, unknown>> {
   const provider = o.provider;
   switch (step.type) {
     case 'create-branch': {
@@ -278,15 +319,8 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Recor
     case 'check': {
       if (step.with.on === 'database' && !step.with.url) throw badInput('missing_url', 'a check on: database needs url: postgres://…');
       const url = step.with.on === 'database' ? step.with.url! : step.with.on === 'production' ? await provider.productionUrl() : await branchUrlOf(provider, step.with.branch);
-      const value = await withClient(url, async (c) => {
-        await c.query('begin read only');
-        try {
-          const { rows } = await c.query({ text: step.with.sql, rowMode: 'array' });
-          return rows[0]?.[0] ?? null;
-        } finally {
-          await c.query('rollback');
-        }
-      });
+      await checkIdentifiersExist(url, identifiers);
+      const value = await runUserQuery(url, step.with.sql, { what: 'the check step\'s sql' });
       const got = value === null ? null : String(value);
       const want = step.with.expect === null ? null : String(step.with.expect);
       if (got !== want) throw new PitrError('check_failed', `check on ${step.with.on} failed: expected ${want}, got ${got} (${step.with.sql})`);

@@ -8,7 +8,8 @@ const identifier = z.string().regex(/^[a-z][a-z0-9_-]*$/i, 'must start with a le
 const text = z.string().min(1);
 
 export const InputSchema = z.strictObject({
-  type: z.enum(['string', 'time', 'number', 'boolean', 'list']),
+  /** `identifier`: a table name (`orders`, `sales.orders`, `"My Table"`), quoted wherever it is used and checked against the catalog. */
+  type: z.enum(['string', 'identifier', 'time', 'number', 'boolean', 'list']),
   description: z.string().optional(),
   required: z.boolean().default(false),
   default: z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]).optional(),

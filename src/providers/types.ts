@@ -122,6 +122,8 @@ export interface Provider {
   productionUrl(): Promise<string>;
   /** Full connection URI of a branch, password included (for psql). */
   connectionString(idOrName: string): Promise<string>;
+  /** Local instances: subscriptions and pg_cron jobs copied from production that never run on the branch. */
+  sealedOff?(idOrName: string): Promise<{ subscriptions: string[]; cronJobs: string[] }>;
   /** Whole-branch rollback in place, keeping the current state under a name. */
   restoreInPlace?(at: PointInTime, options: RestoreInPlaceOptions): Promise<RestoreResult>;
   /** Read the past without creating a branch (Neon Time Travel). */

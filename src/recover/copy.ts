@@ -1,5 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
@@ -18,12 +19,15 @@ let cursorSeq = 0;
 /** COPY needs the TCP driver: Neon's WebSocket driver cannot stream COPY … TO STDOUT. */
 export const useCopy = () => currentDriver().driver !== 'ws';
 
+/** fsyncs a file and the directory that names it: a crash after this keeps both. */
 async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+  for (const p of [path, dirname(path)]) {
+    const handle = await open(p, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { badInput } from '../errors.js';
 import { formatCompactUtc } from '../time/index.js';
@@ -25,6 +25,23 @@ export interface RunState {
   error?: string;
 }
 
+/** Run ids as pitr makes them (older runs had 4 hex digits); anything else never becomes a path. */
+const RUN_ID = /^(run|undo)-\d{8}T\d{6}Z-[0-9a-f]{4,32}$/;
+
+export function checkRunId(id: string): string {
+  if (!RUN_ID.test(id)) throw badInput('bad_run_id', `"${id}" is not a run id (run-<yyyymmddThhmmssZ>-<hex>, see pitr runs)`);
+  return id;
+}
+
+async function syncDir(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 export class RunStore {
   constructor(readonly workDir: string) {}
 
@@ -33,13 +50,19 @@ export class RunStore {
   }
 
   dir(id: string): string {
-    return join(this.root, id);
+    return join(this.root, checkRunId(id));
   }
 
   async create(kind: RunState['kind']): Promise<RunState> {
     const now = new Date();
-    const id = `${kind === 'undo' ? 'undo' : 'run'}-${formatCompactUtc(now)}-${randomBytes(2).toString('hex')}`;
-    await mkdir(join(this.dir(id), 'data'), { recursive: true });
+    // 64 random bits: ids cannot be guessed, and two runs in one second never share a directory.
+    const id = `${kind === 'undo' ? 'undo' : 'run'}-${formatCompactUtc(now)}-${randomBytes(8).toString('hex')}`;
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    // Not recursive: fails if the directory exists, so a run never writes into another's.
+    await mkdir(this.dir(id), { mode: 0o700 });
+    await mkdir(join(this.dir(id), 'data'), { mode: 0o700 });
+    await syncDir(this.dir(id));
+    await syncDir(this.root);
     const state: RunState = { id, kind, status: 'planned', createdAt: now.toISOString(), updatedAt: now.toISOString(), txid: null };
     await this.save(state);
     return state;
@@ -59,7 +82,7 @@ export class RunStore {
   }
 
   async list(): Promise<RunState[]> {
-    const ids = await readdir(this.root).catch(() => [] as string[]);
+    const ids = (await readdir(this.root).catch(() => [] as string[])).filter((id) => RUN_ID.test(id));
     const states: RunState[] = [];
     for (const id of ids) states.push(await this.read(id).catch(() => undefined as never));
     return states.filter(Boolean).sort((a, b) => a.createdAt.localeCompare(b.createdAt));

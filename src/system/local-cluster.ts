@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { registerSecret } from '../redact.js';
 import { findPostgresBinaries, type PostgresBinaries } from './postgres-binaries.js';
 import { freeLoopbackPort } from './ports.js';
-import { ensureServerDir } from './process.js';
-import { initCluster, renderConf, startServer, stopServer, writeServerFile } from './postgres-server.js';
+import { ensureServerDir, minimalEnvironment } from './process.js';
+import { initCluster, removeServerFile, renderConf, startServer, stopServer, writeServerFile } from './postgres-server.js';
 
 /**
  * A Postgres cluster pitr creates and owns: the demo's "production" and the test harness's
@@ -32,6 +34,11 @@ export interface LocalClusterOptions {
   /** Skip fsync (throw-away clusters only: a crash loses data). */
   fast?: boolean;
   settings?: Record<string, string | number | boolean>;
+  /**
+   * SCRAM with a random password for every login (it is in `url`) instead of trust: for clusters
+   * that hold someone's data (export verify, the demo), so no other local user can log in.
+   */
+  password?: boolean;
 }
 
 export function archiveCommand(archiveDir: string): string {
@@ -45,10 +52,20 @@ export async function createLocalCluster(options: LocalClusterOptions): Promise<
   const dataDir = join(root, 'data');
   const archiveDir = join(root, 'wal-archive');
   const logFile = join(root, 'server.log');
-  await ensureServerDir(root, 0o755);
+  await ensureServerDir(root);
   await ensureServerDir(dataDir);
-  if (options.archive) await ensureServerDir(archiveDir, 0o755);
-  await initCluster(bin, dataDir, { noSync: !!options.fast });
+  if (options.archive) await ensureServerDir(archiveDir);
+  // Throw-away clusters get nothing of pitr's environment (keys, cloud credentials, URLs).
+  const env = minimalEnvironment();
+  const password = options.password ? randomBytes(24).toString('base64url') : undefined;
+  if (password) registerSecret(password);
+  const passwordFile = join(root, 'initdb-password');
+  if (password) await writeServerFile(passwordFile, password + '\n');
+  try {
+    await initCluster(bin, dataDir, { noSync: !!options.fast, env, ...(password && { passwordFile }) });
+  } finally {
+    if (password) await removeServerFile(passwordFile);
+  }
   const port = await freeLoopbackPort();
   await writeServerFile(
     join(dataDir, 'postgresql.conf'),
@@ -63,7 +80,8 @@ export async function createLocalCluster(options: LocalClusterOptions): Promise<
     }),
     true,
   );
-  const urlFor = (database: string) => `postgresql://postgres@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  const login = password ? `postgres:${encodeURIComponent(password)}` : 'postgres';
+  const urlFor = (database: string) => `postgresql://${login}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
   const cluster: LocalCluster = {
     root,
     dataDir,
@@ -73,7 +91,7 @@ export async function createLocalCluster(options: LocalClusterOptions): Promise<
     url: urlFor('postgres'),
     bin,
     urlFor,
-    start: () => startServer(bin, dataDir, logFile, 60),
+    start: () => startServer(bin, dataDir, logFile, 60, true, env),
     stop: () => stopServer(bin, dataDir, 'fast'),
     async destroy() {
       await stopServer(bin, dataDir, 'immediate').catch(() => undefined);

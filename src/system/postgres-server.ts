@@ -1,7 +1,8 @@
-import { appendFile, chown, readFile, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PitrError } from '../errors.js';
-import { isRoot, postgresOsUser, run, runChecked } from './process.js';
+import { isRoot, lastMeaningfulLine, postgresOsUser, run, runChecked, serverEnvironment } from './process.js';
 import type { PostgresBinaries } from './postgres-binaries.js';
 
 /** Quote a value for postgresql.conf: single quotes, embedded quotes doubled. */
@@ -16,22 +17,44 @@ export function renderConf(settings: Record<string, string | number | boolean>):
     .join('');
 }
 
-/** Write a file inside a data directory, owned by the server user. */
+/**
+ * Writes a file inside a data directory, never through a symlink. The postgres OS user owns the
+ * directory and could plant one (`postgresql.auto.conf -> /etc/shadow`): as root the write is
+ * done by that user itself (dd, oflag=nofollow), so a symlink gains it nothing; otherwise
+ * pitr is that user and opens the file with O_NOFOLLOW.
+ */
 export async function writeServerFile(path: string, content: string, append = false): Promise<void> {
-  if (append) await appendFile(path, content, { mode: 0o600 });
-  else await writeFile(path, content, { mode: 0o600 });
   if (isRoot()) {
-    const { uid, gid } = await postgresOsUser();
-    await chown(path, uid, gid);
+    await postgresOsUser();
+    const flags = append ? ['oflag=append,nofollow', 'conv=notrunc'] : ['oflag=nofollow'];
+    const result = await run('sh', ['-c', 'umask 077 && exec dd "$@"', 'dd', `of=${path}`, ...flags, 'status=none'], { asServerUser: true, input: content });
+    if (result.code !== 0) throw new PitrError('unsafe_data_dir', `cannot write ${path} as the postgres user (a symlink there?): ${lastMeaningfulLine(result.stderr)}`);
+    return;
+  }
+  const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | (append ? constants.O_APPEND : constants.O_TRUNC), 0o600).catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ELOOP' ? new PitrError('unsafe_data_dir', `refusing to write ${path}: it is a symlink`) : err;
+  });
+  try {
+    await handle.writeFile(content);
+  } finally {
+    await handle.close();
   }
 }
 
-export async function initCluster(bin: PostgresBinaries, dataDir: string, options: { noSync?: boolean } = {}): Promise<void> {
-  await runChecked(
-    bin.path('initdb'),
-    ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', ...(options.noSync ? ['--no-sync'] : [])],
-    { asServerUser: true, what: 'initdb', code: 'initdb_failed' },
-  );
+/** Removes a file from a data directory as its owner (a symlinked parent gains nothing). */
+export async function removeServerFile(path: string): Promise<void> {
+  await runChecked('rm', ['-f', '--', path], { asServerUser: true, what: `removing ${path}` });
+}
+
+/** initdb; with `passwordFile` every login needs the password in it (SCRAM), otherwise trust. */
+export async function initCluster(bin: PostgresBinaries, dataDir: string, options: { noSync?: boolean; passwordFile?: string; env?: NodeJS.ProcessEnv } = {}): Promise<void> {
+  const auth = options.passwordFile ? ['--auth=scram-sha-256', `--pwfile=${options.passwordFile}`] : ['--auth=trust'];
+  await runChecked(bin.path('initdb'), ['-D', dataDir, '-U', 'postgres', ...auth, '-E', 'UTF8', '--locale=C.UTF-8', ...(options.noSync ? ['--no-sync'] : [])], {
+    asServerUser: true,
+    what: 'initdb',
+    code: 'initdb_failed',
+    ...(options.env && { env: options.env }),
+  });
 }
 
 /**
@@ -39,10 +62,12 @@ export async function initCluster(bin: PostgresBinaries, dataDir: string, option
  * server in archive recovery means hot standby, not "recovery finished": callers that restore
  * must keep polling (see waitForPromotion).
  */
-export async function startServer(bin: PostgresBinaries, dataDir: string, logFile: string, timeoutSeconds = 600, wait = true): Promise<void> {
+export async function startServer(bin: PostgresBinaries, dataDir: string, logFile: string, timeoutSeconds = 600, wait = true, env: NodeJS.ProcessEnv = serverEnvironment()): Promise<void> {
   const waitArgs = wait ? ['-w', '-t', String(timeoutSeconds)] : ['-W'];
   const result = await run(bin.path('pg_ctl'), ['-D', dataDir, '-l', logFile, ...waitArgs, 'start'], {
     asServerUser: true,
+    // The postmaster, and every archive/restore command it runs, inherits this.
+    env,
     // The postmaster inherits pg_ctl's stdio; keep none of our pipes so it never holds us up.
     stdio: ['ignore', 'ignore', 'ignore'],
   });

@@ -1,5 +1,6 @@
 import { spawn, type SpawnOptions } from 'node:child_process';
-import { chown, mkdir, readFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { PitrError } from '../errors.js';
 import { redactSecrets } from '../redact.js';
 
@@ -31,13 +32,64 @@ export function postgresOsUser(): Promise<OsUser> {
   return postgresUser;
 }
 
-/** mkdir -p, then hand the directory to the postgres user when we are root. */
+/**
+ * mkdir -p, then hand the directory to the postgres user when we are root. Parents it creates
+ * are private to root but passable by the postgres group (0710): pitr runs with umask 077, and
+ * the server must reach its own directory through them.
+ */
 export async function ensureServerDir(path: string, mode = 0o700): Promise<void> {
-  await mkdir(path, { recursive: true, mode });
+  await ensurePassableDir(dirname(path));
+  const created = await mkdir(path, { recursive: true, mode });
   if (isRoot()) {
     const { uid, gid } = await postgresOsUser();
     await chown(path, uid, gid);
   }
+  if (created) await chmod(path, mode);
+}
+
+/**
+ * mkdir -p for a directory on the way to one the server owns: 0700, or when pitr is root,
+ * root:postgres 0710 (the postgres user may pass through, not list or read). `base` (pitr's work
+ * directory) and the directories between it and `path` get the same treatment when pitr made
+ * them private earlier (a run directory created before the first recovery branch).
+ */
+export async function ensurePassableDir(path: string, base?: string): Promise<void> {
+  const first = await mkdir(path, { recursive: true, mode: 0o700 });
+  if (!isRoot()) return;
+  const { gid } = await postgresOsUser();
+  // Up to the work directory, or higher when this call created directories above it.
+  const stop = base !== undefined && first !== undefined && base.startsWith(first) ? first : (base ?? first ?? path);
+  for (let dir = path; ; dir = dirname(dir)) {
+    const st = await stat(dir);
+    if (st.uid === 0 && (st.mode & 0o011) === 0) {
+      await chown(dir, 0, gid);
+      await chmod(dir, (st.mode & 0o700) | 0o010);
+    }
+    if (dir === stop || dirname(dir) === dir) break;
+  }
+}
+
+/**
+ * The environment for a throw-away cluster's programs (initdb, pg_ctl, the postmaster and what
+ * it runs, pg_restore): locale, PATH and temp dir, nothing else. pitr's own environment holds
+ * PITR_ENCRYPTION_KEY, AWS_*, NEON_API_KEY and DATABASE_URL; a restored dump's functions must
+ * never be able to read them from the server's environment.
+ */
+export function minimalEnvironment(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const keep = /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR)$/;
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (keep.test(k) && v !== undefined) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/**
+ * The environment for a recovery instance: the user's restore_command (pgBackRest, WAL-G) may
+ * need its own settings and credentials, so only what is pitr's or production's is taken out.
+ */
+export function serverEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (/^(PITR_|NEON_|PG(?!DATA$))|^DATABASE_URL$/.test(k)) delete env[k];
+  return env;
 }
 
 export interface RunResult {
@@ -53,6 +105,8 @@ export interface RunOptions {
   cwd?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** Written to the child's stdin (then closed). */
+  input?: string;
   /** Detach stdio of a long-lived child (a postmaster started by pg_ctl) so we do not wait on its pipes. */
   stdio?: SpawnOptions['stdio'];
 }
@@ -69,9 +123,13 @@ export function run(program: string, args: readonly string[], options: RunOption
     const child = spawn(cmd, argv, {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'],
+      stdio: options.stdio ?? [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       signal: options.signal,
     });
+    if (options.input !== undefined) {
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(options.input);
+    }
     let stdout = '';
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -28,11 +28,11 @@ describe('--driver ws (Neon serverless driver over a WebSocket)', () => {
     const before = proxy.connections;
     const client = await connect(cluster.url);
     try {
-      await client.query('create table w(id int primary key, t text)');
+      await client.query('create table public.w(id int primary key, t text)');
       await client.query('begin');
-      await client.query('insert into w values ($1, $2), ($3, $4)', [1, 'a\tb', 2, 'ü']);
+      await client.query('insert into public.w values ($1, $2), ($3, $4)', [1, 'a\tb', 2, 'ü']);
       await client.query('commit');
-      const { rows } = await client.query('select * from w order by id');
+      const { rows } = await client.query('select * from public.w order by id');
       expect(rows).toEqual([
         { id: 1, t: 'a\tb' },
         { id: 2, t: 'ü' },

@@ -1,3 +1,4 @@
+import { checkWhereSyntax } from '../../db/user-sql.js';
 import { Option } from 'commander';
 import { badInput } from '../../errors.js';
 import { openDiffSessions, resolveTable } from '../../diff/preview.js';
@@ -72,6 +73,7 @@ export const register: CommandRunner = (program, run) => {
         const jobs = opts.jobs !== undefined ? wholeNumber('jobs', opts.jobs, 1) : undefined;
         if (jobs !== undefined && jobs > 64) throw badInput('bad_jobs', `--jobs must be at most 64 (got ${jobs})`);
         if (opts.deleteExtra && format !== 'sql') throw badInput('bad_delete_extra', '--delete-extra only applies to --format sql');
+        if (opts.where !== undefined) await checkWhereSyntax(opts.where);
         const targets = await resolveDiffTargets(ctx, opts.branch, opts.at);
         const sessions = await openDiffSessions(targets.branchUrl, targets.productionUrl);
         try {

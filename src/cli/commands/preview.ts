@@ -32,7 +32,17 @@ export function renderSchemaDiff(s: SchemaDiff): string {
   return lines.join('\n');
 }
 
-function render(label: string) {
+/** Subscriptions and pg_cron jobs that a local branch holds but never runs. */
+export function renderSealedOff(s: { subscriptions: string[]; cronJobs: string[] } | undefined): string {
+  if (!s || s.subscriptions.length + s.cronJobs.length === 0) return '';
+  return [
+    'Disabled on the branch (copied from production, never run there):',
+    ...s.subscriptions.map((x) => `  subscription ${x}`),
+    ...s.cronJobs.map((x) => `  pg_cron job ${x}`),
+  ].join('\n');
+}
+
+function render(label: string, sealed?: { subscriptions: string[]; cronJobs: string[] }) {
   return (p: Preview) => {
     const rows = p.tables.map((t) => [
       t.table,
@@ -50,6 +60,7 @@ function render(label: string) {
     return [
       `Comparing ${label} (past) with production (now), in ${p.seconds.toFixed(1)} s.`,
       renderSchemaDiff(p.schema),
+      renderSealedOff(sealed),
       '',
       p.tables.length ? renderTable([['TABLE', 'BRANCH ROWS', 'PRODUCTION ROWS', 'MISSING', 'CHANGED', 'ONLY IN PROD', 'CHANGED COLUMNS'], ...rows]) : '',
       '',
@@ -74,6 +85,8 @@ export const register: CommandRunner = (program, run) => {
         const jobs = opts.jobs === undefined ? undefined : Number(opts.jobs);
         if (jobs !== undefined && (!/^\d+$/.test(opts.jobs!.trim()) || jobs < 1 || jobs > 64)) throw badInput('bad_jobs', `--jobs must be a whole number from 1 to 64 (got "${opts.jobs}")`);
         const targets = await resolveDiffTargets(ctx, branch, opts.at);
+        const provider = await ctx.provider();
+        const sealedOff = targets.branchId && provider.sealedOff ? await provider.sealedOff(targets.branchId) : undefined;
         const sessions = await openDiffSessions(targets.branchUrl, targets.productionUrl);
         try {
           const result = await preview(sessions, {
@@ -82,7 +95,7 @@ export const register: CommandRunner = (program, run) => {
             ...(jobs !== undefined && { jobs }),
             onProgress: (e) => ctx.output.progress(e),
           });
-          ctx.output.result({ branch: targets.branchLabel, ...result }, render(targets.branchLabel));
+          ctx.output.result({ branch: targets.branchLabel, ...result, ...(sealedOff && { sealedOff }) }, render(targets.branchLabel, sealedOff));
           const differs = !result.schema.identical || result.tables.some((t) => t.missing + t.changed + t.extra > 0);
           return opts.exitCode && differs ? 1 : 0;
         } finally {

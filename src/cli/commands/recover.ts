@@ -3,12 +3,13 @@ import { refused } from '../../errors.js';
 import { applyRecovery, planRecovery, type RecoverMode, type RecoveryResult, type TriggerPolicy } from '../../recover/engine.js';
 import { triggerChoiceError } from '../../recover/triggers.js';
 import { renderPlan, renderResult } from '../../recover/report.js';
-import { RunStore, type RunState } from '../../recover/runs.js';
+import { checkRunId, RunStore, type RunState } from '../../recover/runs.js';
 import { chooseOne, confirmByTyping } from '../confirm.js';
 import type { CommandRunner } from '../program.js';
 import type { CommandContext } from '../context.js';
 import { resolveDiffTargets } from '../targets.js';
 import { connectionParts } from '../../providers/local/urls.js';
+import { checkWhereSyntax } from '../../db/user-sql.js';
 
 
 export const register: CommandRunner = (program, run) => {
@@ -24,6 +25,8 @@ export const register: CommandRunner = (program, run) => {
     .option('--dry-run', 'print the plan and change nothing')
     .action(
       run<{ branch?: string; mode: RecoverMode; where?: string; cascade?: boolean; deleteExtra?: boolean; triggers?: TriggerPolicy; dryRun?: boolean; at?: string }, [string[]]>(async (ctx, opts, tables) => {
+        // A --where that is not exactly one condition is exit 2 before pitr connects anywhere.
+        if (opts.where !== undefined) await checkWhereSyntax(opts.where);
         const targets = await resolveDiffTargets(ctx, opts.branch, opts.at);
         const store = new RunStore(ctx.config.workDir);
         const runState = await store.create('recover');
@@ -87,6 +90,7 @@ export const register: CommandRunner = (program, run) => {
     .option('--dry-run', 'print what would be reversed and change nothing')
     .action(
       run<{ dryRun?: boolean }, [string]>(async (ctx, opts, runId) => {
+        checkRunId(runId);
         const { undoRecovery } = await import('../../recover/undo.js');
         const { settleRun } = await import('../../recover/settle.js');
         const provider = await ctx.provider();

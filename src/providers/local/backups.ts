@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { PitrError } from '../../errors.js';
@@ -70,14 +70,14 @@ export async function takeBackup(databaseUrl: string, backupDir: string, onProgr
   }
   const bin = await findPostgresBinaries(facts.major);
   const startedAt = new Date();
-  await mkdir(backupDir, { recursive: true });
-  await ensureServerDir(backupDir, 0o755);
+  // Base backups are copies of production: private to the postgres OS user.
+  await ensureServerDir(backupDir);
   let id = formatCompactUtc(startedAt);
   const existing = new Set(await readdir(backupDir));
   for (let n = 2; existing.has(id); n++) id = `${formatCompactUtc(startedAt)}-${n}`;
   const dir = join(backupDir, id);
   const dataDir = join(dir, 'data');
-  await ensureServerDir(dir, 0o755);
+  await ensureServerDir(dir);
   const { url, password } = connectionParts(databaseUrl);
   const env = { ...process.env, ...(password ? { PGPASSWORD: password } : {}) };
   try {

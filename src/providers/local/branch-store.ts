@@ -70,7 +70,9 @@ export class BranchStore {
     const dir = this.dirOf(record.id);
     await mkdir(dir, { recursive: true });
     const tmp = join(dir, 'branch.json.tmp');
-    await writeFile(tmp, JSON.stringify(record, null, 2) + '\n');
+    // The directory belongs to the postgres OS user: never write through a link planted there.
+    await rm(tmp, { force: true });
+    await writeFile(tmp, JSON.stringify(record, null, 2) + '\n', { flag: 'wx' });
     await rename(tmp, join(dir, 'branch.json'));
   }
 

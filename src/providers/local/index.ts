@@ -6,7 +6,7 @@ import { redactUrl } from '../../redact.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgres-binaries.js';
 import { freeLoopbackPort } from '../../system/ports.js';
-import { ensureServerDir, isRoot } from '../../system/process.js';
+import { ensurePassableDir, ensureServerDir, isRoot } from '../../system/process.js';
 import { processAlive, serverPid, stopServer } from '../../system/postgres-server.js';
 import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, parseDuration, parsePointInTime, checkSnapshotName, type PointInTime, type ResolvedPointInTime } from '../../time/index.js';
 import { targetString, uniqueName } from '../naming.js';
@@ -16,6 +16,7 @@ import { BranchStore, type LocalBranchRecord } from './branch-store.js';
 import { archivingProblems, connectProduction, readProductionFacts, switchWalAndWait, type ProductionFacts, type WalSwitch } from './production.js';
 import { directoryRestoreCommand, discardInstance, prepareInstance, recoverInstance, serverUserCanWrite, type InstanceRestore } from './recovery.js';
 import { branchUrl, connectionParts } from './urls.js';
+import { checkBranchIdentity, listSealedOff, type SealedOff } from './seal.js';
 import { listRestorePoints, removeRestorePoint, writeRestorePoint, type RestorePoint } from './restore-points.js';
 import { applyBackupPrune, planBackupPrune, type BackupPrunePlan } from './prune.js';
 import type { RetentionPolicy } from '../../retention/gfs.js';
@@ -170,9 +171,9 @@ export class LocalProvider implements Provider {
     const dir = this.store.dirOf(id);
     const dataDir = this.store.dataDirOf(id);
     const logFile = this.store.logOf(id);
-    await mkdir(this.store.root, { recursive: true });
-    await ensureServerDir(dir, 0o755);
-    await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }));
+    await ensurePassableDir(this.store.root, this.settings.workDir);
+    await ensureServerDir(dir);
+    await writeFile(join(dir, 'creating.json'), JSON.stringify({ pid: process.pid, startedAt: new Date(started).toISOString() }), { flag: 'wx' });
     const port = await freeLoopbackPort();
     const url = branchUrl(databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backup.source).database}`, port);
     const request = (b: BackupInfo, pg: PostgresBinaries): InstanceRestore => ({
@@ -367,8 +368,17 @@ export class LocalProvider implements Provider {
     return this.requireDatabaseUrl();
   }
 
+  /** Every connection to a branch starts here, so here pitr proves the server on its port is that branch. */
   async connectionString(idOrName: string): Promise<string> {
-    return (await this.getRecoveryBranch(idOrName)).connectionUrl;
+    const record = await this.findRecord(idOrName);
+    const url = this.withPassword(record.url);
+    await checkBranchIdentity({ name: record.name, port: record.port, dataDir: this.store.dataDirOf(record.id), url });
+    return url;
+  }
+
+  /** Subscriptions and pg_cron jobs the branch holds but never runs (see SEALED_SETTINGS). */
+  async sealedOff(idOrName: string): Promise<SealedOff> {
+    return listSealedOff(await this.connectionString(idOrName));
   }
 
   async deleteRecoveryBranch(idOrName: string): Promise<RecoveryBranch> {

@@ -5,12 +5,13 @@ import { PitrError } from '../../errors.js';
 import { connect } from '../../db/connect.js';
 import type { PostgresBinaries } from '../../system/postgres-binaries.js';
 import { run, runChecked } from '../../system/process.js';
-import { logReason, renderConf, serverPid, startServer, stopServer, writeServerFile } from '../../system/postgres-server.js';
+import { logReason, removeServerFile, renderConf, serverPid, startServer, stopServer, writeServerFile } from '../../system/postgres-server.js';
 import { describePointInTime, formatPostgresTimestamp, type ResolvedPointInTime } from '../../time/index.js';
 import type { ProgressSink } from '../types.js';
 import type { BackupInfo } from './backups.js';
 import type { WalSwitch } from './production.js';
 import { parseSegmentName, segmentOfLsn } from './wal-archive.js';
+import { SEALED_SETTINGS } from './seal.js';
 
 export interface InstanceRestore {
   bin: PostgresBinaries;
@@ -60,7 +61,7 @@ export async function prepareInstance(req: InstanceRestore): Promise<void> {
   // A reflink copy is near-instant on btrfs/xfs and a plain copy elsewhere.
   await runChecked('cp', ['-a', '--reflink=auto', backup.dataDir, dataDir], { asServerUser: true, what: 'copying the base backup', code: 'restore_failed' });
   if (req.signal?.aborted) throw new PitrError('interrupted', 'interrupted while copying the base backup');
-  await rm(join(dataDir, 'backup_manifest'), { force: true });
+  await removeServerFile(join(dataDir, 'backup_manifest'));
   await ensureConfigFiles(dataDir);
   await writeServerFile(join(dataDir, 'recovery.signal'), '');
   const target: Record<string, string> =
@@ -73,8 +74,7 @@ export async function prepareInstance(req: InstanceRestore): Promise<void> {
     '\n# pitr recovery instance\n' +
       renderConf({
         port: req.port,
-        listen_addresses: '127.0.0.1',
-        unix_socket_directories: '',
+        ...SEALED_SETTINGS,
         // A promoted copy must never push its new timeline into production's archive.
         archive_mode: 'off',
         archive_command: '',
