@@ -3,7 +3,7 @@ import { redactDeep, redactSecrets } from './redact.js';
 
 export type { Logger } from 'pino';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export { LOG_LEVELS } from './log-levels.js';
 
 /**
  * Logs are diagnostics for the operator, so they go to stderr and never mix with the command's

@@ -1,4 +1,3 @@
-import type { Command } from 'commander';
 import { badInput } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
 import type { RecoveryBranch } from '../../providers/types.js';
@@ -6,6 +5,7 @@ import { parseDuration } from '../../time/index.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { addBranchCreateOptions } from '../options.js';
 
 export interface BranchCreateOptions {
   at?: string;
@@ -14,18 +14,6 @@ export interface BranchCreateOptions {
   showPassword?: boolean;
 }
 
-/** The options `pitr --at` and `pitr branch create` share. */
-export function addBranchCreateOptions(command: Command): Command {
-  command
-    .option('--at <time>', 'when production was right: 2026-11-25T14:03:00Z, "2026-11-25 14:03" (UTC or --tz), -15m, "2h ago", lsn:16/B374D848')
-    .option('--ttl <duration>', 'delete the branch after this long (branches prune)', undefined)
-    .option('--name <name>', 'branch name (default pitr-<source>-<yyyymmddThhmmssZ>)')
-    .option('--timeout <duration>', 'give up when WAL replay takes longer than this (default 30m)')
-    .option('--offline', 'do not contact production: recover from the backups and the WAL archive alone')
-    .option('--archive-wait <duration>', 'how long to wait for the archiver to take the newest WAL (default 30s)')
-    .option('--show-password', 'print the connection URL with its password');
-  return command;
-}
 
 export async function createBranch(ctx: CommandContext, options: BranchCreateOptions): Promise<number> {
   const at = ctx.readTime(options.at ?? '');
@@ -83,13 +71,10 @@ function renderCreated(b: RecoveryBranch): string {
 
 export const register: CommandRunner = (program, run) => {
   const branch = program.command('branch').description('recovery branches (see also: branches)');
-  branch
-    .command('create')
-    .description('create a recovery branch of production at a point in time (same as pitr --at; options: see pitr --help)')
-    .action(
-      run<BranchCreateOptions>((ctx, opts) => {
-        if (!opts.at) throw badInput('missing_at', 'pitr branch create needs --at <time>');
-        return createBranch(ctx, opts);
-      }),
-    );
+  addBranchCreateOptions(branch.command('create').description('create a recovery branch of production at a point in time (same as pitr --at <time>)')).action(
+    run<BranchCreateOptions>((ctx, opts) => {
+      if (!opts.at) throw badInput('missing_at', 'pitr branch create needs --at <time>');
+      return createBranch(ctx, opts);
+    }),
+  );
 };

@@ -5,6 +5,7 @@ import { diffRows, type RowDifference, type RowDiffSummary } from '../../diff/ro
 import { recoveryStatement } from '../../diff/sql.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { addAtOption } from '../options.js';
 import { resolveDiffTargets } from '../targets.js';
 
 type Format = 'table' | 'json' | 'ndjson' | 'csv' | 'sql';
@@ -42,7 +43,7 @@ function summaryLine(s: RowDiffSummary): string {
 }
 
 export const register: CommandRunner = (program, run) => {
-  program
+  const diff = program
     .command('diff <table>')
     .description('the rows of one table that differ between a recovery branch (or --at <time>) and production')
     .option('--branch <branch>', 'pitr branch id or name, or any postgres:// URL (default: the newest pitr branch)')
@@ -109,4 +110,5 @@ export const register: CommandRunner = (program, run) => {
         }
       }),
     );
+  addAtOption(diff, 'read production as it was then instead of a branch (Neon Time Travel, no branch created)');
 };

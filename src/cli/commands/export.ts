@@ -5,6 +5,7 @@ import type { ExportStoreOptions } from '../../export/store.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { addBranchCreationOptions } from '../options.js';
 import { formatBytes } from './backup.js';
 
 interface ExportOptions {
@@ -109,6 +110,7 @@ export const register: CommandRunner = (program, run) => {
       }),
     );
 
+  addBranchCreationOptions(exportCommand, {});
   exportCommand
     .command('verify <object>')
     .description('authenticate and decrypt an export (path or s3:// URL of its .dump.enc or .manifest.json), check it against its manifest and list it with pg_restore; exit 1 on any failure')

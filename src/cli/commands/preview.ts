@@ -1,8 +1,10 @@
+import { badInput } from '../../errors.js';
 import { openDiffSessions, preview, type Preview } from '../../diff/preview.js';
 import type { SchemaDiff } from '../../diff/schema.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { resolveDiffTargets } from '../targets.js';
+import { addAtOption } from '../options.js';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
@@ -61,15 +63,19 @@ function render(label: string) {
 }
 
 export const register: CommandRunner = (program, run) => {
-  program
+  const command = program
     .command('preview [branch]')
     .description('what differs between a recovery branch (or --at <time>) and production: schema, row counts, missing/changed rows')
+    .option('--branch <branch>', 'pitr branch id or name, or any postgres:// URL (default: the newest pitr branch); same as the argument')
     .option('--tables <list>', 'only these tables (comma-separated)')
     .option('--schema-only', 'only the schema diff')
     .option('--exit-code', 'exit 1 when anything differs')
     .action(
-      run<{ tables?: string; schemaOnly?: boolean; exitCode?: boolean; at?: string }, [string | undefined]>(async (ctx, opts, branch) => {
-        const targets = await resolveDiffTargets(ctx, branch, opts.at);
+      run<{ branch?: string; tables?: string; schemaOnly?: boolean; exitCode?: boolean; at?: string }, [string | undefined]>(async (ctx, opts, positional) => {
+        if (positional !== undefined && opts.branch !== undefined && positional !== opts.branch) {
+          throw badInput('two_branches', `give the branch once: as an argument ("${positional}") or as --branch ("${opts.branch}")`);
+        }
+        const targets = await resolveDiffTargets(ctx, positional ?? opts.branch, opts.at);
         const sessions = await openDiffSessions(targets.branchUrl, targets.productionUrl);
         try {
           const result = await preview(sessions, {
@@ -85,4 +91,5 @@ export const register: CommandRunner = (program, run) => {
         }
       }),
     );
+  addAtOption(command, 'read production as it was then instead of a branch (Neon Time Travel, no branch created)');
 };

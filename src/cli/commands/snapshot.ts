@@ -18,6 +18,7 @@ export const register: CommandRunner = (program, run) => {
     .command('create')
     .description('take a restore point of production now (or at --at, a past time inside the recoverable window)')
     .option('--name <name>', 'letters, digits, . _ - (default snap-<utc time>)')
+    .option('--at <time>', 'a past time inside the recoverable window (default now)')
     .action(
       run<{ name?: string; at?: string }>(async (ctx, opts) => {
         const name = opts.name ?? `snap-${formatCompactUtc(new Date()).toLowerCase()}`;
