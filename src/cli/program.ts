@@ -1,10 +1,17 @@
-import { Command, CommanderError, Option } from 'commander';
+import type { Command as CommandType, CommanderError as CommanderErrorType, Option as OptionType } from 'commander';
 import { readFileSync } from 'node:fs';
-import { badInput, PitrError } from '../errors.js';
+import { createRequire } from 'node:module';
 import { LOG_LEVELS } from '../log-levels.js';
 import type { CliIo, CommandContext } from './context.js';
 import { addBranchCreateOptions, type BranchCreationOptions } from './options.js';
-import { Output } from './output.js';
+
+// commander is CommonJS: require() skips the ESM wrapper's export scan, measurably faster at start-up.
+const { Command, CommanderError, Option } = createRequire(import.meta.url)('commander') as {
+  Command: typeof CommandType;
+  CommanderError: typeof CommanderErrorType;
+  Option: typeof OptionType;
+};
+type Command = CommandType;
 
 export type Action<O, A extends unknown[]> = (ctx: CommandContext, options: O, ...args: A) => Promise<number>;
 /** Wraps a command handler: builds its context, runs it, and records its exit code. */
@@ -158,6 +165,7 @@ export async function buildProgram(io: CliIo, result: { exitCode: number; debug:
     .argument('[command]')
     .action(
       run<BranchCreationOptions & { at?: string; showPassword?: boolean }, [string | undefined]>(async (ctx, options, stray) => {
+        const { badInput } = await import('../errors.js');
         if (stray !== undefined) throw badInput('unknown_command', `unknown command "${stray}" (run pitr --help for the list)`);
         if (!options.at) {
           program.outputHelp();
@@ -204,6 +212,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
       return 2;
     }
+    // Loaded only on the error path: start-up is paid on every call.
+    const [{ Output }, { PitrError }] = await Promise.all([import('./output.js'), import('../errors.js')]);
     const output = new Output({ json: result.json, stdout: io.stdout as never, stderr: io.stderr as never });
     const debug = result.debug || argv.some((a, i) => a === '--log-level' && /debug|trace/.test(argv[i + 1] ?? '')) || /debug|trace/.test(io.env.PITR_LOG_LEVEL ?? '');
     if (io.signal.aborted && !(err instanceof PitrError)) {
