@@ -5,6 +5,7 @@ import { parseDuration } from '../../time/index.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine } from '../hints.js';
 import { addBranchCreateOptions } from '../options.js';
 
 export interface BranchCreateOptions {
@@ -65,7 +66,7 @@ function renderCreated(b: RecoveryBranch): string {
     ]),
     '',
     `Connect:  psql "${b.connectionUrl}"`,
-    `Remove:   pitr branches delete ${b.name}`,
+    `Remove:   ${commandLine('pitr', 'branches', 'delete', b.name)}`,
   ].join('\n');
 }
 

@@ -5,6 +5,7 @@ import type { ExportStoreOptions } from '../../export/store.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine } from '../hints.js';
 import { addBranchCreationOptions } from '../options.js';
 import { formatBytes } from './backup.js';
 
@@ -56,7 +57,7 @@ function renderExport(r: ExportResult): string {
     ]),
     ...r.warnings.map((w) => `warning: ${w}`),
     '',
-    `Check it with: pitr export verify ${r.manifestObject} --restore`,
+    `Check it with: ${commandLine('pitr', 'export', 'verify', r.manifestObject, '--restore')}`,
   ].join('\n');
 }
 

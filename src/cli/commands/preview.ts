@@ -3,6 +3,7 @@ import { openDiffSessions, preview, type Preview } from '../../diff/preview.js';
 import type { SchemaDiff } from '../../diff/schema.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine, typedTable } from '../hints.js';
 import { resolveDiffTargets } from '../targets.js';
 import { addAtOption } from '../options.js';
 
@@ -54,7 +55,7 @@ function render(label: string) {
       '',
       p.tables.length ? renderTable([['TABLE', 'BRANCH ROWS', 'PRODUCTION ROWS', 'MISSING', 'CHANGED', 'ONLY IN PROD', 'CHANGED COLUMNS'], ...rows]) : '',
       '',
-      affected.length ? `Next: pitr diff ${affected[0]!.table} to see the rows.` : p.tables.length ? 'No row differences.' : '',
+      affected.length ? `Next: ${commandLine('pitr', 'diff', typedTable(affected[0]!.table))}   # the rows` : p.tables.length ? 'No row differences.' : '',
     ]
       .filter((l, i, all) => !(l === '' && all[i - 1] === ''))
       .join('\n')
