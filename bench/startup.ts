@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fmt, median, pad, round, roundsSetting } from './support.js';
 
-const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+// The installed executable (package.json bin), as `npx pitr` and playbook steps run it.
+const CLI = fileURLToPath(new URL('../bin/pitr.cjs', import.meta.url));
 const rounds = roundsSetting(20);
 const cwd = mkdtempSync(join(tmpdir(), 'pitr-startup-'));
 const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd };
