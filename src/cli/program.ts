@@ -178,7 +178,9 @@ export async function buildProgram(io: CliIo, result: { exitCode: number; debug:
   rejectUnknownSubcommands(program);
   program.addHelpText('after', () => {
     const help = headline.createHelp();
-    const lines = help.visibleOptions(headline).map((o) => `  ${help.optionTerm(o).padEnd(28)} ${help.optionDescription(o)}`);
+    help.prepareContext({ helpWidth: process.stdout.columns || 80 });
+    const width = help.longestOptionTermLength(headline, help);
+    const lines = help.visibleOptions(headline).map((o) => help.formatItem(help.optionTerm(o), width, help.optionDescription(o), help));
     return `\nCreate a recovery branch: pitr --at <time> [options] (same as pitr branch create)\n${lines.join('\n')}\n`;
   });
   return program;
