@@ -106,7 +106,11 @@ function rootCommand(io: CliIo): Command {
  * undefined for `pitr`, `pitr --at …` and `pitr --help`.
  */
 export function commandOf(program: Command, args: readonly string[]): CommandEntry | undefined {
-  const takesValue = new Set(program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short].filter((f): f is string => !!f)));
+  // Values of global options and of `pitr --at`'s own options are not command names.
+  const headline = addBranchCreateOptions(new Command('at'));
+  const takesValue = new Set(
+    [...program.options, ...headline.options].filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short].filter((f): f is string => !!f)),
+  );
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === '--') return undefined;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import type { Command } from 'commander';
-import { buildProgram, COMMANDS, runCli } from '../../src/cli/program.js';
+import { buildProgram, commandOf, COMMANDS, runCli } from '../../src/cli/program.js';
 import type { CliIo } from '../../src/cli/context.js';
 
 /**
@@ -67,6 +67,14 @@ describe('usage errors on every command', async () => {
     expect(code, x.err()).toBe(2);
     expect(x.err()).toMatch(c.subcommands.length ? /unknown command 'no-such-thing'|too many arguments/ : /too many arguments/);
     expect(x.out()).toBe('');
+  });
+
+  it('finds the command to load past global options and option values', async () => {
+    const program = await buildProgram(io(), { exitCode: 0, debug: false, json: false }, []);
+    expect(commandOf(program, ['--work-dir', 'status', 'diff', 't'])?.name).toBe('diff');
+    expect(commandOf(program, ['--name', 'status', '--at', '-15m'])).toBeUndefined();
+    expect(commandOf(program, ['cs', 'b1'])?.name).toBe('connection-string');
+    expect(commandOf(program, ['help', 'recover'])?.name).toBe('recover');
   });
 
   it('an unknown top-level command is exit 2', async () => {
