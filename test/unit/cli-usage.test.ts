@@ -77,6 +77,15 @@ describe('usage errors on every command', async () => {
     expect(commandOf(program, ['help', 'recover'])?.name).toBe('recover');
   });
 
+  it('preview takes the branch as an argument or as --branch, not two different ones', async () => {
+    const help = io();
+    await runCli(['node', 'pitr', 'preview', '--help'], help);
+    expect(help.out()).toContain('--branch <branch>');
+    const both = io();
+    expect(await runCli(['node', 'pitr', 'preview', 'a', '--branch', 'b', '--provider', 'local'], both)).toBe(2);
+    expect(both.err()).toContain('give the branch once');
+  });
+
   it('an unknown top-level command is exit 2', async () => {
     const x = io();
     expect(await runCli(['node', 'pitr', 'no-such-thing'], x)).toBe(2);
