@@ -161,6 +161,10 @@ export async function buildProgram(io: CliIo, result: { exitCode: number; debug:
     const stub = program.command(entry.name).description(entry.description);
     if (entry.alias) stub.alias(entry.alias);
     if (entry.args) stub.arguments(entry.args);
+    // Never silently do nothing should the command detection above ever miss.
+    stub.allowUnknownOption().allowExcessArguments().action(() => {
+      throw new Error(`pitr ${entry.name} was not loaded`);
+    });
   }
 
   // `pitr --at <time>` is the headline: the same as `pitr branch create --at <time>`. It is the
