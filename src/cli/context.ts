@@ -4,7 +4,7 @@ import { badInput } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { LocalProvider } from '../providers/local/index.js';
 import type { Provider } from '../providers/types.js';
-import { useDriver } from '../db/connect.js';
+import { useDriver } from '../db/driver.js';
 import { describePointInTime, parseDuration, parsePointInTime, type PointInTime } from '../time/index.js';
 import { Output } from './output.js';
 

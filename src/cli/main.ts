@@ -1,5 +1,13 @@
 #!/usr/bin/env node
-import { runCli } from './program.js';
+import { readFileSync } from 'node:fs';
+
+// `pitr --version` answers before anything else loads: scripts and playbook steps call it.
+const args = process.argv.slice(2);
+if (args.length === 1 && (args[0] === '--version' || args[0] === '-V')) {
+  process.stdout.write(`${(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}\n`);
+  process.exit(0);
+}
+const { runCli } = await import('./program.js');
 
 // Run data, reports and logs hold production rows and secrets: every file pitr creates is 0600, every directory 0700.
 process.umask(0o077);

@@ -132,8 +132,11 @@ export class Output {
     const message = redactSecrets(pitrError ? pitrError.message : `unexpected error: ${(err as Error)?.message ?? String(err)}`).replace(/\s*\n\s*/g, ' ');
     const code = pitrError?.code ?? 'internal';
     const exitCode = pitrError?.exitCode ?? 1;
-    if (this.json) this.stdout.write(JSON.stringify({ error: { code, message, exitCode } }) + '\n');
+    // Errors that list several mistakes (a playbook's) print each on its own line.
+    const problems = (pitrError as { problems?: readonly string[] } | undefined)?.problems;
+    if (this.json) this.stdout.write(JSON.stringify({ error: { code, message, exitCode, ...(problems && { problems }) } }) + '\n');
     this.stderr.write(`pitr: error: ${message}\n`);
+    if (problems && problems.length > 1) this.stderr.write(problems.map((p) => `  ${redactSecrets(p)}\n`).join(''));
     if (debug) {
       if (pitrError?.detail) this.stderr.write(redactSecrets(pitrError.detail) + '\n');
       if (!pitrError && err instanceof Error && err.stack) this.stderr.write(redactSecrets(err.stack) + '\n');

@@ -4,28 +4,9 @@ import { redactUrl } from '../redact.js';
 
 export type PgClient = pg.Client;
 
-/**
- * How pitr reaches Postgres: `pg` is plain TCP; `ws` is Neon's serverless driver over a
- * WebSocket (for networks that block port 5432). Chosen once per process by the CLI.
- */
-export type DriverName = 'pg' | 'ws';
-export interface DriverSettings {
-  driver: DriverName;
-  /**
-   * WebSocket proxy for `ws`, as a URL template with {host} and {port}, e.g.
-   * `ws://127.0.0.1:8080/v1?address={host}:{port}`. Default: Neon's own proxy at wss://<host>/v2.
-   */
-  wsProxy?: string;
-}
-let driverSettings: DriverSettings = { driver: 'pg' };
+import { currentDriver, type DriverName } from './driver.js';
 
-export function useDriver(settings: DriverSettings): void {
-  driverSettings = settings;
-}
-
-export function currentDriver(): DriverSettings {
-  return driverSettings;
-}
+export { currentDriver, useDriver, type DriverName, type DriverSettings } from './driver.js';
 
 export interface ConnectOptions {
   timeoutMs?: number;
@@ -39,7 +20,7 @@ async function wsClient(url: string, options: ConnectOptions): Promise<pg.Client
   neonConfig.webSocketConstructor = WebSocket;
   // "password" pipelining breaks SCRAM against a plain Postgres behind a proxy; one round trip more is fine.
   neonConfig.pipelineConnect = false;
-  const template = driverSettings.wsProxy;
+  const template = currentDriver().wsProxy;
   if (template) {
     neonConfig.useSecureWebSocket = template.startsWith('wss://');
     const bare = template.replace(/^wss?:\/\//, '');
@@ -60,7 +41,7 @@ export function describeTarget(url: string): string {
 }
 
 export async function connect(url: string, options: ConnectOptions = {}): Promise<pg.Client> {
-  const driver = options.driver ?? driverSettings.driver;
+  const driver = options.driver ?? currentDriver().driver;
   const client =
     driver === 'ws'
       ? await wsClient(url, options)

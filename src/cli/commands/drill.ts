@@ -2,9 +2,10 @@ import { badInput } from '../../errors.js';
 import { registerWebhook } from '../../config/index.js';
 import { notifyFailure, renderDrill, runDrill, type DrillCheck } from '../../drill/index.js';
 import type { CommandRunner } from '../program.js';
+import { addAtOption, addBranchCreationOptions } from '../options.js';
 
 export const register: CommandRunner = (program, run) => {
-  program
+  const drill = program
     .command('drill')
     .description('restore drill: restore production at a time (default now), check it, time it, clean up; exit 1 on any failure')
     .option('--tolerance <percent>', 'allowed row-count difference per table vs production now', '1')
@@ -33,4 +34,6 @@ export const register: CommandRunner = (program, run) => {
         return result.ok ? 0 : 1;
       }),
     );
+  addAtOption(drill, 'the time to restore (default now)');
+  addBranchCreationOptions(drill, {});
 };

@@ -5,6 +5,8 @@ import type { ExportStoreOptions } from '../../export/store.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine } from '../hints.js';
+import { addBranchCreationOptions } from '../options.js';
 import { formatBytes } from './backup.js';
 import { registerRestoreCommands } from './export-restore.js';
 
@@ -56,7 +58,7 @@ function renderExport(r: ExportResult): string {
     ]),
     ...r.warnings.map((w) => `warning: ${w}`),
     '',
-    `Check it with: pitr export verify ${r.manifestObject} --restore`,
+    `Check it with: ${commandLine('pitr', 'export', 'verify', r.manifestObject, '--restore')}`,
   ].join('\n');
 }
 
@@ -110,6 +112,7 @@ export const register: CommandRunner = (program, run) => {
       }),
     );
 
+  addBranchCreationOptions(exportCommand, {});
   exportCommand
     .command('verify <object>')
     .description('authenticate and decrypt an export (path or s3:// URL of its .dump.enc or .manifest.json), check it against its manifest and list it with pg_restore; exit 1 on any failure')

@@ -1,6 +1,7 @@
 import { runGuardedMigration } from '../../migrate/index.js';
 import { formatCompactUtc } from '../../time/index.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine } from '../hints.js';
 import { runNamedPlaybook } from './playbook.js';
 
 export const register: CommandRunner = (program, run) => {
@@ -24,7 +25,7 @@ export const register: CommandRunner = (program, run) => {
           onProgress: (e) => ctx.output.progress(e),
         });
         await Promise.all([new Promise<void>((r) => streams.stdout.end(r)), new Promise<void>((r) => streams.stderr.end(r))]);
-        const rollbackCommand = `pitr playbook run failed-migration --set at=snapshot:${result.snapshot.name}`;
+        const rollbackCommand = commandLine('pitr', 'playbook', 'run', 'failed-migration', '--set', `at=snapshot:${result.snapshot.name}`);
         const failed = result.exitCode !== 0;
         if (failed && opts.rollback) {
           ctx.output.note(`Migration failed (exit ${result.exitCode}${result.startError ? `: ${result.startError}` : ''}); rolling back with: ${rollbackCommand}`);
@@ -38,7 +39,11 @@ export const register: CommandRunner = (program, run) => {
                 `Production before it is kept as snapshot ${result.snapshot.name}. To see what it changed and roll back:`,
                 `  ${rollbackCommand}`,
               ].join('\n')
-            : `Migration succeeded in ${result.seconds.toFixed(1)} s. Restore point ${result.snapshot.name} kept (pitr --at snapshot:${result.snapshot.name} branches from it; pitr snapshot delete ${result.snapshot.name} removes it).`,
+            : [
+                `Migration succeeded in ${result.seconds.toFixed(1)} s. Restore point ${result.snapshot.name} kept.`,
+                `Branch from it: ${commandLine('pitr', '--at', `snapshot:${result.snapshot.name}`)}`,
+                `Remove it:      ${commandLine('pitr', 'snapshot', 'delete', result.snapshot.name)}`,
+              ].join('\n'),
         );
         return result.exitCode;
       }),

@@ -7,6 +7,7 @@ import type { CommandContext } from '../context.js';
 import type { CommandRunner } from '../program.js';
 import { branchProvider, exportBranches } from '../export-branches.js';
 import { masterKey, storeOptions } from './export.js';
+import { addBranchCreationOptions } from '../options.js';
 
 const SHIPPED = SHIPPED_PLAYBOOKS;
 
@@ -80,7 +81,7 @@ export const register: CommandRunner = (program, run) => {
         return 0;
       }),
     );
-  playbook
+  const runCommand = playbook
     .command('run <playbook>')
     .description('run a playbook (shipped name or file): every step timed, a JSON and Markdown report, the measured RTO')
     .option('--set <key=value>', 'an input value (repeatable)', (v: string, all: string[] = []) => [...all, v])
@@ -96,6 +97,7 @@ export const register: CommandRunner = (program, run) => {
         return runNamedPlaybook(ctx, name, given, !!opts.dryRun);
       }),
     );
+  addBranchCreationOptions(runCommand, {});
   playbook
     .command('validate <file>')
     .description('check a playbook: every mistake is reported with its line and YAML path (exit 2)')

@@ -3,7 +3,9 @@ import { openDiffSessions, preview, type Preview } from '../../diff/preview.js';
 import type { SchemaDiff } from '../../diff/schema.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine, typedTable } from '../hints.js';
 import { resolveDiffTargets } from '../targets.js';
+import { addAtOption } from '../options.js';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
@@ -64,7 +66,7 @@ function render(label: string, sealed?: { subscriptions: string[]; cronJobs: str
       '',
       p.tables.length ? renderTable([['TABLE', 'BRANCH ROWS', 'PRODUCTION ROWS', 'MISSING', 'CHANGED', 'ONLY IN PROD', 'CHANGED COLUMNS'], ...rows]) : '',
       '',
-      affected.length ? `Next: pitr diff ${affected[0]!.table} to see the rows.` : p.tables.length ? 'No row differences.' : '',
+      affected.length ? `Next: ${commandLine('pitr', 'diff', typedTable(affected[0]!.table))}   # the rows` : p.tables.length ? 'No row differences.' : '',
     ]
       .filter((l, i, all) => !(l === '' && all[i - 1] === ''))
       .join('\n')
@@ -73,18 +75,22 @@ function render(label: string, sealed?: { subscriptions: string[]; cronJobs: str
 }
 
 export const register: CommandRunner = (program, run) => {
-  program
+  const command = program
     .command('preview [branch]')
     .description('what differs between a recovery branch (or --at <time>) and production: schema, row counts, missing/changed rows')
+    .option('--branch <branch>', 'pitr branch id or name, or any postgres:// URL (default: the newest pitr branch); same as the argument')
     .option('--tables <list>', 'only these tables (comma-separated)')
     .option('--schema-only', 'only the schema diff')
     .option('--jobs <n>', 'connections per side sharing one snapshot (default: from the servers, 1–4)')
     .option('--exit-code', 'exit 1 when anything differs')
     .action(
-      run<{ tables?: string; schemaOnly?: boolean; jobs?: string; exitCode?: boolean; at?: string }, [string | undefined]>(async (ctx, opts, branch) => {
+      run<{ branch?: string; tables?: string; schemaOnly?: boolean; jobs?: string; exitCode?: boolean; at?: string }, [string | undefined]>(async (ctx, opts, positional) => {
+        if (positional !== undefined && opts.branch !== undefined && positional !== opts.branch) {
+          throw badInput('two_branches', `give the branch once: as an argument ("${positional}") or as --branch ("${opts.branch}")`);
+        }
         const jobs = opts.jobs === undefined ? undefined : Number(opts.jobs);
         if (jobs !== undefined && (!/^\d+$/.test(opts.jobs!.trim()) || jobs < 1 || jobs > 64)) throw badInput('bad_jobs', `--jobs must be a whole number from 1 to 64 (got "${opts.jobs}")`);
-        const targets = await resolveDiffTargets(ctx, branch, opts.at);
+        const targets = await resolveDiffTargets(ctx, positional ?? opts.branch, opts.at);
         const provider = await ctx.provider();
         const sealedOff = targets.branchId && provider.sealedOff ? await provider.sealedOff(targets.branchId) : undefined;
         const sessions = await openDiffSessions(targets.branchUrl, targets.productionUrl);
@@ -103,4 +109,5 @@ export const register: CommandRunner = (program, run) => {
         }
       }),
     );
+  addAtOption(command, 'read production as it was then instead of a branch (Neon Time Travel, no branch created)');
 };

@@ -7,13 +7,14 @@ import { checkRunId, RunStore, type RunState } from '../../recover/runs.js';
 import { chooseOne, confirmByTyping } from '../confirm.js';
 import type { CommandRunner } from '../program.js';
 import type { CommandContext } from '../context.js';
+import { addAtOption } from '../options.js';
 import { resolveDiffTargets } from '../targets.js';
 import { connectionParts } from '../../providers/local/urls.js';
 import { checkWhereSyntax } from '../../db/user-sql.js';
 
 
 export const register: CommandRunner = (program, run) => {
-  program
+  const recover = program
     .command('recover <tables...>')
     .description('copy chosen rows from a recovery branch back into production, in one transaction, after a plan and a confirmation')
     .option('--branch <branch>', 'pitr branch id or name, or any postgres:// URL (default: the newest pitr branch)')
@@ -83,6 +84,7 @@ export const register: CommandRunner = (program, run) => {
         return finish(await applyRecovery(req, plan, store, runState));
       }),
     );
+  addAtOption(recover, 'read production as it was then instead of a branch (Neon Time Travel, no branch created)');
 
   program
     .command('undo <run-id>')

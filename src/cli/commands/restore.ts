@@ -3,6 +3,7 @@ import type { RestoreResult } from '../../providers/types.js';
 import { confirmByTyping } from '../confirm.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { addAtOption } from '../options.js';
 
 function render(r: RestoreResult): string {
   const head = r.applied
@@ -23,7 +24,7 @@ function render(r: RestoreResult): string {
 }
 
 export const register: CommandRunner = (program, run) => {
-  program
+  const restore = program
     .command('restore')
     .description('roll the whole production branch back in place to a point in time, keeping the current state under a name')
     .option('--preserve-as <name>', 'name of the branch that keeps the current state (default <branch>-before-pitr-<timestamp>)')
@@ -55,4 +56,6 @@ export const register: CommandRunner = (program, run) => {
         return 0;
       }),
     );
+  addAtOption(restore, 'the time to roll back to (required)');
+  restore.option('--timeout <duration>', 'give up when the restore operation takes longer than this (default 5m)');
 };

@@ -3,6 +3,7 @@ import { pruneSnapshots } from '../../retention/snapshots.js';
 import { formatCompactUtc } from '../../time/index.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
+import { commandLine } from '../hints.js';
 import { addRetentionOptions, describeRetentionPolicy, retentionPolicy, type RetentionOptions } from '../retention.js';
 
 const where = (s: Snapshot) => (s.lsn ? `LSN ${s.lsn}` : '') + (s.at ? `${s.lsn ? ' at ' : ''}${s.at}` : '');
@@ -18,6 +19,7 @@ export const register: CommandRunner = (program, run) => {
     .command('create')
     .description('take a restore point of production now (or at --at, a past time inside the recoverable window)')
     .option('--name <name>', 'letters, digits, . _ - (default snap-<utc time>)')
+    .option('--at <time>', 'a past time inside the recoverable window (default now)')
     .action(
       run<{ name?: string; at?: string }>(async (ctx, opts) => {
         const name = opts.name ?? `snap-${formatCompactUtc(new Date()).toLowerCase()}`;
@@ -25,7 +27,7 @@ export const register: CommandRunner = (program, run) => {
         const provider = await ctx.provider();
         const made = await provider.createSnapshot(name, { ...(at && { at }), onProgress: (e) => ctx.output.progress(e) });
         ctx.output.result({ snapshot: made }, () =>
-          [`Snapshot ${made.name} taken (${made.method}): ${where(made)}`, `Branch from it with: pitr --at snapshot:${made.name}`].join('\n'),
+          [`Snapshot ${made.name} taken (${made.method}): ${where(made)}`, `Branch from it with: ${commandLine('pitr', '--at', `snapshot:${made.name}`)}`].join('\n'),
         );
         return 0;
       }),

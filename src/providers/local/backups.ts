@@ -3,12 +3,15 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { PitrError } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
-import { findPostgresBinaries } from '../../system/postgres-binaries.js';
+import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgres-binaries.js';
 import { ensureServerDir, runChecked } from '../../system/process.js';
 import { formatCompactUtc } from '../../time/index.js';
 import type { ProgressSink } from '../types.js';
 import { connectProduction, readProductionFacts } from './production.js';
 import { connectionParts } from './urls.js';
+import { copyBaseBackup } from './copy-backup.js';
+
+export type BackupMethod = 'auto' | 'pg_basebackup' | 'copy';
 
 export const BackupInfoSchema = z.object({
   id: z.string(),
@@ -27,6 +30,8 @@ export const BackupInfoSchema = z.object({
   source: z.string(),
   verified: z.boolean(),
   seconds: z.number(),
+  /** pg_basebackup (self-contained, WAL inside) or copy (low-level API; its WAL comes from the archive). */
+  method: z.enum(['pg_basebackup', 'copy']).optional(),
 });
 export type BackupInfo = z.infer<typeof BackupInfoSchema> & { dir: string; dataDir: string };
 
@@ -55,20 +60,29 @@ function labelField(label: string, field: string): string | undefined {
 }
 
 /**
- * Takes a base backup with pg_basebackup: plain format (a restore is a copy, the fastest path),
+ * Takes a base backup. pg_basebackup: plain format (a restore is a copy, the fastest path),
  * WAL streamed into the backup so it is self-contained, and a fast checkpoint (a spread one
- * made a 2-second backup take 272 s here). The metadata file is written last, atomically, so a
- * directory without it is an interrupted backup that is never used.
+ * made a 2-second backup take 272 s here). copy (the default where pg_basebackup is missing,
+ * e.g. with only the embedded server binaries): the low-level API on the database host. The
+ * metadata file is written last, atomically, so a directory without it is an interrupted
+ * backup that is never used.
  */
-export async function takeBackup(databaseUrl: string, backupDir: string, onProgress?: ProgressSink): Promise<BackupInfo> {
+export async function takeBackup(databaseUrl: string, backupDir: string, onProgress?: ProgressSink, method: BackupMethod = 'auto'): Promise<BackupInfo> {
   const client = await connectProduction(databaseUrl);
   let facts;
   try {
     facts = await readProductionFacts(client);
-  } finally {
+  } catch (err) {
     await client.end().catch(() => undefined);
+    throw err;
   }
-  const bin = await findPostgresBinaries(facts.major);
+  const bin = method === 'copy' ? undefined : await findPostgresBinaries(facts.major).catch((err: unknown) => (method === 'auto' ? undefined : Promise.reject(err)));
+  const useCopy = method === 'copy' || !bin || !(await bin.has('pg_basebackup'));
+  if (method === 'pg_basebackup' && useCopy) {
+    await client.end().catch(() => undefined);
+    throw new PitrError('missing_program', `pg_basebackup is not in ${bin!.binDir}: install the PostgreSQL ${facts.major} client programs, or use --method copy on the database host`);
+  }
+  if (!useCopy) await client.end().catch(() => undefined);
   const startedAt = new Date();
   // Base backups are copies of production: private to the postgres OS user.
   await ensureServerDir(backupDir);
@@ -78,43 +92,37 @@ export async function takeBackup(databaseUrl: string, backupDir: string, onProgr
   const dir = join(backupDir, id);
   const dataDir = join(dir, 'data');
   await ensureServerDir(dir);
-  const { url, password } = connectionParts(databaseUrl);
-  const env = { ...process.env, ...(password ? { PGPASSWORD: password } : {}) };
   try {
-    onProgress?.({ phase: 'backup', message: `pg_basebackup into ${dir}` });
-    await runChecked(
-      bin.path('pg_basebackup'),
-      ['-d', url, '-D', dataDir, '-Fp', '-X', 'stream', '-c', 'fast', '--no-password', '-l', `pitr ${id}`],
-      { asServerUser: true, env, what: 'pg_basebackup', code: 'backup_failed' },
-    );
+    let taken: { startLsn: string; endLsn: string; startWal: string; timeline: number; bytes: number; verified: boolean };
+    if (useCopy) {
+      try {
+        taken = { ...(await copyBaseBackup(client, dataDir, `pitr ${id}`, facts.systemIdentifier, onProgress)), verified: false };
+      } finally {
+        // Ending the session also aborts a backup that pg_backup_stop did not finish.
+        await client.end().catch(() => undefined);
+      }
+    } else {
+      taken = await runBaseBackup(bin!, databaseUrl, dataDir, id, onProgress);
+    }
     const endedAt = await productionNow(databaseUrl);
-    onProgress?.({ phase: 'verify', message: 'pg_verifybackup' });
-    await runChecked(bin.path('pg_verifybackup'), [dataDir], { asServerUser: true, what: 'pg_verifybackup', code: 'backup_verify_failed' });
-    const label = await readFile(join(dataDir, 'backup_label'), 'utf8');
-    const manifest = JSON.parse(await readFile(join(dataDir, 'backup_manifest'), 'utf8')) as {
-      Files: { Size: number }[];
-      'WAL-Ranges': { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[];
-    };
-    const range = manifest['WAL-Ranges'].at(-1);
-    const startWal = /\(file ([0-9A-F]{24})\)/.exec(labelField(label, 'START WAL LOCATION') ?? '')?.[1];
-    if (!range || !startWal) throw new PitrError('backup_failed', 'pg_basebackup wrote no WAL range or start segment: the backup is unusable');
     const info = {
       id,
       format: 'plain' as const,
       startedAt: startedAt.toISOString(),
       endedAt,
-      startLsn: range['Start-LSN'],
-      endLsn: range['End-LSN'],
-      startWal,
-      timeline: range.Timeline,
+      startLsn: taken.startLsn,
+      endLsn: taken.endLsn,
+      startWal: taken.startWal,
+      timeline: taken.timeline,
       pgVersion: facts.serverVersion,
       pgMajor: facts.major,
       systemIdentifier: facts.systemIdentifier,
       walSegmentSize: facts.walSegmentSize,
-      bytes: manifest.Files.reduce((sum, f) => sum + f.Size, 0),
+      bytes: taken.bytes,
       source: redactUrl(databaseUrl),
-      verified: true,
+      verified: taken.verified,
       seconds: (Date.now() - startedAt.getTime()) / 1000,
+      method: useCopy ? ('copy' as const) : ('pg_basebackup' as const),
     };
     await writeFile(join(dir, `${METADATA}.tmp`), JSON.stringify(info, null, 2) + '\n');
     await rename(join(dir, `${METADATA}.tmp`), join(dir, METADATA));
@@ -123,6 +131,31 @@ export async function takeBackup(databaseUrl: string, backupDir: string, onProgr
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+async function runBaseBackup(bin: PostgresBinaries, databaseUrl: string, dataDir: string, id: string, onProgress?: ProgressSink) {
+  const { url, password } = connectionParts(databaseUrl);
+  const env = { ...process.env, ...(password ? { PGPASSWORD: password } : {}) };
+  onProgress?.({ phase: 'backup', message: `pg_basebackup into ${dataDir}` });
+  await runChecked(
+    bin.path('pg_basebackup'),
+    ['-d', url, '-D', dataDir, '-Fp', '-X', 'stream', '-c', 'fast', '--no-password', '-l', `pitr ${id}`],
+    { asServerUser: true, env, what: 'pg_basebackup', code: 'backup_failed' },
+  );
+  const verified = await bin.has('pg_verifybackup');
+  if (verified) {
+    onProgress?.({ phase: 'verify', message: 'pg_verifybackup' });
+    await runChecked(bin.path('pg_verifybackup'), [dataDir], { asServerUser: true, what: 'pg_verifybackup', code: 'backup_verify_failed' });
+  }
+  const label = await readFile(join(dataDir, 'backup_label'), 'utf8');
+  const manifest = JSON.parse(await readFile(join(dataDir, 'backup_manifest'), 'utf8')) as {
+    Files: { Size: number }[];
+    'WAL-Ranges': { Timeline: number; 'Start-LSN': string; 'End-LSN': string }[];
+  };
+  const range = manifest['WAL-Ranges'].at(-1);
+  const startWal = /\(file ([0-9A-F]{24})\)/.exec(labelField(label, 'START WAL LOCATION') ?? '')?.[1];
+  if (!range || !startWal) throw new PitrError('backup_failed', 'pg_basebackup wrote no WAL range or start segment: the backup is unusable');
+  return { startLsn: range['Start-LSN'], endLsn: range['End-LSN'], startWal, timeline: range.Timeline, bytes: manifest.Files.reduce((sum, f) => sum + f.Size, 0), verified };
 }
 
 /**

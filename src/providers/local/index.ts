@@ -11,7 +11,7 @@ import { processAlive, serverPid, stopServer } from '../../system/postgres-serve
 import { compareLsn, describePointInTime, formatCompactUtc, formatTarget, parseDuration, parsePointInTime, checkSnapshotName, type PointInTime, type ResolvedPointInTime } from '../../time/index.js';
 import { targetString, uniqueName } from '../naming.js';
 import type { CreateBranchOptions, CreateSnapshotOptions, Provider, RecoveryBranch, Snapshot, SourceInfo } from '../types.js';
-import { listBackups, takeBackup, type BackupInfo } from './backups.js';
+import { listBackups, takeBackup, type BackupInfo, type BackupMethod } from './backups.js';
 import { BranchStore, type LocalBranchRecord } from './branch-store.js';
 import { archivingProblems, connectProduction, readProductionFacts, switchWalAndWait, type ProductionFacts, type WalSwitch } from './production.js';
 import { directoryRestoreCommand, discardInstance, prepareInstance, recoverInstance, serverUserCanWrite, type InstanceRestore } from './recovery.js';
@@ -76,8 +76,8 @@ export class LocalProvider implements Provider {
     );
   }
 
-  async backup(onProgress?: CreateBranchOptions['onProgress']): Promise<BackupInfo> {
-    return takeBackup(this.requireDatabaseUrl(), this.requireBackupDir(), onProgress);
+  async backup(onProgress?: CreateBranchOptions['onProgress'], method?: BackupMethod): Promise<BackupInfo> {
+    return takeBackup(this.requireDatabaseUrl(), this.requireBackupDir(), onProgress, method);
   }
 
   async listBackups(): Promise<BackupInfo[]> {

