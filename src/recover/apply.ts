@@ -8,7 +8,8 @@ import type { RunState, RunStore } from './runs.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
 import { cols, constraintRef, keyMatch } from './sql.js';
-import { stageKeys, stageScope, stageSource } from './staging.js';
+import { stageKeys, stageRowsByKeys, stageScope, stageSource } from './staging.js';
+import { stageDifferences } from './differences.js';
 import { disableTriggers, sideWrites, transactionCounters, writtenRelations } from './triggers.js';
 import type { RecoverRequest, RecoveryPlan, SideWrites, TableOutcome, TablePlan } from './types.js';
 import { verifyWritten, type WrittenTable } from './verify.js';
@@ -25,8 +26,20 @@ export function plansInsertsOnly(req: RecoverRequest, s: TableSelection): boolea
   return req.mode === 'missing' && s.role === 'root' && !req.deleteExtra && s.key.length > 0 && useCopy();
 }
 
+/** Root tables with a key whose plan can update or delete are planned from the diff engine's differing keys. */
+export const plansFromDiff = (req: RecoverRequest, s: TableSelection) => s.role === 'root' && s.key.length > 0 && (req.mode !== 'missing' || req.deleteExtra);
+
 /** Plans one table inside the session's transaction: stages what it needs and builds `pitr_plan_<n>`. */
 export async function planTable(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, file: string, keysOnly: boolean): Promise<TablePlan> {
+  if (plansFromDiff(req, s)) {
+    const staged = await stageDifferences(p, req, s, n);
+    const tp = await computeTablePlan(p, s, n, req, file, { ...(staged.scope && { scope: staged.scope }) });
+    if (tp.delete > 0) {
+      const effects = await findDeleteEffects(p, s, n);
+      if (effects.length) throw deleteEffectsRefusal(effects);
+    }
+    return { ...tp, candidates: staged.candidates };
+  }
   const scope = req.deleteExtra && s.role === 'root' && req.where !== undefined ? `pitr_scope_${n}` : undefined;
   if (scope) await stageScope(p, s, n, req.where!);
   if (s.key.length === 0) {
@@ -116,7 +129,8 @@ export async function writeRecovery(
       await copyFromFile(p.production, data(`${n}.plan`), `pitr_plan_${n}`, `${cols(s.key)}, action, old_hash, new_hash, cols`);
       await p.production.query(`analyze pitr_plan_${n}`);
       if (keysFirst && tp.update === 0 && tp.delete === 0 && tp.insert > 0) directSql = await missingRangesSql(p, s, n);
-      candidates = directSql === null ? await stageSource(p, s, n, req.where) : tp.insert;
+      // A saved plan needs the branch rows of its planned inserts and updates, and no others.
+      candidates = directSql === null ? await stageRowsByKeys(p, s, n, `select * from pitr_plan_${n} where action in ('insert', 'update')`, req.where) : tp.insert;
     } else {
       const planStarted = Date.now();
       tp = await planTable(p, req, s, n, data(`${n}.plan`), keysFirst);
@@ -124,8 +138,8 @@ export async function writeRecovery(
       inlinePlanSeconds += (Date.now() - planStarted) / 1000;
       if (keysFirst) {
         directSql = tp.insert === candidates ? s.sql : await missingRangesSql(p, s, n);
-        // Missing keys too scattered to name in ranges: the missing rows' values come through staging after all.
-        if (directSql === null) await stageSource(p, s, n, req.where);
+        // Missing keys too scattered to name in ranges: only the missing rows come through staging.
+        if (directSql === null) await stageRowsByKeys(p, s, n, `select * from pitr_plan_${n} where action = 'insert'`, req.where);
       }
     }
     planned.push(tp);

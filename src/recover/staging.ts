@@ -1,7 +1,7 @@
 import { PitrError } from '../errors.js';
 import { whereRejected } from '../db/sql.js';
 import { copyBetween } from './copy.js';
-import { bulkRowHash, rowText } from './hash.js';
+import { bulkRowHash, rowHash, rowText } from './hash.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
 import { cols } from './sql.js';
@@ -87,4 +87,65 @@ export async function checkCopied(p: RecoverySessions, s: TableSelection, rowsSq
       `the rows of ${s.production.schema}.${s.production.name} ${what} differ from the branch's own (${productionSum.rows[0].n} vs ${branchSum.rows[0].n} rows): rolled back, nothing was changed`,
     );
   }
+}
+
+const KEY_BATCH = 10_000;
+
+/** A Postgres array literal of text values, cast to the column's type: exact for every type's text form. */
+export function arrayLiteral(values: string[], type: string): string {
+  const items = values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`);
+  return `'{${items.join(',').replace(/'/g, "''")}}'::${type}[]`;
+}
+
+/** The branch query for the selection's rows whose keys are in this batch. */
+export function rowsForKeysSql(s: Pick<TableSelection, 'columns' | 'key' | 'sql'>, keys: string[][]): string {
+  const types = s.key.map((k) => s.columns.find((c) => c.name === k)!.type);
+  const arrays = s.key.map((_, i) => arrayLiteral(keys.map((row) => row[i]!), types[i]!));
+  const names = s.key.map((_, i) => `k${i}`);
+  return `select ${cols(s.columns.map((c) => c.name), 'x')} from (${s.sql}) x
+            join unnest(${arrays.join(', ')}) as k(${names.join(', ')}) on ${s.key.map((k, i) => `x.${cols([k])} = k.${names[i]}`).join(' and ')}`;
+}
+
+/**
+ * Stages only the branch rows of the keys `keysSql` returns in production (the planned or the
+ * differing keys): they are read out in batches, and each batch's rows are copied from the
+ * branch by key into `pitr_src_<n>`. Count and hash sum of what arrived must equal the branch's
+ * for the same keys, so nothing is written unless the staged rows are the branch's.
+ */
+export async function stageRowsByKeys(p: RecoverySessions, s: TableSelection, n: number, keysSql: string, where: string | undefined): Promise<number> {
+  const names = s.columns.map((c) => c.name);
+  await p.production.query(`create temp table pitr_src_${n} on commit drop as select ${cols(names)} from ${s.production.qualified} where false`);
+  const cursor = `pitr_stage_keys_${n}`;
+  await p.production.query(`declare ${cursor} no scroll cursor for select array[${s.key.map((k) => `${cols([k], 'x')}::text`).join(', ')}] as k from (${keysSql}) x`);
+  let copied = 0;
+  let branchCount = 0n;
+  let branchHash = 0n;
+  try {
+    for (;;) {
+      const { rows } = await p.production.query(`fetch ${KEY_BATCH} from ${cursor}`);
+      if (rows.length === 0) break;
+      const sql = rowsForKeysSql(s, rows.map((r) => r.k as string[]));
+      try {
+        copied += await copyBetween(p.branch, sql, p.production, `pitr_src_${n}`, cols(names));
+        // The same rows hashed on the branch, in the same snapshot: what the staging check compares with.
+        const sums = await p.branch.query(`select count(*)::text as n, coalesce(sum(${rowHash(names, 'x')}), 0)::text as h from (${sql}) x`);
+        branchCount += BigInt(sums.rows[0].n);
+        branchHash += BigInt(sums.rows[0].h);
+      } catch (err) {
+        throw blameWhere(err, where, s);
+      }
+    }
+  } finally {
+    await p.production.query(`close ${cursor}`).catch(() => undefined);
+  }
+  await p.production.query(`analyze pitr_src_${n}`);
+  const { rows } = await p.production.query(`select count(*)::text as n, coalesce(sum(${rowHash(names, 'x')}), 0)::text as h from pitr_src_${n} x`);
+  // Sums of int8 hashes are numeric in Postgres: compare them as exact integers.
+  if (BigInt(rows[0].n) !== branchCount || BigInt(rows[0].h) !== branchHash) {
+    throw new PitrError(
+      'staging_mismatch',
+      `the rows of ${s.production.schema}.${s.production.name} copied from the branch differ from the branch's own (${rows[0].n} vs ${branchCount} rows): rolled back, nothing was changed`,
+    );
+  }
+  return copied;
 }
