@@ -18,6 +18,7 @@ import { branchUrl, connectionParts } from './urls.js';
 import { listRestorePoints, removeRestorePoint, writeRestorePoint, type RestorePoint } from './restore-points.js';
 import { applyBackupPrune, planBackupPrune, type BackupPrunePlan } from './prune.js';
 import type { RetentionPolicy } from '../../retention/gfs.js';
+import { chooseBackupForXid } from './xid-target.js';
 import { firstMissingSegment, listArchive, parseSegmentName, segmentFileName, segmentOfLsn } from './wal-archive.js';
 
 export interface LocalSettings {
@@ -34,6 +35,11 @@ export interface LocalSettings {
   /** A snapshot takes a fresh base backup first when the newest is older than this (default 24 h). */
   snapshotBackupAgeMs?: number;
   logger?: Logger;
+}
+
+/** How a branch records its target: an ISO instant, `lsn:X/Y` or `xid:N`. */
+function targetText(at: ResolvedPointInTime): string {
+  return at.kind === 'lsn' ? `lsn:${at.lsn}` : at.kind === 'xid' ? `xid:${at.xid}` : formatTarget(at);
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -219,7 +225,7 @@ export class LocalProvider implements Provider {
         id,
         name,
         source: redactUrl(sourceUrl),
-        target: at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at),
+        target: targetText(at),
         createdAt: createdAt.toISOString(),
         expiresAt: new Date(createdAt.getTime() + options.ttlMs).toISOString(),
         port,
@@ -293,6 +299,7 @@ export class LocalProvider implements Provider {
       const other = all.length ? ` (${all.length} belong to another database system)` : '';
       throw new PitrError('no_backups', `no base backups of this production in ${backupDir}${other}: run \`pitr backup\` first`);
     }
+    if (at.kind === 'xid') return chooseBackupForXid(await findPostgresBinaries(backups.at(-1)!.pgMajor), backups, at.xid);
     const usable = backups.filter((b) => (at.kind === 'lsn' ? compareLsn(b.endLsn, at.lsn) <= 0 : new Date(b.endedAt).getTime() <= at.at.getTime()));
     const chosen = usable.at(-1);
     if (!chosen) {
@@ -309,7 +316,7 @@ export class LocalProvider implements Provider {
 
   private defaultName(sourceUrl: string, at: ResolvedPointInTime): string {
     const db = connectionParts(sourceUrl).database.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'db';
-    const when = at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : formatCompactUtc(at.at);
+    const when = at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : at.kind === 'xid' ? `before-xid-${at.xid}` : formatCompactUtc(at.at);
     return `pitr-${db}-${when}`;
   }
 
@@ -452,6 +459,7 @@ export class LocalProvider implements Provider {
     const createdAt = new Date().toISOString();
     if (options.at) {
       if (options.at.kind === 'snapshot') throw badInput('bad_time', 'a snapshot of a snapshot is the same snapshot: give a time or an LSN');
+      if (options.at.kind === 'xid') throw badInput('bad_time', `a snapshot keeps a time or an LSN, not a transaction id (${options.at.input}); branch from it instead: pitr --at ${options.at.input}`);
       const backup = await this.chooseBackup(backupDir, options.at, undefined);
       const point: RestorePoint = {
         name,

@@ -80,6 +80,20 @@ interface Annotated {
  * at a timestamp or LSN with a read-write endpoint and an expiry. Everything goes through the
  * API client behind one retry policy; the Neon API itself keeps the state.
  */
+/** A point Neon can branch or read at: a time or an LSN. */
+type NeonPoint = Extract<PointInTime, { kind: 'time' } | { kind: 'lsn' }>;
+
+/**
+ * Neon's history is addressed by time or LSN only; a transaction id has no API. Refused before
+ * any request, with the exact alternative: `pitr when` prints the commit LSN of the transaction.
+ */
+function refuseXid<T extends PointInTime | undefined>(at: T): Exclude<T, { kind: 'xid' }> {
+  if (at?.kind === 'xid') {
+    throw badInput('xid_not_supported', `Neon cannot branch at a transaction id (${at.input}); give the LSN of its commit instead, e.g. --at lsn:16/B374D848 (pitr when prints it)`);
+  }
+  return at as Exclude<T, { kind: 'xid' }>;
+}
+
 export class NeonProvider implements Provider {
   readonly kind = 'neon' as const;
   readonly api: NeonApi;
@@ -175,8 +189,9 @@ export class NeonProvider implements Provider {
     }
   }
 
-  async createRecoveryBranch(at: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
+  async createRecoveryBranch(requested: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
     const started = options.startedAt ?? Date.now();
+    const at = refuseXid(requested);
     if (at.kind === 'snapshot') return this.createRecoveryBranchFromSnapshot(at.name, options, started);
     // Every round trip before the create is time the user waits: these two go together.
     const [project, all] = await Promise.all([this.project(), this.branches()]);
@@ -495,7 +510,8 @@ export class NeonProvider implements Provider {
    * Rolls the production branch back in place through Neon's restore API. Neon keeps the current
    * state as a new branch (preserve_under_name), so the rollback itself can be undone.
    */
-  async restoreInPlace(at: PointInTime, options: RestoreInPlaceOptions): Promise<RestoreResult> {
+  async restoreInPlace(requested: PointInTime, options: RestoreInPlaceOptions): Promise<RestoreResult> {
+    const at = refuseXid(requested);
     if (at.kind === 'snapshot') return this.restoreInPlaceFromSnapshot(at.name, options);
     const project = await this.project();
     this.checkWindow(at, project.history_retention_seconds);
@@ -531,11 +547,12 @@ export class NeonProvider implements Provider {
    */
   async openPointInTime(requested: PointInTime): Promise<PointInTimeConnection> {
     const project = await this.project();
-    let at: Exclude<PointInTime, { kind: 'snapshot' }>;
-    if (requested.kind !== 'snapshot') at = requested;
+    let at: NeonPoint;
+    const given = refuseXid(requested);
+    if (given.kind !== 'snapshot') at = given;
     else {
       // Time Travel reads production's history: the snapshot stands for a point in it.
-      const { snapshot } = await this.findSnapshotOrFail(requested.name);
+      const { snapshot } = await this.findSnapshotOrFail(given.name);
       at = this.snapshotPoint(snapshot);
       if (at.kind === 'time' && at.at < this.window(project.history_retention_seconds).oldest) {
         throw badInput(
@@ -667,12 +684,12 @@ export class NeonProvider implements Provider {
   }
 
   /** The point on production a snapshot stands for: the time asked for, else its LSN, else its time. */
-  private snapshotPoint(s: Snapshot): Exclude<PointInTime, { kind: 'snapshot' }> {
+  private snapshotPoint(s: Snapshot): NeonPoint {
     const requested = typeof s.details?.requested === 'string' ? s.details.requested : null;
     const exactTime = s.method === 'branch' ? requested !== null && requested !== 'head' && !requested.startsWith('lsn:') : s.details?.atIsCreationTime !== true;
     const time = (text: string) => {
       const point = parsePointInTime(text);
-      if (point.kind === 'snapshot') throw new PitrError('snapshot_without_point', `Neon reports no usable time for snapshot ${s.name}`);
+      if (point.kind !== 'time') throw new PitrError('snapshot_without_point', `Neon reports no usable time for snapshot ${s.name}`);
       return point;
     };
     if (exactTime && s.at) return time(s.method === 'branch' ? requested! : s.at);
@@ -683,7 +700,7 @@ export class NeonProvider implements Provider {
 
   async createSnapshot(name: string, options: CreateSnapshotOptions): Promise<Snapshot> {
     checkSnapshotName(name);
-    const at = options.at;
+    const at = refuseXid(options.at);
     if (at?.kind === 'snapshot') {
       throw badInput('bad_snapshot_target', `a snapshot captures production now or at a time or LSN, not another snapshot (${at.input})`);
     }
@@ -716,7 +733,7 @@ export class NeonProvider implements Provider {
 
   /** A snapshot as a branch of production at `at` (or its head): no compute, no expiry, annotated as pitr's. */
   private async createBranchSnapshot(name: string, source: Branch, options: CreateSnapshotOptions): Promise<Snapshot> {
-    const at = options.at as Exclude<PointInTime, { kind: 'snapshot' }> | undefined;
+    const at = options.at as NeonPoint | undefined;
     const branchName = `${SNAPSHOT_PREFIX}${name}`;
     const requested = !at ? 'head' : at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at);
     const annotation = { [MARK]: KIND_SNAPSHOT, 'pitr-snapshot': name, 'pitr-source': source.id, 'pitr-target': requested };
@@ -746,7 +763,7 @@ export class NeonProvider implements Provider {
 
   /** A snapshot through Neon's snapshot API (Beta): no expiry, named with pitr's prefix. */
   private async createApiSnapshot(name: string, source: Branch, options: CreateSnapshotOptions): Promise<Snapshot> {
-    const at = options.at as Exclude<PointInTime, { kind: 'snapshot' }> | undefined;
+    const at = options.at as NeonPoint | undefined;
     const apiName = `${SNAPSHOT_PREFIX}${name}`;
     const findByName = async () => {
       const { snapshots } = await this.api.call(`list snapshots of ${this.projectId}`, (c) => c.listSnapshots(this.projectId));
