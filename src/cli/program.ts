@@ -20,6 +20,7 @@ import * as drillCommand from './commands/drill.js';
 import * as snapshotCommand from './commands/snapshot.js';
 import * as migrateCommand from './commands/migrate.js';
 import * as exportCommand from './commands/export.js';
+import * as whenCommand from './commands/when.js';
 
 export type Action<O, A extends unknown[]> = (ctx: CommandContext, options: O, ...args: A) => Promise<number>;
 /** Wraps a command handler: builds its context, runs it, and records its exit code. */
@@ -86,7 +87,7 @@ export function buildProgram(io: CliIo, result: { exitCode: number; debug: boole
     }),
   );
 
-  for (const module of [branchCreate, branches, previewCommand, diffCommand, recoverCommand, playbookCommand, drillCommand, snapshotCommand, migrateCommand, exportCommand, connectionString, restore, backup, status, demo]) module.register(program, run);
+  for (const module of [branchCreate, branches, previewCommand, diffCommand, recoverCommand, playbookCommand, drillCommand, snapshotCommand, migrateCommand, exportCommand, connectionString, restore, backup, status, demo, whenCommand]) module.register(program, run);
   return program;
 }
 

@@ -413,6 +413,41 @@ export class LocalProvider implements Provider {
     return removed;
   }
 
+  /**
+   * What `pitr when` needs to read past states: production's backups, the archive, a binary
+   * set, and (production reachable) a WAL switch so the newest commits are in the archive.
+   */
+  async probeSetup(onProgress?: CreateBranchOptions['onProgress']): Promise<{
+    backups: BackupInfo[];
+    bin: PostgresBinaries;
+    restoreCommand: string;
+    url: string;
+    workDir: string;
+    timeoutMs: number;
+    walArchive: string | undefined;
+    switchedAt: string | null;
+  }> {
+    const backupDir = this.requireBackupDir();
+    const restoreCommand = this.restoreCommand();
+    const databaseUrl = this.settings.offline ? this.settings.databaseUrl : this.requireDatabaseUrl();
+    const switched = !this.settings.offline && databaseUrl ? await this.switchProductionWal(databaseUrl, { ttlMs: 0, ...(onProgress ? { onProgress } : {}) }) : undefined;
+    const all = await listBackups(backupDir);
+    const backups = switched ? all.filter((b) => b.systemIdentifier === switched.facts.systemIdentifier) : all;
+    if (backups.length === 0) throw new PitrError('no_backups', `no base backups of this production in ${backupDir}: run \`pitr backup\` first`);
+    const bin = await findPostgresBinaries(backups.at(-1)!.pgMajor);
+    const url = databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backups.at(-1)!.source).database}`;
+    return {
+      backups,
+      bin,
+      restoreCommand,
+      url: this.withPassword(url),
+      workDir: this.settings.workDir,
+      timeoutMs: this.settings.recoveryTimeoutMs,
+      walArchive: this.settings.walArchive,
+      switchedAt: switched?.coverage?.at ?? null,
+    };
+  }
+
   /** What `snapshot:<name>` stands for here: the restore point's LSN, or the bookmarked instant. */
   async resolve(at: PointInTime): Promise<ResolvedPointInTime> {
     if (at.kind !== 'snapshot') return at;
