@@ -26,6 +26,8 @@ describe('pitr when / --at xid: on the local provider', () => {
   });
 
   afterAll(async () => {
+    const list = await runPitr(['branches', '--json'], env);
+    for (const b of list.json?.branches ?? []) await runPitr(['branches', 'delete', b.id], env);
     await prod?.destroy();
     if (work) await rm(work, { recursive: true, force: true });
   });
@@ -103,6 +105,12 @@ describe('pitr when / --at xid: on the local provider', () => {
     expect(none.stderr).toContain('did not change');
     expect(await processesUsing(work)).toEqual([]);
   }, 240_000);
+
+  it('playbooks accept at: xid:<xid>', async () => {
+    const r = await runPitr(['playbook', 'run', 'data-corruption', '--set', `at=xid:${incident.badXid}`, '--set', 'tables=items', '--dry-run', '--json'], env, { timeoutMs: 180_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`xid:${incident.badXid}`);
+  }, 180_000);
 
   it('refuses a malformed xid with one line, exit 2', async () => {
     const r = await runPitr(['--at', 'xid:12ab'], env);

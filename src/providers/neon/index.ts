@@ -89,7 +89,7 @@ type NeonPoint = Extract<PointInTime, { kind: 'time' } | { kind: 'lsn' }>;
  */
 function refuseXid<T extends PointInTime | undefined>(at: T): Exclude<T, { kind: 'xid' }> {
   if (at?.kind === 'xid') {
-    throw badInput('xid_not_supported', `Neon cannot branch at a transaction id (${at.input}); give the LSN of its commit instead, e.g. --at lsn:16/B374D848 (pitr when prints it)`);
+    throw badInput('xid_not_supported', `Neon cannot branch at a transaction id (${at.input}); give the LSN of its commit or a time instead, e.g. --at lsn:16/B374D848 (pitr when finds the time)`);
   }
   return at as Exclude<T, { kind: 'xid' }>;
 }
