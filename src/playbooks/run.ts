@@ -11,6 +11,7 @@ import { RunStore } from '../recover/runs.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index.js';
 import type { Playbook, PlaybookStep } from './schema.js';
+import { findStep } from './find-step.js';
 
 export type InputValue = string | number | boolean | string[];
 
@@ -182,6 +183,8 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
 async function runStep(step: PlaybookStep, o: PlaybookRunOptions): Promise<Record<string, unknown>> {
   const provider = o.provider;
   switch (step.type) {
+    case 'find':
+      return findStep(step.with, provider, o.timeZone, o.onProgress);
     case 'create-branch': {
       // A branch never writes to production, so a dry run makes it too: the later steps then
       // show real previews and a real recovery plan.

@@ -18,6 +18,26 @@ export const InputSchema = z.strictObject({
 const base = { id: identifier.optional(), name: z.string().optional(), if: z.string().optional() };
 
 export const StepSchema = z.discriminatedUnion('type', [
+  /**
+   * `find`: runs `pitr when` and outputs `at` (the exact transaction or the last good instant)
+   * for create-branch. With `given` non-empty it searches nothing and passes `given` on, so a
+   * playbook can take an optional time input.
+   */
+  z.strictObject({
+    ...base,
+    type: z.literal('find'),
+    with: z.strictObject({
+      given: z.string().optional(),
+      count: text.optional(),
+      where: text.optional(),
+      row: z.array(text).optional(),
+      sql: text.optional(),
+      since: text.optional(),
+      until: text.optional(),
+      precision: text.optional(),
+      timeline: z.boolean().optional(),
+    }),
+  }),
   z.strictObject({ ...base, type: z.literal('create-branch'), with: z.strictObject({ at: text, ttl: text.optional(), name: text.optional() }) }),
   z.strictObject({
     ...base,

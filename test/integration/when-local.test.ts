@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { makeTempRoot, localEnv, startCluster, type TestCluster } from '../support/cluster.js';
 import { processesUsing, runPitr } from '../support/cli.js';
 import { tableChecksums } from '../support/checksums.js';
@@ -111,6 +112,35 @@ describe('pitr when / --at xid: on the local provider', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`xid:${incident.badXid}`);
   }, 180_000);
+
+  it('a find step runs when and feeds its answer to create-branch; with an instant given it searches nothing', async () => {
+    const file = join(work, 'find.yaml');
+    await writeFile(
+      file,
+      [
+        'name: find-then-branch',
+        'inputs:',
+        '  at: { type: string, default: "" }',
+        'steps:',
+        '  - id: find',
+        '    type: find',
+        '    with: { given: "${{ inputs.at }}", count: items, timeline: true }',
+        '  - id: branch',
+        '    type: create-branch',
+        '    with: { at: "${{ steps.find.at }}", ttl: 1h }',
+        '',
+      ].join('\n'),
+    );
+    const r = await runPitr(['playbook', 'run', file, '--yes', '--json'], env, { timeoutMs: 240_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const [find, branch] = r.json.steps;
+    expect(find.outputs).toMatchObject({ at: `xid:${incident.badXid}`, searched: true });
+    expect(branch.outputs.target).toBe(`xid:${incident.badXid}`);
+    expect(await tableChecksums(incident.expectedUrl)).toEqual(await tableChecksums((await runPitr(['connection-string', branch.outputs.id], env)).stdout.trim()));
+    const given = await runPitr(['playbook', 'run', file, '--set', `at=xid:${incident.badXid}`, '--yes', '--json'], env, { timeoutMs: 240_000 });
+    expect(given.code, given.stderr).toBe(0);
+    expect(given.json.steps[0].outputs).toEqual({ at: `xid:${incident.badXid}`, searched: false });
+  }, 300_000);
 
   it('refuses a malformed xid with one line, exit 2', async () => {
     const r = await runPitr(['--at', 'xid:12ab'], env);
