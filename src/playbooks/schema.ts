@@ -18,6 +18,7 @@ export const InputSchema = z.strictObject({
 const base = { id: identifier.optional(), name: z.string().optional(), if: z.string().optional() };
 
 export const StepSchema = z.discriminatedUnion('type', [
+  z.strictObject({ ...base, type: z.literal('create-branch'), with: z.strictObject({ at: text, ttl: text.optional(), name: text.optional() }) }),
   /**
    * `find`: runs `pitr when` and outputs `at` (the exact transaction or the last good instant)
    * for create-branch. With `given` non-empty it searches nothing and passes `given` on, so a
@@ -38,7 +39,6 @@ export const StepSchema = z.discriminatedUnion('type', [
       timeline: z.boolean().optional(),
     }),
   }),
-  z.strictObject({ ...base, type: z.literal('create-branch'), with: z.strictObject({ at: text, ttl: text.optional(), name: text.optional() }) }),
   z.strictObject({
     ...base,
     type: z.literal('preview'),
