@@ -59,16 +59,16 @@ async function main(): Promise<void> {
     };
     const branch = await timed(['--at', new Date(middle).toISOString(), '--json']);
     await runPitr(['branches', 'delete', branch.json.id], env);
-    const count = await timed(['when', '--count', 'items', '--json']);
+    const count = await timed(['when', '--count', 'items', '--where', 'grp = 7', '--json']);
     const timeline = await timed(['when', '--timeline', '--tables', 'items', '--min-rows', '100', '--json']);
-    const exact = await timed(['when', '--count', 'items', '--timeline', '--json']);
+    const exact = await timed(['when', '--count', 'items', '--where', 'grp = 7', '--timeline', '--json']);
     const ok = exact.json.culprit?.xid === badXid;
     console.log(`rows ${rows}, workload ${seconds} s, bad xid ${badXid} at ${badAt}`);
     console.log(
       pad([
         ['run', 'seconds', '× one restore', 'probes', 'restores', 'answer'],
         ['one restore (pitr --at middle)', fmt(branch.s), '1.00', '-', '1', '-'],
-        ['when --count (1 s)', fmt(count.s), fmt(count.s / branch.s), String(count.json.probes.length), String(count.json.restores), `${count.json.lastGood} .. ${count.json.firstBad}`],
+        ['when --count --where grp=7 (1 s)', fmt(count.s), fmt(count.s / branch.s), String(count.json.probes.length), String(count.json.restores), `${count.json.lastGood} .. ${count.json.firstBad}`],
         ['when --timeline', fmt(timeline.s), fmt(timeline.s / branch.s), '-', '0', `${timeline.json.transactions.length} tx ≥ 100 rows`],
         ['when --count --timeline (exact)', fmt(exact.s), fmt(exact.s / branch.s), String(exact.json.probes.length), String(exact.json.restores), `${exact.json.at} ${ok ? '(correct)' : '(WRONG)'}`],
       ]),

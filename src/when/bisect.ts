@@ -127,9 +127,9 @@ export async function bisect<V>(options: BisectOptions<V>): Promise<BisectResult
     // consecutive points rather than comparing with the start.
     let prev = first;
     for (const [p, v] of [...scanned, [until, last] as [Micros, V]]) {
-      const verdict = seenBad || asNumber(v) >= asNumber(prev) ? 'good' : 'bad';
-      record(p, v, seenBad ? (asNumber(v) >= asNumber(prev) ? 'good' : 'bad') : verdict);
-      if (!seenBad && verdict === 'bad') {
+      const dropped = asNumber(v) < asNumber(prev);
+      record(p, v, dropped ? 'bad' : 'good');
+      if (!seenBad && dropped) {
         seenBad = true;
         hi = p;
         hiValue = v;
