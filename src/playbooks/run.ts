@@ -15,6 +15,7 @@ import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index
 import type { Playbook, PlaybookStep } from './schema.js';
 import { createExportBranchStep, refuseInPlaceFromExport, restoreExportStep, type PlaybookExports } from './export-steps.js';
 import { redactUrl } from '../redact.js';
+import { findStep } from './find-step.js';
 
 export type InputValue = string | number | boolean | string[];
 
@@ -230,6 +231,8 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
 async function runStep(step: PlaybookStep, o: PlaybookRunOptions, identifiers: string[]): Promise<Record<string, unknown>> {
   const provider = o.provider;
   switch (step.type) {
+    case 'find':
+      return findStep(step.with, provider, o.timeZone, o.onProgress);
     case 'create-branch': {
       // A branch never writes to production, so a dry run makes it too: the later steps then
       // show real previews and a real recovery plan.

@@ -20,6 +20,26 @@ const base = { id: identifier.optional(), name: z.string().optional(), if: z.str
 
 export const StepSchema = z.discriminatedUnion('type', [
   z.strictObject({ ...base, type: z.literal('create-branch'), with: z.strictObject({ at: text, ttl: text.optional(), name: text.optional() }) }),
+  /**
+   * `find`: runs `pitr when` and outputs `at` (the exact transaction or the last good instant)
+   * for create-branch. With `given` non-empty it searches nothing and passes `given` on, so a
+   * playbook can take an optional time input.
+   */
+  z.strictObject({
+    ...base,
+    type: z.literal('find'),
+    with: z.strictObject({
+      given: z.string().optional(),
+      count: text.optional(),
+      where: text.optional(),
+      row: z.array(text).optional(),
+      sql: text.optional(),
+      since: text.optional(),
+      until: text.optional(),
+      precision: text.optional(),
+      timeline: z.boolean().optional(),
+    }),
+  }),
   z.strictObject({
     ...base,
     type: z.literal('preview'),

@@ -10,7 +10,7 @@ export function uniqueName(base: string, taken: Iterable<string>): string {
   return name;
 }
 
-/** A branch's target as recorded and shown: `lsn:<lsn>`, or the UTC instant. */
+/** A branch's target as recorded and shown: `lsn:<lsn>`, `xid:<xid>`, or the UTC instant. */
 export function targetString(at: Exclude<PointInTime, { kind: 'snapshot' }>): string {
-  return at.kind === 'lsn' ? `lsn:${at.lsn}` : formatTarget(at);
+  return at.kind === 'lsn' ? `lsn:${at.lsn}` : at.kind === 'xid' ? `xid:${at.xid}` : formatTarget(at);
 }

@@ -30,7 +30,7 @@ export function formatPostgresTimestamp(p: Extract<PointInTime, { kind: 'time' }
   return formatTarget(p).replace('T', ' ').replace(/Z$/, '+00');
 }
 
-/** How a recovery target is shown to people: `2026-11-25T14:03:00Z` or `LSN 16/B374D848`. */
+/** How a recovery target is shown to people: `2026-11-25T14:03:00Z`, `LSN 16/B374D848`, `just before transaction 7342`. */
 export function describePointInTime(p: PointInTime): string {
-  return p.kind === 'time' ? formatTarget(p) : p.kind === 'lsn' ? `LSN ${p.lsn}` : `snapshot ${p.name}`;
+  return p.kind === 'time' ? formatTarget(p) : p.kind === 'lsn' ? `LSN ${p.lsn}` : p.kind === 'xid' ? `just before transaction ${p.xid}` : `snapshot ${p.name}`;
 }

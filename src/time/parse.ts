@@ -12,6 +12,12 @@ export type PointInTime =
   | { kind: 'time'; at: Date; input: string; subMillisecondMicros?: number }
   /** `lsn` is spelled the way Postgres prints it: upper-case hex, no leading zeros (`16/B374D848`). */
   | { kind: 'lsn'; lsn: string; input: string }
+  /**
+   * `xid:<xid>`: just before the commit of that transaction (recovery_target_xid with
+   * recovery_target_inclusive off): every commit before it is kept, nothing of it is.
+   * `xid` is the 32-bit id Postgres and pg_waldump print, as decimal text.
+   */
+  | { kind: 'xid'; xid: string; input: string }
   /** `snapshot:<name>`: a restore point pitr made; the provider knows what it stands for. */
   | { kind: 'snapshot'; name: string; input: string };
 
@@ -49,7 +55,7 @@ function fail(message: string): PitrError {
 }
 
 function examples(zoneLabel: string): string {
-  return `use e.g. 2026-11-25T14:03:00Z, '2026-11-25 14:03' (read in ${zoneLabel}), 14:03, -15m, '2h ago', now or lsn:16/B374D848`;
+  return `use e.g. 2026-11-25T14:03:00Z, '2026-11-25 14:03' (read in ${zoneLabel}), 14:03, -15m, '2h ago', now lsn:16/B374D848 or xid:7342`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,6 +319,20 @@ function withMicros(p: { kind: 'time'; at: Date; input: string }, fraction: stri
   return micros > 0 ? { ...p, subMillisecondMicros: micros } : p;
 }
 
+/**
+ * A transaction id: the 32-bit xid (pg_waldump's `tx:`), or a 64-bit one from pg_current_xact_id(),
+ * whose low 32 bits are what recovery compares (the epoch is not part of the WAL's xid).
+ */
+function readXid(digits: string, shown: string): string {
+  if (!/^\d{1,20}$/.test(digits)) {
+    throw fail(`${shown} is not a valid transaction id; write xid: then the decimal id, e.g. xid:7342 (pg_waldump's tx:, or txid_current())`);
+  }
+  const xid = BigInt(digits) & 0xffff_ffffn;
+  // 0-2 are Postgres' invalid, bootstrap and frozen ids: no commit record carries them.
+  if (xid < 3n || BigInt(digits) > 0xffff_ffff_ffff_ffffn) throw fail(`${shown} is not a transaction id a commit can have; give a normal xid (3 or more)`);
+  return xid.toString();
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /**
@@ -347,6 +367,8 @@ export function parsePointInTime(input: string, options: ParseTimeOptions = {}):
     if (value === 0n) throw fail(`${shown} is 0/0, which Postgres uses to mean "no LSN"; give a real WAL position`);
     return { kind: 'lsn', lsn: formatLsn(value), input: text };
   }
+
+  if (lower.startsWith('xid:')) return { kind: 'xid', xid: readXid(text.slice(4), shown), input: text };
 
   if (lower.startsWith('snapshot:')) {
     const name = text.slice('snapshot:'.length);

@@ -20,6 +20,7 @@ import { checkBranchIdentity, listSealedOff, type SealedOff } from './seal.js';
 import { listRestorePoints, removeRestorePoint, writeRestorePoint, type RestorePoint } from './restore-points.js';
 import { applyBackupPrune, planBackupPrune, type BackupPrunePlan } from './prune.js';
 import type { RetentionPolicy } from '../../retention/gfs.js';
+import { chooseBackupForXid } from './xid-target.js';
 import { firstMissingSegment, listArchive, parseSegmentName, segmentFileName, segmentOfLsn } from './wal-archive.js';
 
 export interface LocalSettings {
@@ -295,6 +296,7 @@ export class LocalProvider implements Provider {
       const other = all.length ? ` (${all.length} belong to another database system)` : '';
       throw new PitrError('no_backups', `no base backups of this production in ${backupDir}${other}: run \`pitr backup\` first`);
     }
+    if (at.kind === 'xid') return chooseBackupForXid(await findPostgresBinaries(backups.at(-1)!.pgMajor), backups, at.xid);
     const usable = backups.filter((b) => (at.kind === 'lsn' ? compareLsn(b.endLsn, at.lsn) <= 0 : new Date(b.endedAt).getTime() <= at.at.getTime()));
     const chosen = usable.at(-1);
     if (!chosen) {
@@ -311,7 +313,7 @@ export class LocalProvider implements Provider {
 
   private defaultName(sourceUrl: string, at: ResolvedPointInTime): string {
     const db = connectionParts(sourceUrl).database.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'db';
-    const when = at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : formatCompactUtc(at.at);
+    const when = at.kind === 'lsn' ? `lsn-${at.lsn.replace('/', '-')}` : at.kind === 'xid' ? `before-xid-${at.xid}` : formatCompactUtc(at.at);
     return `pitr-${db}-${when}`;
   }
 
@@ -414,6 +416,41 @@ export class LocalProvider implements Provider {
     return removed;
   }
 
+  /**
+   * What `pitr when` needs to read past states: production's backups, the archive, a binary
+   * set, and (production reachable) a WAL switch so the newest commits are in the archive.
+   */
+  async probeSetup(onProgress?: CreateBranchOptions['onProgress']): Promise<{
+    backups: BackupInfo[];
+    bin: PostgresBinaries;
+    restoreCommand: string;
+    url: string;
+    workDir: string;
+    timeoutMs: number;
+    walArchive: string | undefined;
+    switchedAt: string | null;
+  }> {
+    const backupDir = this.requireBackupDir();
+    const restoreCommand = this.restoreCommand();
+    const databaseUrl = this.settings.offline ? this.settings.databaseUrl : this.requireDatabaseUrl();
+    const switched = !this.settings.offline && databaseUrl ? await this.switchProductionWal(databaseUrl, { ttlMs: 0, ...(onProgress ? { onProgress } : {}) }) : undefined;
+    const all = await listBackups(backupDir);
+    const backups = switched ? all.filter((b) => b.systemIdentifier === switched.facts.systemIdentifier) : all;
+    if (backups.length === 0) throw new PitrError('no_backups', `no base backups of this production in ${backupDir}: run \`pitr backup\` first`);
+    const bin = await findPostgresBinaries(backups.at(-1)!.pgMajor);
+    const url = databaseUrl ?? `postgresql://postgres@127.0.0.1/${connectionParts(backups.at(-1)!.source).database}`;
+    return {
+      backups,
+      bin,
+      restoreCommand,
+      url: this.withPassword(url),
+      workDir: this.settings.workDir,
+      timeoutMs: this.settings.recoveryTimeoutMs,
+      walArchive: this.settings.walArchive,
+      switchedAt: switched?.coverage?.at ?? null,
+    };
+  }
+
   /** What `snapshot:<name>` stands for here: the restore point's LSN, or the bookmarked instant. */
   async resolve(at: PointInTime): Promise<ResolvedPointInTime> {
     if (at.kind !== 'snapshot') return at;
@@ -460,6 +497,7 @@ export class LocalProvider implements Provider {
     const createdAt = new Date().toISOString();
     if (options.at) {
       if (options.at.kind === 'snapshot') throw badInput('bad_time', 'a snapshot of a snapshot is the same snapshot: give a time or an LSN');
+      if (options.at.kind === 'xid') throw badInput('bad_time', `a snapshot keeps a time or an LSN, not a transaction id (${options.at.input}); branch from it instead: pitr --at ${options.at.input}`);
       const backup = await this.chooseBackup(backupDir, options.at, undefined);
       const point: RestorePoint = {
         name,

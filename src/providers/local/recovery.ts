@@ -67,7 +67,10 @@ export async function prepareInstance(req: InstanceRestore): Promise<void> {
   const target: Record<string, string> =
     req.target.kind === 'lsn'
       ? { recovery_target_lsn: req.target.lsn }
-      : { recovery_target_time: formatPostgresTimestamp(req.target) };
+      : req.target.kind === 'xid'
+        ? // Stop just before its commit: every earlier commit is kept, nothing of it is.
+          { recovery_target_xid: req.target.xid, recovery_target_inclusive: 'off' }
+        : { recovery_target_time: formatPostgresTimestamp(req.target) };
   // postgresql.auto.conf is read last, so these win over anything copied from production.
   await writeServerFile(
     join(dataDir, 'postgresql.auto.conf'),

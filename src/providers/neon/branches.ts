@@ -5,12 +5,13 @@ import { describePointInTime, formatCompactUtc, formatTarget, type PointInTime }
 import type { CreateBranchOptions, RecoveryBranch } from '../types.js';
 import { waitForOperations } from './operations.js';
 import { targetString } from '../naming.js';
-import { MARK, NeonLookup, PITR_PREFIX, slug, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
+import { MARK, NeonLookup, refuseXid, PITR_PREFIX, slug, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
 import { apiSnapshots, requireSnapshot, snapshotSource } from './snapshots.js';
 
 /** Recovery branches: created at a time, an LSN or from a snapshot (with a compute and an expiry), listed, deleted. */
 
-export async function createRecoveryBranch(n: NeonLookup, at: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
+export async function createRecoveryBranch(n: NeonLookup, requested: PointInTime, options: CreateBranchOptions): Promise<RecoveryBranch> {
+  const at = refuseXid(requested);
   const started = options.startedAt ?? Date.now();
   if (at.kind === 'snapshot') return createRecoveryBranchFromSnapshot(n, at.name, options, started);
   // Every round trip before the create is time the user waits: these two go together.

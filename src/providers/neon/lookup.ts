@@ -71,6 +71,20 @@ export interface Annotated {
 }
 
 
+/** A point Neon can branch or read at: a time or an LSN. */
+export type NeonPoint = Extract<PointInTime, { kind: 'time' } | { kind: 'lsn' }>;
+
+/**
+ * Neon's history is addressed by time or LSN only; a transaction id has no API. Refused before
+ * any request, with the exact alternative: `pitr when` prints the commit LSN of the transaction.
+ */
+export function refuseXid<T extends PointInTime | undefined>(at: T): Exclude<T, { kind: 'xid' }> {
+  if (at?.kind === 'xid') {
+    throw badInput('xid_not_supported', `Neon cannot branch at a transaction id (${at.input}); give the LSN of its commit or a time instead, e.g. --at lsn:16/B374D848 (pitr when finds the time)`);
+  }
+  return at as Exclude<T, { kind: 'xid' }>;
+}
+
 export class NeonLookup {
   readonly api: NeonApi;
   readonly log: Logger;

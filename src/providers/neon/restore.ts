@@ -3,7 +3,7 @@ import { formatCompactUtc, formatTarget, type PointInTime } from '../../time/ind
 import type { RestoreInPlaceOptions, RestoreResult } from '../types.js';
 import { waitForOperations } from './operations.js';
 import { targetString } from '../naming.js';
-import { NeonLookup, PITR_PREFIX, slug } from './lookup.js';
+import { NeonLookup, PITR_PREFIX, refuseXid, slug } from './lookup.js';
 import { findSnapshotOrFail, snapshotSource } from './snapshots.js';
 
 /** Production rolled back in place (Neon's branch restore, or a snapshot), keeping the current state under a name. */
@@ -12,7 +12,8 @@ import { findSnapshotOrFail, snapshotSource } from './snapshots.js';
  * Rolls the production branch back in place through Neon's restore API. Neon keeps the current
  * state as a new branch (preserve_under_name), so the rollback itself can be undone.
  */
-export async function restoreInPlace(n: NeonLookup, at: PointInTime, options: RestoreInPlaceOptions): Promise<RestoreResult> {
+export async function restoreInPlace(n: NeonLookup, requested: PointInTime, options: RestoreInPlaceOptions): Promise<RestoreResult> {
+  const at = refuseXid(requested);
   if (at.kind === 'snapshot') return restoreInPlaceFromSnapshot(n, at.name, options);
   const project = await n.project();
   n.checkWindow(at, project.history_retention_seconds);

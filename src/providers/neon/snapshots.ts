@@ -5,7 +5,7 @@ import type { CreateSnapshotOptions, Snapshot } from '../types.js';
 import { NeonApiError } from './api.js';
 import { waitForOperations } from './operations.js';
 import { targetString } from '../naming.js';
-import { isLimitError, isSnapshotApiMissing, KIND_SNAPSHOT, MARK, NeonLookup, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
+import { refuseXid, type NeonPoint, isLimitError, isSnapshotApiMissing, KIND_SNAPSHOT, MARK, NeonLookup, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
 
 /** pitr's snapshots: branches without compute, or Neon's snapshot API (Beta), found, created and deleted. */
 
@@ -115,12 +115,12 @@ export function snapshotSource(n: NeonLookup, found: FoundSnapshot, all: Annotat
 }
 
 /** The point on production a snapshot stands for: the time asked for, else its LSN, else its time. */
-export function snapshotPoint(n: NeonLookup, s: Snapshot): Exclude<PointInTime, { kind: 'snapshot' }> {
+export function snapshotPoint(n: NeonLookup, s: Snapshot): NeonPoint {
   const requested = typeof s.details?.requested === 'string' ? s.details.requested : null;
   const exactTime = s.method === 'branch' ? requested !== null && requested !== 'head' && !requested.startsWith('lsn:') : s.details?.atIsCreationTime !== true;
   const time = (text: string) => {
     const point = parsePointInTime(text);
-    if (point.kind === 'snapshot') throw new PitrError('snapshot_without_point', `Neon reports no usable time for snapshot ${s.name}`);
+    if (point.kind !== 'time') throw new PitrError('snapshot_without_point', `Neon reports no usable time for snapshot ${s.name}`);
     return point;
   };
   if (exactTime && s.at) return time(s.method === 'branch' ? requested! : s.at);
@@ -131,7 +131,7 @@ export function snapshotPoint(n: NeonLookup, s: Snapshot): Exclude<PointInTime, 
 
 export async function createSnapshot(n: NeonLookup, name: string, options: CreateSnapshotOptions): Promise<Snapshot> {
   checkSnapshotName(name);
-  const at = options.at;
+  const at = refuseXid(options.at);
   if (at?.kind === 'snapshot') {
     throw badInput('bad_snapshot_target', `a snapshot captures production now or at a time or LSN, not another snapshot (${at.input})`);
   }
@@ -164,7 +164,7 @@ export async function createSnapshot(n: NeonLookup, name: string, options: Creat
 
 /** A snapshot as a branch of production at `at` (or its head): no compute, no expiry, annotated as pitr's. */
 export async function createBranchSnapshot(n: NeonLookup, name: string, source: Branch, options: CreateSnapshotOptions): Promise<Snapshot> {
-  const at = options.at as Exclude<PointInTime, { kind: 'snapshot' }> | undefined;
+  const at = options.at as NeonPoint | undefined;
   const branchName = `${SNAPSHOT_PREFIX}${name}`;
   const requested = !at ? 'head' : targetString(at);
   const annotation = { [MARK]: KIND_SNAPSHOT, 'pitr-snapshot': name, 'pitr-source': source.id, 'pitr-target': requested };
@@ -194,7 +194,7 @@ export async function createBranchSnapshot(n: NeonLookup, name: string, source: 
 
 /** A snapshot through Neon's snapshot API (Beta): no expiry, named with pitr's prefix. */
 export async function createApiSnapshot(n: NeonLookup, name: string, source: Branch, options: CreateSnapshotOptions): Promise<Snapshot> {
-  const at = options.at as Exclude<PointInTime, { kind: 'snapshot' }> | undefined;
+  const at = options.at as NeonPoint | undefined;
   const apiName = `${SNAPSHOT_PREFIX}${name}`;
   const findByName = async () => {
     const { snapshots } = await n.api.call(`list snapshots of ${n.projectId}`, (c) => c.listSnapshots(n.projectId));

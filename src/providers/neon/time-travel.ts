@@ -3,7 +3,7 @@ import { badInput } from '../../errors.js';
 import { describePointInTime, formatTarget, type PointInTime } from '../../time/index.js';
 import type { PointInTimeConnection } from '../types.js';
 import { targetString } from '../naming.js';
-import { NeonLookup } from './lookup.js';
+import { NeonLookup, refuseXid, type NeonPoint } from './lookup.js';
 import { findSnapshotOrFail, snapshotPoint } from './snapshots.js';
 
 /** Reading production's past without a branch: Neon Time Travel. */
@@ -15,11 +15,12 @@ import { findSnapshotOrFail, snapshotPoint } from './snapshots.js';
  */
 export async function openPointInTime(n: NeonLookup, requested: PointInTime): Promise<PointInTimeConnection> {
   const project = await n.project();
-  let at: Exclude<PointInTime, { kind: 'snapshot' }>;
-  if (requested.kind !== 'snapshot') at = requested;
+  let at: NeonPoint;
+  const given = refuseXid(requested);
+  if (given.kind !== 'snapshot') at = given;
   else {
     // Time Travel reads production's history: the snapshot stands for a point in it.
-    const { snapshot } = await findSnapshotOrFail(n, requested.name);
+    const { snapshot } = await findSnapshotOrFail(n, given.name);
     at = snapshotPoint(n, snapshot);
     if (at.kind === 'time' && at.at < n.window(project.history_retention_seconds).oldest) {
       throw badInput(

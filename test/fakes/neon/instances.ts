@@ -67,7 +67,7 @@ export class LocalInstances {
 
   /** A cached read-only-by-convention instance for Time Travel sessions at `at`. */
   timeTravelAt(at: PointInTime): Promise<HostPort> {
-    if (at.kind === 'snapshot') throw new Error('the fake restores times and LSNs, not snapshots');
+    if (at.kind === 'snapshot' || at.kind === 'xid') throw new Error('the fake restores times and LSNs only');
     const key = at.kind === 'lsn' ? `lsn:${at.lsn}` : `time:${at.at.getTime()}`;
     let instance = this.timeTravel.get(key);
     if (!instance) {

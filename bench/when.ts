@@ -1,0 +1,82 @@
+/**
+ * bench/when: how long `pitr when` takes to pin an incident, against one restore by hand.
+ * A throw-away cluster with --rows rows, a workload of small writes for --seconds with a bad
+ * DELETE in the middle; then (1) one branch restored at the middle (`pitr --at`, the baseline a
+ * person does by hand per guess), (2) `pitr when --count` at 1 s precision, (3) `--timeline`,
+ * (4) `when --count --timeline` (exact transaction). Heavy: run under flock /tmp/pitr-heavy.lock.
+ */
+import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
+import pg from 'pg';
+import { makeTempRoot, localEnv, startCluster } from '../test/support/cluster.js';
+import { runPitr } from '../test/support/cli.js';
+import { cleanupOnSignal, fmt, option, pad } from './support.js';
+
+const rows = Number(option('rows', 'BENCH_ROWS') ?? 1_000_000);
+const seconds = Number(option('seconds', 'BENCH_SECONDS') ?? 3600);
+
+async function main(): Promise<void> {
+  const prod = await startCluster({ archive: true, settings: { track_commit_timestamp: 'on', archive_timeout: 60 } });
+  const work = await makeTempRoot('pitr-bench-when-');
+  const cleanup = async () => {
+    await prod.destroy();
+    await rm(work, { recursive: true, force: true });
+  };
+  cleanupOnSignal(cleanup);
+  try {
+    const env = localEnv(prod, work);
+    await prod.query(`create table items(id bigint primary key, grp int not null, note text not null);
+      insert into items select g, g % 100, 'initial' from generate_series(1, ${rows}) g; analyze items`);
+    const b = await runPitr(['backup', '--json'], env, { timeoutMs: 3_600_000 });
+    if (b.code !== 0) throw new Error(b.stderr);
+    const client = new pg.Client({ connectionString: prod.url });
+    await client.connect();
+    const end = Date.now() + seconds * 1000;
+    const middle = Date.now() + (seconds * 1000) / 2;
+    let next = rows + 1;
+    let badXid = '';
+    let badAt = '';
+    while (Date.now() < end) {
+      if (!badXid && Date.now() >= middle) {
+        await client.query('begin');
+        badXid = (await client.query(`select txid_current()::text as x`)).rows[0].x;
+        await client.query(`delete from items where grp = 7 and note = 'initial'`);
+        await client.query('commit');
+        badAt = (await client.query(`select pg_xact_commit_timestamp($1::xid)::text as t`, [badXid])).rows[0].t;
+        continue;
+      }
+      await client.query(`insert into items select g, g % 100, 'legit' from generate_series(${next}, ${next + 9}) g`);
+      await client.query(`update items set note = 'touched' where id = ${1 + (next % rows)} and grp <> 7`);
+      next += 10;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await client.end();
+    const timed = async (args: string[]) => {
+      const t = Date.now();
+      const r = await runPitr(args, env, { timeoutMs: 7_200_000 });
+      if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
+      return { s: (Date.now() - t) / 1000, json: r.json };
+    };
+    const branch = await timed(['--at', new Date(middle).toISOString(), '--json']);
+    await runPitr(['branches', 'delete', branch.json.id], env);
+    const count = await timed(['when', '--count', 'items', '--where', 'grp = 7', '--json']);
+    const timeline = await timed(['when', '--timeline', '--tables', 'items', '--min-rows', '100', '--json']);
+    const exact = await timed(['when', '--count', 'items', '--where', 'grp = 7', '--timeline', '--json']);
+    const ok = exact.json.culprit?.xid === badXid;
+    console.log(`rows ${rows}, workload ${seconds} s, bad xid ${badXid} at ${badAt}`);
+    console.log(
+      pad([
+        ['run', 'seconds', '× one restore', 'probes', 'restores', 'answer'],
+        ['one restore (pitr --at middle)', fmt(branch.s), '1.00', '-', '1', '-'],
+        ['when --count --where grp=7 (1 s)', fmt(count.s), fmt(count.s / branch.s), String(count.json.probes.length), String(count.json.restores), `${count.json.lastGood} .. ${count.json.firstBad}`],
+        ['when --timeline', fmt(timeline.s), fmt(timeline.s / branch.s), '-', '0', `${timeline.json.transactions.length} tx ≥ 100 rows`],
+        ['when --count --timeline (exact)', fmt(exact.s), fmt(exact.s / branch.s), String(exact.json.probes.length), String(exact.json.restores), `${exact.json.at} ${ok ? '(correct)' : '(WRONG)'}`],
+      ]),
+    );
+    console.log(JSON.stringify({ rows, seconds, restore: branch.s, whenCount: count.s, timeline: timeline.s, exact: exact.s, exactCorrect: ok, goalMet: exact.s <= 3 * branch.s }));
+  } finally {
+    await cleanup();
+  }
+}
+
+await main();
