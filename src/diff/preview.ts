@@ -82,8 +82,8 @@ export async function preview(sessions: DiffSessions, options: { tables?: string
     const pairs = options.tables?.length
       ? options.tables.map((t) => resolveTable(sessions, t))
       : sessions.branchSchema.tables
-          // Partitions are compared through their parent.
-          .filter((t) => t.kind !== 'partition')
+          // Partitions, sub-partitioned ones included, are compared through their topmost parent, as recovery writes them.
+          .filter((t) => !t.root)
           .map((t) => ({ branch: t, production: findTable(sessions.productionSchema, { schema: t.schema, name: t.name }) }))
           .filter((p): p is { branch: TableInfo; production: TableInfo } => !!p.production);
     for (const [i, pair] of pairs.entries()) {
