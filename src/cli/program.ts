@@ -49,7 +49,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'undo', args: '<run-id>', description: 'reverse a recovery exactly (rows changed since are left alone and reported)', load: recoverModule },
   { name: 'runs', args: '[command]', description: 'recoveries and undos, with their plans and reports', load: recoverModule },
   { name: 'playbook', args: '[command]', description: 'scripted incident runbooks (YAML)', load: () => import('./commands/playbook.js') },
-  { name: 'when', description: 'find the incident: the last good instant and the first bad one (bisection over past states), or the transactions that touched tables (local WAL timeline)', load: () => import('./commands/when.js') },
+  { name: 'when', description: "find the instant a query's result changed, by bisection over past states: the moment to branch from", load: () => import('./commands/when.js') },
   { name: 'drill', description: 'restore drill: restore production at a time (default now), check it, time it, clean up; exit 1 on any failure', load: () => import('./commands/drill.js') },
   { name: 'snapshot', args: '[command]', description: 'named restore points of production that never expire (use them as --at snapshot:<name>)', load: () => import('./commands/snapshot.js') },
   { name: 'migrate', args: '<command...>', description: 'take a restore point, run a migration command (drizzle-kit, prisma, any), and say exactly how to roll back if it fails', load: () => import('./commands/migrate.js') },

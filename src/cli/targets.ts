@@ -38,15 +38,16 @@ export async function resolveDiffTargets(ctx: CommandContext, branch: string | u
   if (branch !== undefined && /^postgres(ql)?:\/\//.test(branch)) return { branchUrl: branch, productionUrl, branchLabel: 'the given database' };
   // export:<object>: an encrypted export restored into a local branch (reused while it runs).
   const fromExport = await exportBranchFor(ctx, branch ?? '');
-  if (fromExport) return { branchUrl: fromExport.connectionUrl, productionUrl, branchLabel: describeExportBranch(fromExport), branchId: fromExport.id };
+  if (fromExport) return { branchUrl: fromExport.connectionUrl, productionUrl, branchLabel: describeExportBranch(fromExport) };
   if (branch !== undefined) {
     const exported = await exportBranches(ctx).find(branch);
-    if (exported) return { branchUrl: exported.connectionUrl, productionUrl, branchLabel: describeExportBranch(exported), branchId: exported.id };
+    if (exported) return { branchUrl: exported.connectionUrl, productionUrl, branchLabel: describeExportBranch(exported) };
     return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch, branchId: branch };
   }
   const branches = await branchProvider(ctx);
   const newest = (await branches.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
   if (!newest) throw badInput('no_branch', 'no recovery branch to compare with: create one with pitr --at <time>, or pass --branch <id|name|postgres://…>');
   const label = newest.details?.purpose === 'export' ? describeExportBranch(newest) : `${newest.name} (at ${newest.target})`;
-  return { branchUrl: await branches.connectionString(newest.id), productionUrl, branchLabel: label, branchId: newest.id };
+  // Export branches are scratch restores, not sealed recovery instances: no branch id to check.
+  return { branchUrl: await branches.connectionString(newest.id), productionUrl, branchLabel: label, ...(newest.details?.purpose !== 'export' && { branchId: newest.id }) };
 }

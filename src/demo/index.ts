@@ -146,7 +146,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     })();
     const report = await runPlaybook(
       playbook,
-      { at: formatTarget({ kind: 'time', at: target, input: '' }), table: 'comics', where },
+      { at: formatTarget({ kind: 'time', at: target, input: '' }), table: 'comics', where, triggers: '' },
       { provider, workDir: env.PITR_WORK_DIR, dryRun: false, yes: true, ...(options.onProgress && { onProgress: options.onProgress }) },
     );
     writing = false;

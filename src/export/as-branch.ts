@@ -9,12 +9,12 @@
  * with Neon as well as with the local provider.
  */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { badInput, PitrError } from '../errors.js';
 import { serverUserCanWrite } from '../providers/local/recovery.js';
-import { ensureServerDir, isRoot } from '../system/process.js';
+import { ensurePassableDir, ensureServerDir, isRoot } from '../system/process.js';
 import type { CreateBranchOptions, Provider, RecoveryBranch } from '../providers/types.js';
 import { processAlive, serverPid } from '../system/postgres-server.js';
 import { findPostgresBinaries } from '../system/postgres-binaries.js';
@@ -129,8 +129,7 @@ export class ExportBranches {
     const name = options.name ?? (await this.uniqueName(`export-${manifest.name}`.slice(0, 120)));
     const target = manifest.target && !manifest.target.startsWith('snapshot:') ? manifest.target : (manifest.resolvedTarget ?? manifest.createdAt);
     // The postgres OS user must traverse these (pitr may run as root, under umask 077).
-    await mkdir(this.root, { recursive: true });
-    await chmod(this.root, 0o755);
+    await ensurePassableDir(this.root, this.settings.workDir);
     await ensureServerDir(dir, 0o755);
     if (isRoot() && !(await serverUserCanWrite(dir))) {
       await rm(dir, { recursive: true, force: true });

@@ -21,7 +21,8 @@ function tableSql(input: string): { sql: string; shown: string } {
   } catch (err) {
     throw badInput('bad_table', (err as Error).message);
   }
-  return { sql: parsed.schema === null ? quoteIdent(parsed.name) : qualifiedName(parsed.schema, parsed.name), shown: input };
+  // pitr's sessions search only pg_catalog: a table without a schema is the application's, in public.
+  return { sql: qualifiedName(parsed.schema ?? 'public', parsed.name), shown: input };
 }
 
 /** Runs the read in a read-only transaction with pitr's session settings (one statement only). */

@@ -38,6 +38,17 @@ export interface Timeline {
  * with VACUUM FULL, TRUNCATE and CLUSTER, so a rewrite inside the window hides older records.
  */
 export async function mapRelfilenodes(client: pg.ClientBase, tables: readonly string[]): Promise<Map<string, string>> {
+  // Table names as the user types them (public by default) and shown the same way: this catalog
+  // query alone resolves names with the application's usual search_path, then pitr's pin is back.
+  await client.query(`select pg_catalog.set_config('search_path', 'public, pg_catalog, pg_temp', false)`);
+  try {
+    return await mapRelfilenodesInPublic(client, tables);
+  } finally {
+    await client.query(`select pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)`);
+  }
+}
+
+async function mapRelfilenodesInPublic(client: pg.ClientBase, tables: readonly string[]): Promise<Map<string, string>> {
   const { rows } = await client
     .query<{ node: string; name: string }>(
       `with recursive wanted(root, oid) as (

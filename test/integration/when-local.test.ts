@@ -51,7 +51,7 @@ describe('pitr when / --at xid: on the local provider', () => {
   for (const [name, args] of [
     ['--count', ['--count', 'items']],
     ['--row', ['--row', 'items', '3', '1']],
-    ['--sql', ['--sql', `select count(*) from items where note = 'initial'`, '--precision', '200ms']],
+    ['--sql', ['--sql', `select count(*) from public.items where note = 'initial'`, '--precision', '200ms']],
   ] as const) {
     it(`when ${name} names an instant within the precision before the bad transaction, and the transaction`, async () => {
       const r = await runPitr(['when', ...args, '--json'], env, { timeoutMs: 240_000 });
@@ -93,7 +93,7 @@ describe('pitr when / --at xid: on the local provider', () => {
   }, 240_000);
 
   it('refuses a query error and a window outside the history with one line, nothing left running', async () => {
-    const q = await runPitr(['when', '--sql', 'select nope from items', '--json'], env);
+    const q = await runPitr(['when', '--sql', 'select nope from public.items', '--json'], env);
     expect(q.code, q.stderr).toBe(2);
     expect(q.stderr.trim().split('\n')).toHaveLength(1);
     expect(q.stderr).toContain('rejected by Postgres');

@@ -52,6 +52,8 @@ describe('pitr when on Neon (against the fake API)', () => {
   it('when --count names an instant within the precision before the bad transaction, by Time Travel reads only', async () => {
     const before = fake.requests.length;
     const until = new Date(Date.parse(incident.badCommit) + 2000).toISOString();
+    // --until must be in the past when the command reads it.
+    await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(until) - Date.now() + 200)));
     const r = await runPitr(['when', '--count', 'items', '--since', since, '--until', until, '--json'], env, { timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
     const bad = Date.parse(incident.badCommit);
