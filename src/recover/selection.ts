@@ -39,6 +39,23 @@ function columnList(cols: ColumnInfo[], alias?: string): string {
   return cols.map((c) => (alias ? `${alias}.${quoteIdent(c.name)}` : quoteIdent(c.name))).join(', ');
 }
 
+/**
+ * The columns a recovery copies. A column both sides have with different types would be left out
+ * and written as NULL or its default: refused, naming the columns, before any work.
+ */
+function recoveredColumns(branch: TableInfo, production: TableInfo): ColumnInfo[] {
+  const prod = new Map(production.columns.map((c) => [c.name, c]));
+  const differing = branch.columns.filter((c) => prod.has(c.name) && prod.get(c.name)!.type !== c.type && !c.generated);
+  if (differing.length) {
+    throw new PitrError(
+      'schema_mismatch',
+      `${production.schema}.${production.name} has columns whose types differ between the branch and production (${differing.map((c) => `${c.name}: ${c.type} vs ${prod.get(c.name)!.type}`).join(', ')}): recovering would lose their values; align the schema first`,
+      { exit: 'usage' },
+    );
+  }
+  return comparableColumns(branch, production).filter((c) => !c.generated);
+}
+
 export function selectRoots(
   names: { schema: string | null; name: string }[],
   branchSchema: SchemaInfo,
@@ -52,7 +69,7 @@ export function selectRoots(
     if (!branch && !production) throw new PitrError('unknown_table', `unknown table ${label}`, { exit: 'usage' });
     if (!branch) throw new PitrError('table_not_in_branch', `table ${label} does not exist in the branch`, { exit: 'usage' });
     if (!production) throw new PitrError('table_not_in_production', `table ${label} no longer exists in production: recovering it needs the table first`, { exit: 'usage' });
-    const columns = comparableColumns(branch, production).filter((c) => !c.generated);
+    const columns = recoveredColumns(branch, production);
     const key = keyOf(branch, production, columns);
     return {
       branch,
@@ -84,7 +101,7 @@ export function addCascade(roots: TableSelection[], branchSchema: SchemaInfo, pr
         if (all.get(id)?.role === 'root') continue;
         const production = findTable(productionSchema, { schema: child.schema, name: child.name });
         if (!production) continue;
-        const columns = comparableColumns(child, production).filter((c) => !c.generated);
+        const columns = recoveredColumns(child, production);
         if (!fk.refColumns.every((c) => parent.columns.some((pc) => pc.name === c))) continue;
         const match = fk.columns.map((c, i) => `p.${quoteIdent(fk.refColumns[i]!)} = c.${quoteIdent(c)}`).join(' and ');
         // A key declared on only some partitions applies to the rows of those partitions.

@@ -50,7 +50,6 @@ export async function openSessions(req: RecoverRequest, productionIsolation: 're
     await production.query(`set temp_buffers = '256MB'`);
     await production.query(`begin isolation level ${productionIsolation}`);
     await normalizeSession(production, LABEL);
-    await useApplicationSearchPath(production);
     await production.query(`set local work_mem = '128MB'`);
     const branchSchema = await introspect(branch);
     const productionSchema = await introspect(production);
@@ -81,6 +80,8 @@ export async function openSessions(req: RecoverRequest, productionIsolation: 're
     const rank = new Map(order.tables.map((t, i) => [t.qualified, i]));
     selections.sort((a, b) => rank.get(a.production.qualified)! - rank.get(b.production.qualified)!);
     const triggers = await findTriggers(production, selections, req.mode, req.deleteExtra);
+    // Introspected under the same pinned search_path as the branch (type names compare equal); then the application's.
+    await useApplicationSearchPath(production);
     // Refused before any write: which way triggers go changes what gets written.
     if (purpose === 'apply' && triggers.length > 0 && !req.triggers) throw triggerChoiceError(triggers);
     return { branch, production, productionRead, branchSchema, productionSchema, selections, deferred: order.deferred, triggers };

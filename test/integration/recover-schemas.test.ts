@@ -122,6 +122,15 @@ describe('recover on real-world schema classes', () => {
     expect(await tableChecksums(s.prodUrl)).toEqual(before);
   });
 
+  it('a column whose type differs between the sides is refused by name, never written as NULL', async () => {
+    const s = await scenario(`delete from notes where id <= 5; alter table notes alter column body type varchar(200)`, '');
+    const before = await tableChecksums(s.prodUrl);
+    const r = await s.recover('notes', '--yes');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('body: text vs character varying(200)');
+    expect(await tableChecksums(s.prodUrl)).toEqual(before);
+  });
+
   it('a keyless table: missing copies put back, surplus copies removed with --delete-extra, undo exact; --mode changed refused', async () => {
     const s = await scenario(
       `delete from log_lines where kind = 'k1'; insert into log_lines select * from log_lines where kind = 'k0' and account_id < 10`,
