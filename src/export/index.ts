@@ -624,18 +624,10 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
         const present = await listUserTables(c);
         return { present, rows: await countRows(c, present) };
       });
-      const differences = countDifferences(
+      assertCountsMatch(
         manifest.tables,
         counts.present.map((t, i) => ({ ...t, rows: counts.rows[i]! })),
       );
-      if (differences.length) {
-        const shown = differences.slice(0, 3).join('; ');
-        throw new PitrError(
-          'export_counts_differ',
-          `the restored row counts differ from the manifest in ${differences.length} table${differences.length === 1 ? '' : 's'}: ${shown}${differences.length > 3 ? `; and ${differences.length - 3} more` : ''}`,
-          { detail: differences.join('\n') },
-        );
-      }
       const serverVersion = await withScratchClient(cluster.url, async (c) => (await c.query<{ v: string }>(`select current_setting('server_version') as v`)).rows[0]!.v);
       restoreResult = {
         seconds: round(restoreSeconds),
@@ -677,6 +669,18 @@ export async function verifyExport(options: VerifyOptions): Promise<VerifyResult
  * Where restored row counts differ from the manifest's, one line per table: a different count,
  * a table missing after the restore, or a table the manifest does not know. Empty when equal.
  */
+/** Restored row counts must equal the manifest's: one line naming the first tables that differ. */
+export function assertCountsMatch(expected: readonly ManifestTable[], restored: readonly ManifestTable[]): void {
+  const differences = countDifferences(expected, restored);
+  if (!differences.length) return;
+  const shown = differences.slice(0, 3).join('; ');
+  throw new PitrError(
+    'export_counts_differ',
+    `the restored row counts differ from the manifest in ${differences.length} table${differences.length === 1 ? '' : 's'}: ${shown}${differences.length > 3 ? `; and ${differences.length - 3} more` : ''}`,
+    { detail: differences.join('\n') },
+  );
+}
+
 export function countDifferences(expected: readonly ManifestTable[], restored: readonly ManifestTable[]): string[] {
   const key = (t: { schema: string; name: string }) => `${t.schema}.${t.name}`;
   const left = new Map(restored.map((t) => [`${t.schema}\u0000${t.name}`, t]));

@@ -30,7 +30,7 @@ import { redactSecrets, redactUrl, registerSecret } from '../redact.js';
 import { ChildSink, HoldLastChunk } from './child-sink.js';
 import { createDecryptStream } from './encryption.js';
 import {
-  countDifferences,
+  assertCountsMatch,
   countRows,
   findClientProgram,
   firstRestoreError,
@@ -230,15 +230,7 @@ export async function countRestored(url: string, manifest: ExportManifest): Prom
       await c.query('rollback').catch(() => undefined);
     }
   });
-  const differences = countDifferences(manifest.tables, present);
-  if (differences.length) {
-    const shown = differences.slice(0, 3).join('; ');
-    throw new PitrError(
-      'export_counts_differ',
-      `the restored row counts differ from the manifest in ${differences.length} table${differences.length === 1 ? '' : 's'}: ${shown}${differences.length > 3 ? `; and ${differences.length - 3} more` : ''}`,
-      { detail: differences.join('\n') },
-    );
-  }
+  assertCountsMatch(manifest.tables, present);
   const got = new Map(present.map((t) => [`${t.schema}\u0000${t.name}`, t.rows]));
   return manifest.tables.map((t) => ({ schema: t.schema, name: t.name, expected: t.rows, restored: got.get(`${t.schema}\u0000${t.name}`) ?? 0 }));
 }
