@@ -70,7 +70,12 @@ async function sideFacts(client: pg.ClientBase, table: TableInfo, plan: Plan, se
   let min: string | null = null;
   let max: string | null = null;
   if (needBounds) {
-    const r = await client.query(`select min(${plan.segmentExpr})::text as lo, max(${plan.segmentExpr})::text as hi from ${from}`);
+    // First and last by the key's order, not min()/max(): uuid and other orderable types have no such aggregates.
+    const e = plan.segmentExpr;
+    const r = await client.query(
+      // The output is named v: ORDER BY a bare column name would otherwise sort by the output, as text.
+      `select (select (${e})::text as v from ${from} order by ${e} asc limit 1) as lo, (select (${e})::text as v from ${from} order by ${e} desc limit 1) as hi`,
+    );
     min = r.rows[0]?.lo ?? null;
     max = r.rows[0]?.hi ?? null;
   }

@@ -131,6 +131,23 @@ describe('recover on real-world schema classes', () => {
     expect(await tableChecksums(s.prodUrl)).toEqual(before);
   });
 
+  it('a uuid key: corruption spread over the key space is repaired from the differing keys alone; later inserts kept', async () => {
+    const s = await scenario(
+      `update docs set body = 'corrupted', edited = null where abs(hashtext(id::text)) % 10 = 0`,
+      `insert into docs values ('00000000-0000-0000-0000-000000000001', 'written after the incident', null)`,
+    );
+    const changed = Number((await sql(s.prodUrl, `select count(*) as n from docs where body = 'corrupted'`))[0]!.n);
+    const before = await tableChecksums(s.prodUrl);
+    const r = await s.recover('docs', '--mode', 'changed', '--yes');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.totals).toMatchObject({ updated: changed, inserted: 0, deleted: 0 });
+    expect(r.json.plan.tables[0].candidates).toBe(changed);
+    expect(await tableChecksums(s.prodUrl)).toEqual(await tableChecksums(s.expectedUrl));
+    const undo = await runPitr(['undo', r.json.runId, '--yes'], s.env);
+    expect(undo.code, undo.stderr).toBe(0);
+    expect(await tableChecksums(s.prodUrl)).toEqual(before);
+  });
+
   it('a keyless table: missing copies put back, surplus copies removed with --delete-extra, undo exact; --mode changed refused', async () => {
     const s = await scenario(
       `delete from log_lines where kind = 'k1'; insert into log_lines select * from log_lines where kind = 'k0' and account_id < 10`,
