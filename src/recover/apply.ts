@@ -31,8 +31,8 @@ export const plansFromDiff = (req: RecoverRequest, s: TableSelection) => s.role 
 
 /** Plans one table inside the session's transaction: stages what it needs and builds `pitr_plan_<n>`. */
 export async function planTable(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, file: string, keysOnly: boolean): Promise<TablePlan> {
-  if (plansFromDiff(req, s)) {
-    const staged = await stageDifferences(p, req, s, n);
+  const staged = plansFromDiff(req, s) ? await stageDifferences(p, req, s, n) : null;
+  if (staged) {
     const tp = await computeTablePlan(p, s, n, req, file, { ...(staged.scope && { scope: staged.scope }) });
     if (tp.delete > 0) {
       const effects = await findDeleteEffects(p, s, n);
