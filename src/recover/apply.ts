@@ -8,7 +8,7 @@ import type { RunState, RunStore } from './runs.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
 import { cols, constraintRef, keyMatch } from './sql.js';
-import { stageKeys, stageRowsByKeys, stageScope, stageSource } from './staging.js';
+import { stageKeylessScope, stageKeys, stageRowsByKeys, stageSource } from './staging.js';
 import { stageDifferences } from './differences.js';
 import { disableTriggers, sideWrites, transactionCounters, writtenRelations } from './triggers.js';
 import type { RecoverRequest, RecoveryPlan, SideWrites, TableOutcome, TablePlan } from './types.js';
@@ -31,8 +31,8 @@ export const plansFromDiff = (req: RecoverRequest, s: TableSelection) => s.role 
 
 /** Plans one table inside the session's transaction: stages what it needs and builds `pitr_plan_<n>`. */
 export async function planTable(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, file: string, keysOnly: boolean): Promise<TablePlan> {
-  const staged = plansFromDiff(req, s) ? await stageDifferences(p, req, s, n) : null;
-  if (staged) {
+  if (plansFromDiff(req, s)) {
+    const staged = await stageDifferences(p, req, s, n);
     const tp = await computeTablePlan(p, s, n, req, file, { ...(staged.scope && { scope: staged.scope }) });
     if (tp.delete > 0) {
       const effects = await findDeleteEffects(p, s, n);
@@ -40,19 +40,15 @@ export async function planTable(p: RecoverySessions, req: RecoverRequest, s: Tab
     }
     return { ...tp, candidates: staged.candidates };
   }
-  const scope = req.deleteExtra && s.role === 'root' && req.where !== undefined ? `pitr_scope_${n}` : undefined;
-  if (scope) await stageScope(p, s, n, req.where!);
   if (s.key.length === 0) {
+    const scope = req.deleteExtra && s.role === 'root' && req.where !== undefined ? `pitr_scope_${n}` : undefined;
+    if (scope) await stageKeylessScope(p, s, n, req.where!);
     const candidates = await stageSource(p, s, n, req.where);
     return { ...(await planKeyless(p, s, n, req, file, scope)), candidates };
   }
+  // Left here: inserts only (--mode missing without --delete-extra) and cascaded tables.
   const candidates = keysOnly ? await stageKeys(p, s, n, req.where) : await stageSource(p, s, n, req.where);
-  const tp = await computeTablePlan(p, s, n, req, file, { ...(keysOnly && { source: `pitr_keys_${n}` }), ...(scope && { scope }) });
-  if (tp.delete > 0) {
-    const effects = await findDeleteEffects(p, s, n);
-    if (effects.length) throw deleteEffectsRefusal(effects);
-  }
-  return { ...tp, candidates };
+  return { ...(await computeTablePlan(p, s, n, req, file, keysOnly ? { source: `pitr_keys_${n}` } : {})), candidates };
 }
 
 /** The branch query for exactly the planned inserts when the key is one integer column and they run in few ranges. */

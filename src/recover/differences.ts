@@ -13,7 +13,7 @@ import type { RecoverRequest } from './types.js';
  * corruption moves 0.1% of the table, not all of it. The diff reads production in the separate
  * READ ONLY session (with the user's --where); the write transaction gets keys.
  */
-export async function stageDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number): Promise<{ candidates: number; scope?: string } | null> {
+export async function stageDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number): Promise<{ candidates: number; scope?: string }> {
   const reader = p.productionRead;
   if (!reader) throw new Error('planning from differences needs the read-only production session');
   const t = s.production.qualified;

@@ -74,7 +74,7 @@ export function planParts(
     }
   }
   if (s.role === 'root' && deleteExtra) {
-    // The user's --where never runs here: its matches arrive as keys (stageScope).
+    // The user's --where never runs here: its matches arrive as keys (the diff's extra keys).
     const from = options.scope ? `${options.scope} sc join ${t} t on ${keyMatch(s.key, 't', 'sc')}` : `${t} t`;
     parts.push({
       action: 'delete',

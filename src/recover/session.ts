@@ -36,7 +36,7 @@ async function beginReadOnly(client: pg.ClientBase): Promise<void> {
 
 export async function openSessions(req: RecoverRequest, productionIsolation: 'repeatable read' | 'read committed', purpose: 'plan' | 'apply'): Promise<RecoverySessions> {
   // User SQL on production, and the diff that plans updates and deletes, read production here.
-  const needsProductionRead = (req.deleteExtra && req.where !== undefined) || req.mode !== 'missing' || req.deleteExtra;
+  const needsProductionRead = req.mode !== 'missing' || req.deleteExtra;
   const [branch, production, productionRead] = await Promise.all([
     connect(req.branchUrl),
     connect(req.productionUrl),

@@ -49,24 +49,18 @@ export async function stageKeys(p: RecoverySessions, s: TableSelection, n: numbe
 }
 
 /**
- * Production's rows in the user's selection, for --delete-extra: --where runs in the separate
- * READ ONLY session, and only its answer reaches the write transaction: the keys of the matching
- * rows (`pitr_scope_<n>`), or for a table without a key each distinct row's text and copies.
+ * Production's rows in the user's selection, for --delete-extra on a table without a key: --where
+ * runs in the separate READ ONLY session, and only its answer reaches the write transaction, each
+ * distinct row's text and copies (`pitr_scope_<n>`). Keyed tables get theirs from the diff.
  */
-export async function stageScope(p: RecoverySessions, s: TableSelection, n: number, where: string): Promise<void> {
+export async function stageKeylessScope(p: RecoverySessions, s: TableSelection, n: number, where: string): Promise<void> {
   if (!p.productionRead) throw new Error('--where on production needs the read-only session');
   const names = s.columns.map((c) => c.name);
   const t = s.production.qualified;
   try {
-    if (s.key.length) {
-      await p.production.query(`create temp table pitr_scope_${n} on commit drop as select ${cols(s.key)} from ${t} where false`);
-      await copyBetween(p.productionRead, `select ${cols(s.key, 't')} from ${t} t where (${where})`, p.production, `pitr_scope_${n}`, cols(s.key));
-      await p.production.query(`create index on pitr_scope_${n} (${cols(s.key)}); analyze pitr_scope_${n}`);
-    } else {
-      await p.production.query(`create temp table pitr_scope_${n} (r text, copies int8) on commit drop`);
-      await copyBetween(p.productionRead, `select ${rowText(names, 't')}, count(*) from ${t} t where (${where}) group by 1`, p.production, `pitr_scope_${n}`, 'r, copies');
-      await p.production.query(`analyze pitr_scope_${n}`);
-    }
+    await p.production.query(`create temp table pitr_scope_${n} (r text, copies int8) on commit drop`);
+    await copyBetween(p.productionRead, `select ${rowText(names, 't')}, count(*) from ${t} t where (${where}) group by 1`, p.production, `pitr_scope_${n}`, 'r, copies');
+    await p.production.query(`analyze pitr_scope_${n}`);
   } catch (err) {
     throw whereRejected(err);
   }
