@@ -61,7 +61,7 @@ export function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function asNumber(v: unknown): number {
+export function asNumber(v: unknown): number {
   const n = typeof v === 'number' ? v : typeof v === 'string' || typeof v === 'bigint' ? Number(v) : NaN;
   if (!Number.isFinite(n)) throw new PitrError('not_a_count', `the result is not a single number (${JSON.stringify(v)}), so it cannot "drop"`, { exit: 'usage' });
   return n;

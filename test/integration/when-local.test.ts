@@ -83,14 +83,24 @@ describe('pitr when / --at xid: on the local provider', () => {
     expect(all.json.transactions.length).toBe(61);
   }, 240_000);
 
-  it('when --count --timeline bisects over the exact commits and names the transaction', async () => {
-    const r = await runPitr(['when', '--count', 'items', '--timeline', '--json'], env, { timeoutMs: 240_000 });
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.json.culprit).toEqual({ xid: incident.badXid, committedAt: incident.badCommit });
-    expect(r.json.at).toBe(`xid:${incident.badXid}`);
-    expect(micros(r.json.firstBad)).toBe(micros(incident.badCommit));
-    expect(await processesUsing(work)).toEqual([]);
-  }, 240_000);
+  for (const [name, args] of [
+    ['--count', ['--count', 'items']],
+    ['--row', ['--row', 'items', '3', '1']],
+    ['--sql', ['--sql', `select count(*) from public.items where note = 'initial'`, '--tables', 'items']],
+  ] as const) {
+    it(`when ${name} --timeline names the transaction from one restore, rolling forward only`, async () => {
+      const r = await runPitr(['when', ...args, '--timeline', '--json'], env, { timeoutMs: 240_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json.culprit).toEqual({ xid: incident.badXid, committedAt: incident.badCommit });
+      expect(r.json.at).toBe(`xid:${incident.badXid}`);
+      expect(micros(r.json.firstBad)).toBe(micros(incident.badCommit));
+      expect(micros(r.json.lastGood)).toBe(micros(incident.badCommit) - 1);
+      // The largest suspect is the bad DELETE: --since, just before it, at it (and --until), all forward.
+      expect(r.json.restores).toBe(1);
+      expect(r.json.probes.length).toBeLessThanOrEqual(4);
+      expect(await processesUsing(work)).toEqual([]);
+    }, 240_000);
+  }
 
   it('refuses a query error and a window outside the history with one line, nothing left running', async () => {
     const q = await runPitr(['when', '--sql', 'select nope from public.items', '--json'], env);
