@@ -199,7 +199,9 @@ export async function whenTimeTravel(provider: Provider, req: WhenRequest): Prom
     until,
     precision: req.precision,
     question: req.query.question,
-    scan: 0,
+    // One midpoint read: sees a result that changes and changes back across the middle, for one
+    // Time Travel read more than bare bisection.
+    scan: 1,
     ...(req.commits ? { commits: req.commits } : {}),
     probe: async (at) => {
       const pit = await provider.openPointInTime!(microsToPointInTime(at));

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import pg from 'pg';
 import { makeTempRoot, localEnv, startCluster, type TestCluster } from '../support/cluster.js';
 import { processesUsing, runPitr } from '../support/cli.js';
 import { tableChecksums } from '../support/checksums.js';
@@ -158,4 +159,32 @@ describe('pitr when / --at xid: on the local provider', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('not a valid transaction id');
   });
+
+  // Last: it puts the deleted rows back into production, which later questions would see.
+  it('the shipped accidental-deletion playbook finds the instant itself (find_count) and puts back exactly the deleted rows', async () => {
+    const initial = `select count(*)::int as n from items where note = 'initial'`;
+    expect((await prod.query<{ n: number }>(initial))[0]!.n).toBe(300 - incident.deleted);
+    const r = await runPitr(['playbook', 'run', 'accidental-deletion', '--set', 'table=items', '--set', 'find_count=items', '--set', "where=note = 'initial'", '--yes', '--json'], env, { timeoutMs: 300_000 });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const byId = Object.fromEntries(r.json.steps.filter((s: { id: string | null }) => s.id).map((s: { id: string }) => [s.id, s]));
+    // The WAL archive is a directory: the timeline names the bad transaction, the branch ends just before it.
+    expect(byId.find.outputs).toMatchObject({ at: `xid:${incident.badXid}`, searched: true, culprit: { xid: incident.badXid, committedAt: incident.badCommit } });
+    expect(byId.branch.outputs.target).toBe(`xid:${incident.badXid}`);
+    expect(byId.rows.outputs).toMatchObject({ missing: incident.deleted, changed: 0 });
+    expect(byId.recover.outputs).toMatchObject({ inserted: incident.deleted, conflicts: 0, verified: true });
+    expect(byId.verify.outputs).toMatchObject({ missing: 0 });
+    expect((await prod.query<{ n: number }>(initial))[0]!.n).toBe(300);
+    // Every initial row is back as it was (the mirror holds production just before the incident).
+    const rowsOf = async (url: string) => {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        return (await c.query(`select id, grp, note from items where note = 'initial' order by id, grp`)).rows;
+      } finally {
+        await c.end();
+      }
+    };
+    expect(await rowsOf(prod.url)).toEqual(await rowsOf(incident.expectedUrl));
+    expect(await processesUsing(join(work, 'when'))).toEqual([]);
+  }, 300_000);
 });
