@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ProbeResult } from '../../src/when/bisect.js';
+import { bisect, type ProbeResult } from '../../src/when/bisect.js';
 import { microsToIso } from '../../src/when/instants.js';
 import { suspectsOf, testSuspects } from '../../src/when/suspects.js';
 import type { TimelineTransaction } from '../../src/when/timeline.js';
@@ -82,5 +82,24 @@ describe('timeline suspects', () => {
     const h = history([{ at: T0, value: 'a' }, { at: T0 + 505_123, value: 'b' }, { at: T0 + 900_000, value: 'a' }]);
     const r = await testSuspects({ since, until, question: 'changed', probe: h.probe, suspects: suspectsOf(txs, 'changed', since, until), tries: 1 });
     expect(r).toBeNull();
+  });
+
+  it('a drop hidden by faster growth between scan points: bisection says how to see it, the suspects find it', async () => {
+    // One insert per ms; the bad DELETE of 50 rows at +500.5 ms is smaller than the growth between scan points.
+    const grow: Array<{ at: number; value: number }> = [];
+    const inserts: TimelineTransaction[] = [];
+    for (let i = 0; i <= 1000; i++) {
+      const at = T0 + i * 1000;
+      grow.push({ at, value: 1000 + i - (at > T0 + 500_500 ? 50 : 0) });
+      if (i > 0) inserts.push(tx(String(i), at, { inserted: 1 }));
+    }
+    grow.push({ at: T0 + 500_500, value: 1000 + 500 - 50 });
+    grow.sort((a, b) => a.at - b.at);
+    const h = history(grow);
+    const probe = async (t: number) => ({ value: (await h.probe(t)).value as number });
+    const err = await bisect({ since, until, precision: 1000, question: 'dropped', probe, scan: 3 }).then(() => null, (e: Error) => e);
+    expect(err?.message).toMatch(/did not drop.*--where.*--timeline/);
+    const r = await testSuspects({ since, until, question: 'dropped', probe: h.probe, suspects: suspectsOf([...inserts, tx('bad', T0 + 500_500, { deleted: 50 })], 'dropped', since, until) });
+    expect(r?.culprit).toEqual({ xid: 'bad', at: T0 + 500_500 });
   });
 });
