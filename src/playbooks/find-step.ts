@@ -16,28 +16,61 @@ export interface FindStepInput {
   timeline?: boolean | undefined;
 }
 
-/** The `find` playbook step: `pitr when`, its answer as the step's `at` output. */
+const filled = (v: string | undefined): v is string => v !== undefined && v.trim() !== '';
+
+/**
+ * The question a find step asks, or null when `given` answers it. Playbook inputs arrive
+ * interpolated, so an input left at its empty default means "not asked": `sql` wins over
+ * `count`, `count` over `row`. With neither an instant nor a question, the step cannot run.
+ */
+export function findQuestion(w: FindStepInput): WhenQuery | null {
+  if (filled(w.given)) return null;
+  if (filled(w.sql)) return sqlQuery(w.sql);
+  if (filled(w.count)) return countQuery(w.count, filled(w.where) && w.where.trim() !== 'true' ? w.where : undefined);
+  const row = (w.row ?? []).filter(filled);
+  if (row.length >= 2) return rowQuery(row[0]!, row.slice(1));
+  throw badInput('missing_input', 'needs --set at=<time>, or a question for pitr when to find that instant (find_count=<table> or find_sql=<query> in the shipped playbooks)');
+}
+
+/**
+ * The `find` playbook step: `pitr when`, its answer as the step's `at` output (the exact
+ * transaction when the WAL timeline names it, else the last good instant). An instant given
+ * (`given`, usually `${{ inputs.at }}`) is passed on and nothing is searched.
+ */
 export async function findStep(w: FindStepInput, provider: Provider, timeZone: string | undefined, onProgress: ProgressSink | undefined): Promise<Record<string, unknown>> {
-  const read = (text: string) => parsePointInTime(text, { ...(timeZone && { timeZone }) });
-  if (w.given !== undefined && w.given.trim() !== '') {
-    read(w.given);
-    return { at: w.given.trim(), searched: false };
+  const query = findQuestion(w);
+  if (!query) {
+    const at = w.given!.trim();
+    // export:<object> is checked by create-branch (it needs the key and the store).
+    if (!at.startsWith('export:')) parsePointInTime(at, { ...(timeZone && { timeZone }) });
+    return { at, searched: false };
   }
-  let query: WhenQuery;
-  if (w.sql) query = sqlQuery(w.sql);
-  else if (w.count) query = countQuery(w.count, w.where);
-  else if (w.row && w.row.length >= 2) query = rowQuery(w.row[0]!, w.row.slice(1));
-  else throw badInput('find_question', 'a find step needs with.count, with.row ([table, key…]) or with.sql');
+  const read = (text: string) => parsePointInTime(text, { ...(timeZone && { timeZone }) });
   const request = {
     query,
-    precision: parsePrecision(w.precision ?? '1s'),
-    ...(w.since && { since: read(w.since) }),
-    ...(w.until && { until: read(w.until) }),
+    precision: parsePrecision(filled(w.precision) ? w.precision : '1s'),
+    ...(filled(w.since) && { since: read(w.since) }),
+    ...(filled(w.until) && { until: read(w.until) }),
     ...(onProgress && { onProgress: (message: string) => onProgress({ phase: 'find', message }) }),
   };
-  const r =
-    provider instanceof LocalProvider
-      ? await whenLocal(provider, { ...request, ...(w.timeline && { timeline: { tables: query.tables } }) })
-      : await whenTimeTravel(provider, request);
+  // The timeline names the exact transaction; without a WAL archive directory, bisect over time
+  // unless the playbook asked for the timeline outright.
+  const timeline = w.timeline === false ? undefined : { tables: query.tables, ...(w.timeline === undefined && { whenArchived: true }) };
+  const r = provider instanceof LocalProvider ? await whenLocal(provider, { ...request, ...(timeline && { timeline }) }) : await whenTimeTravel(provider, request);
   return { at: r.at, searched: true, lastGood: r.lastGood, firstBad: r.firstBad, culprit: r.culprit, probes: r.probes.length };
+}
+
+/**
+ * Before any step runs: a find step whose inputs give neither an instant nor a question is a
+ * missing input (exit 2), not a failure half-way. Steps that refer to earlier steps are checked
+ * when they run.
+ */
+export function refuseUnanswerableFind(resolve: () => FindStepInput): void {
+  let w: FindStepInput;
+  try {
+    w = resolve();
+  } catch {
+    return;
+  }
+  findQuestion(w);
 }

@@ -15,7 +15,7 @@ import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index
 import type { Playbook, PlaybookStep } from './schema.js';
 import { createExportBranchStep, refuseInPlaceFromExport, restoreExportStep, type PlaybookExports } from './export-steps.js';
 import { redactUrl } from '../redact.js';
-import { findStep } from './find-step.js';
+import { findStep, refuseUnanswerableFind } from './find-step.js';
 
 export type InputValue = string | number | boolean | string[];
 
@@ -170,6 +170,7 @@ async function branchUrlOf(provider: Provider, branch: string | undefined): Prom
  * report (JSON + Markdown) is written whatever happens.
  */
 export async function runPlaybook(playbook: Playbook, inputs: Record<string, InputValue>, options: PlaybookRunOptions): Promise<PlaybookReport> {
+  for (const step of playbook.steps) if (step.type === 'find' && step.if === undefined) refuseUnanswerableFind(() => interpolate(step.with, inputs, {}));
   const started = new Date();
   const id = `${playbook.name}-${formatCompactUtc(started)}-${randomBytes(2).toString('hex')}`;
   const dir = join(options.workDir, 'playbook-runs', id);

@@ -61,7 +61,7 @@ export function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-function asNumber(v: unknown): number {
+export function asNumber(v: unknown): number {
   const n = typeof v === 'number' ? v : typeof v === 'string' || typeof v === 'bigint' ? Number(v) : NaN;
   if (!Number.isFinite(n)) throw new PitrError('not_a_count', `the result is not a single number (${JSON.stringify(v)}), so it cannot "drop"`, { exit: 'usage' });
   return n;
@@ -139,7 +139,14 @@ export async function bisect<V>(options: BisectOptions<V>): Promise<BisectResult
       }
       prev = v;
     }
-    if (!seenBad) throw new PitrError('no_change', `the result did not drop between --since and --until (${short(first)} → ${short(last)})`, { exit: 'usage' });
+    if (!seenBad) {
+      // Growth between the scan points can outweigh the drop: say how to see it anyway.
+      throw new PitrError(
+        'no_change',
+        `the result did not drop between any two probes from --since to --until (${short(first)} → ${short(last)}); if rows are added faster than they were removed, count only the affected rows (--where), narrow --since/--until, or add --timeline (local) to test the deleting transactions`,
+        { exit: 'usage' },
+      );
+    }
   } else {
     for (const [p, v] of scanned) {
       const verdict = isGood(v, loValue) ? 'good' : 'bad';

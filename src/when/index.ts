@@ -7,10 +7,11 @@ import { branchUrl } from '../providers/local/urls.js';
 import type { Provider } from '../providers/types.js';
 import { freeLoopbackPort } from '../system/ports.js';
 import { parseDuration, type PointInTime } from '../time/index.js';
-import { bisect, estimateProbes, type Micros, type NextCommit, type ProbeRecord } from './bisect.js';
+import { bisect, estimateProbes, type Micros, type NextCommit, type ProbeRecord, type ProbeResult } from './bisect.js';
 import { dateToMicros, microsToIso, microsToPointInTime, pointToMicros } from './instants.js';
 import { LocalProbeSession } from './local-probes.js';
 import type { WhenQuery } from './queries.js';
+import { suspectsOf, testSuspects } from './suspects.js';
 import { mapRelfilenodes, readTimeline, type Timeline } from './timeline.js';
 
 export { countQuery, rowQuery, sqlQuery, type WhenQuery } from './queries.js';
@@ -20,6 +21,8 @@ export interface TimelineRequest {
   /** Tables whose transactions are listed (partitions included); every user table when empty. */
   tables: string[];
   minRows?: number;
+  /** Skip the timeline (bisect over time) when the archive is not a directory pg_waldump can read. */
+  whenArchived?: boolean;
 }
 
 export interface WhenRequest {
@@ -99,14 +102,17 @@ function summarize(provider: Provider['kind'], req: WhenRequest, since: Micros, 
   };
 }
 
-/** Local provider: one recovery instance, replayed forward, restored anew only to go back. */
+/**
+ * Local provider: one recovery instance, replayed forward, restored anew only to go back. With
+ * the timeline, its largest suspects are tested first (--since, just before, at the commit:
+ * all forward); bisection over time and then over the timeline's commits is the fallback.
+ */
 export async function whenLocal(provider: LocalProvider, req: WhenRequest): Promise<WhenResult> {
   const started = Date.now();
   const setup = await provider.probeSetup(req.onProgress ? (e) => req.onProgress!(e.message) : undefined);
   const oldest = dateToMicros(new Date(setup.backups[0]!.endedAt));
   const newest = setup.switchedAt ? dateToMicros(new Date(setup.switchedAt)) : Date.now() * 1000;
   const { since, until } = window(req, oldest, newest);
-  const timeline = req.timeline ? await timelineOf(setup, req.timeline, since, until) : undefined;
   const port = await freeLoopbackPort();
   const session = new LocalProbeSession({
     bin: setup.bin,
@@ -118,20 +124,41 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
     timeoutMs: setup.timeoutMs,
     ...(req.onProgress ? { onProgress: (e: { message: string }) => req.onProgress!(e.message) } : {}),
   });
+  // One read per instant: the suspects' probes are not repeated by the fallback bisection.
+  const seen = new Map<Micros, Promise<ProbeResult<unknown>>>();
+  const probe = (at: Micros): Promise<ProbeResult<unknown>> => {
+    if (!seen.has(at)) seen.set(at, session.at(at, (client) => req.query.read(client)));
+    return seen.get(at)!;
+  };
+  const onProbe = (p: ProbeRecord<unknown>, n: number, estimate: number) => req.onProbe?.(`${microsToIso(p.at)} ${p.verdict}`, n, estimate);
   try {
-    const result = await bisect({
-      since,
-      until,
-      precision: req.precision,
-      question: req.query.question,
-      scan: 3,
-      ...(timeline || req.commits ? { commits: timeline?.commits ?? req.commits! } : {}),
-      probe: (at) => session.at(at, (client) => req.query.read(client)),
-      onProbe: (p, n, estimate) => req.onProbe?.(`${microsToIso(p.at)} ${p.verdict}`, n, estimate),
-    });
-    const summary = summarize('local', req, since, until, started, result, { restores: session.restores, forwardReplays: session.forwardReplays });
+    // pg_waldump reads the archive while the instance restores the state at --since.
+    const first = probe(since);
+    const wantTimeline = req.timeline && !(req.timeline.whenArchived && !setup.walArchive) ? req.timeline : undefined;
+    const [read, start] = await Promise.allSettled([wantTimeline ? timelineOf(setup, wantTimeline, since, until) : Promise.resolve(undefined), first]);
+    if (read.status === 'rejected') throw read.reason;
+    if (start.status === 'rejected') throw start.reason;
+    const timeline = read.value;
+    const counts = () => ({ restores: session.restores, forwardReplays: session.forwardReplays });
+    const found = timeline
+      ? await testSuspects({ since, until, question: req.query.question, probe, suspects: suspectsOf(timeline.transactions, req.query.question, since, until), onProbe })
+      : null;
+    const result =
+      found ??
+      (await bisect({
+        since,
+        until,
+        precision: req.precision,
+        question: req.query.question,
+        scan: 3,
+        ...(timeline || req.commits ? { commits: timeline?.commits ?? req.commits! } : {}),
+        probe,
+        onProbe,
+      }));
+    const summary = summarize('local', req, since, until, started, result, counts());
     return timeline ? { ...summary, timeline } : summary;
   } finally {
+    await Promise.allSettled(seen.values());
     await session.close();
   }
 }
@@ -172,7 +199,9 @@ export async function whenTimeTravel(provider: Provider, req: WhenRequest): Prom
     until,
     precision: req.precision,
     question: req.query.question,
-    scan: 0,
+    // One midpoint read: sees a result that changes and changes back across the middle, for one
+    // Time Travel read more than bare bisection.
+    scan: 1,
     ...(req.commits ? { commits: req.commits } : {}),
     probe: async (at) => {
       const pit = await provider.openPointInTime!(microsToPointInTime(at));

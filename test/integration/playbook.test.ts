@@ -47,13 +47,21 @@ describe('pitr playbook run accidental-deletion', () => {
     const r = await runPitr(['playbook', 'run', 'accidental-deletion', '--set', 'table=authors', '--no-input'], env);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('needs --set at=<time>');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    // Nothing ran: no playbook run directory, no branch.
+    expect(existsSync(join(work, 'playbook-runs'))).toBe(false);
+    const d = await runPitr(['playbook', 'run', 'data-corruption', '--set', 'tables=books', '--no-input'], env);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toContain('needs --set at=<time>');
   });
 
   it('stops at the confirm step without --yes and changes nothing (exit 3)', async () => {
     const before = await tableChecksums(prod.url);
     const r = await runPitr([...args(), '--no-input', '--json'], env);
     expect(r.code).toBe(3);
-    expect(r.json.steps.map((s: { status: string }) => s.status)).toEqual(['ok', 'ok', 'ok', 'failed', 'skipped', 'skipped', 'skipped']);
+    // find (the given instant passed on), branch, preview, diff, then the confirm stops the run.
+    expect(r.json.steps.map((s: { status: string }) => s.status)).toEqual(['ok', 'ok', 'ok', 'ok', 'failed', 'skipped', 'skipped', 'skipped']);
+    expect(r.json.steps[0].outputs).toEqual({ at: t1, searched: false });
     expect(await tableChecksums(prod.url)).toEqual(before);
   });
 
@@ -61,7 +69,7 @@ describe('pitr playbook run accidental-deletion', () => {
     const r = await runPitr([...args(), '--yes', '--json'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.status).toBe('ok');
-    expect(r.json.steps.map((s: { status: string }) => s.status)).toEqual(Array(7).fill('ok'));
+    expect(r.json.steps.map((s: { status: string }) => s.status)).toEqual(Array(8).fill('ok'));
     const byId = Object.fromEntries(r.json.steps.filter((s: { id: string | null }) => s.id).map((s: { id: string }) => [s.id, s]));
     expect(byId.rows.outputs).toMatchObject({ missing: 1 });
     expect(byId.recover.outputs).toMatchObject({ inserted: 1 + 10 + 40, conflicts: 0, verified: true });

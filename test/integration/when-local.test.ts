@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import pg from 'pg';
 import { makeTempRoot, localEnv, startCluster, type TestCluster } from '../support/cluster.js';
 import { processesUsing, runPitr } from '../support/cli.js';
 import { tableChecksums } from '../support/checksums.js';
@@ -83,14 +84,24 @@ describe('pitr when / --at xid: on the local provider', () => {
     expect(all.json.transactions.length).toBe(61);
   }, 240_000);
 
-  it('when --count --timeline bisects over the exact commits and names the transaction', async () => {
-    const r = await runPitr(['when', '--count', 'items', '--timeline', '--json'], env, { timeoutMs: 240_000 });
-    expect(r.code, r.stderr).toBe(0);
-    expect(r.json.culprit).toEqual({ xid: incident.badXid, committedAt: incident.badCommit });
-    expect(r.json.at).toBe(`xid:${incident.badXid}`);
-    expect(micros(r.json.firstBad)).toBe(micros(incident.badCommit));
-    expect(await processesUsing(work)).toEqual([]);
-  }, 240_000);
+  for (const [name, args] of [
+    ['--count', ['--count', 'items']],
+    ['--row', ['--row', 'items', '3', '1']],
+    ['--sql', ['--sql', `select count(*) from public.items where note = 'initial'`, '--tables', 'items']],
+  ] as const) {
+    it(`when ${name} --timeline names the transaction from one restore, rolling forward only`, async () => {
+      const r = await runPitr(['when', ...args, '--timeline', '--json'], env, { timeoutMs: 240_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json.culprit).toEqual({ xid: incident.badXid, committedAt: incident.badCommit });
+      expect(r.json.at).toBe(`xid:${incident.badXid}`);
+      expect(micros(r.json.firstBad)).toBe(micros(incident.badCommit));
+      expect(micros(r.json.lastGood)).toBe(micros(incident.badCommit) - 1);
+      // The largest suspect is the bad DELETE: --since, just before it, at it (and --until), all forward.
+      expect(r.json.restores).toBe(1);
+      expect(r.json.probes.length).toBeLessThanOrEqual(4);
+      expect(await processesUsing(work)).toEqual([]);
+    }, 240_000);
+  }
 
   it('refuses a query error and a window outside the history with one line, nothing left running', async () => {
     const q = await runPitr(['when', '--sql', 'select nope from public.items', '--json'], env);
@@ -148,4 +159,32 @@ describe('pitr when / --at xid: on the local provider', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toContain('not a valid transaction id');
   });
+
+  // Last: it puts the deleted rows back into production, which later questions would see.
+  it('the shipped accidental-deletion playbook finds the instant itself (find_count) and puts back exactly the deleted rows', async () => {
+    const initial = `select count(*)::int as n from items where note = 'initial'`;
+    expect((await prod.query<{ n: number }>(initial))[0]!.n).toBe(300 - incident.deleted);
+    const r = await runPitr(['playbook', 'run', 'accidental-deletion', '--set', 'table=items', '--set', 'find_count=items', '--set', "where=note = 'initial'", '--yes', '--json'], env, { timeoutMs: 300_000 });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const byId = Object.fromEntries(r.json.steps.filter((s: { id: string | null }) => s.id).map((s: { id: string }) => [s.id, s]));
+    // The WAL archive is a directory: the timeline names the bad transaction, the branch ends just before it.
+    expect(byId.find.outputs).toMatchObject({ at: `xid:${incident.badXid}`, searched: true, culprit: { xid: incident.badXid, committedAt: incident.badCommit } });
+    expect(byId.branch.outputs.target).toBe(`xid:${incident.badXid}`);
+    expect(byId.rows.outputs).toMatchObject({ missing: incident.deleted, changed: 0 });
+    expect(byId.recover.outputs).toMatchObject({ inserted: incident.deleted, conflicts: 0, verified: true });
+    expect(byId.verify.outputs).toMatchObject({ missing: 0 });
+    expect((await prod.query<{ n: number }>(initial))[0]!.n).toBe(300);
+    // Every initial row is back as it was (the mirror holds production just before the incident).
+    const rowsOf = async (url: string) => {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      try {
+        return (await c.query(`select id, grp, note from items where note = 'initial' order by id, grp`)).rows;
+      } finally {
+        await c.end();
+      }
+    };
+    expect(await rowsOf(prod.url)).toEqual(await rowsOf(incident.expectedUrl));
+    expect(await processesUsing(join(work, 'when'))).toEqual([]);
+  }, 300_000);
 });

@@ -67,4 +67,32 @@ describe('pitr when on Neon (against the fake API)', () => {
     expect(r.json.probes.length).toBeLessThanOrEqual(3 + Math.ceil(Math.log2((Date.parse(until) - Date.parse(since)) / 1000)) + 1);
     expect(made.length, JSON.stringify(made.map((q: { path: string }) => q.path))).toBeLessThanOrEqual(4 + 6 * r.json.probes.length);
   }, 300_000);
+
+  it('refuses an empty window and a result that changes and changes back, one line each, without a branch', async () => {
+    const before = fake.requests.length;
+    const at = new Date(Date.now() - 1000).toISOString();
+    const empty = await runPitr(['when', '--count', 'items', '--since', at, '--until', at, '--json'], env);
+    expect(empty.code, empty.stderr).toBe(2);
+    expect(empty.stderr.trim().split('\n')).toHaveLength(1);
+    expect(empty.json.error.code).toBe('empty_window');
+
+    // A flag that flips and flips back: the reads at --since and --until agree, the middle does not.
+    await prod.query(`create table flag(v int not null); insert into flag values (1)`);
+    await new Promise((r) => setTimeout(r, 300));
+    const from = (await prod.query<{ now: string }>('select now()::text as now'))[0]!.now;
+    await new Promise((r) => setTimeout(r, 1200));
+    await prod.query(`update flag set v = 2`);
+    await new Promise((r) => setTimeout(r, 1500));
+    await prod.query(`update flag set v = 1`);
+    await new Promise((r) => setTimeout(r, 1200));
+    const to = (await prod.query<{ now: string }>('select now()::text as now'))[0]!.now;
+    await switchAndArchiveWal(prod);
+    const flips = await runPitr(['when', '--sql', 'select v from public.flag', '--since', from, '--until', to, '--json'], env, { timeoutMs: 300_000 });
+    expect(flips.code, flips.stderr).toBe(2);
+    expect(flips.stderr.trim().split('\n')).toHaveLength(1);
+    expect(flips.json.error.code).toBe('non_monotonic');
+    // The probes it saw are in the message: good at both ends, bad in the middle.
+    expect(flips.stderr).toMatch(/good \[\{"v":1\}\].*bad \[\{"v":2\}\].*good \[\{"v":1\}\]/);
+    expect(fake.requests.slice(before).filter((q: { method: string }) => q.method === 'POST')).toEqual([]);
+  }, 300_000);
 });
