@@ -1,6 +1,6 @@
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import type { z as Zod } from 'zod';
 import { PitrError } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
 import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgres-binaries.js';
@@ -13,27 +13,37 @@ import { copyBaseBackup } from './copy-backup.js';
 
 export type BackupMethod = 'auto' | 'pg_basebackup' | 'copy';
 
-export const BackupInfoSchema = z.object({
-  id: z.string(),
-  format: z.literal('plain'),
-  startedAt: z.string(),
-  endedAt: z.string(),
-  startLsn: z.string(),
-  endLsn: z.string(),
-  startWal: z.string(),
-  timeline: z.number(),
-  pgVersion: z.string(),
-  pgMajor: z.number(),
-  systemIdentifier: z.string(),
-  walSegmentSize: z.number(),
-  bytes: z.number(),
-  source: z.string(),
-  verified: z.boolean(),
-  seconds: z.number(),
-  /** pg_basebackup (self-contained, WAL inside) or copy (low-level API; its WAL comes from the archive). */
-  method: z.enum(['pg_basebackup', 'copy']).optional(),
-});
-export type BackupInfo = z.infer<typeof BackupInfoSchema> & { dir: string; dataDir: string };
+function backupInfoSchema(z: typeof Zod) {
+  return z.object({
+    id: z.string(),
+    format: z.literal('plain'),
+    startedAt: z.string(),
+    endedAt: z.string(),
+    startLsn: z.string(),
+    endLsn: z.string(),
+    startWal: z.string(),
+    timeline: z.number(),
+    pgVersion: z.string(),
+    pgMajor: z.number(),
+    systemIdentifier: z.string(),
+    walSegmentSize: z.number(),
+    bytes: z.number(),
+    source: z.string(),
+    verified: z.boolean(),
+    seconds: z.number(),
+    /** pg_basebackup (self-contained, WAL inside) or copy (low-level API; its WAL comes from the archive). */
+    method: z.enum(['pg_basebackup', 'copy']).optional(),
+  });
+}
+
+let loaded: ReturnType<typeof backupInfoSchema> | undefined;
+/** zod loads with the first metadata file read, not at start-up. */
+async function parseBackupInfo(value: unknown) {
+  loaded ??= backupInfoSchema((await import('zod')).z);
+  return loaded.safeParse(value);
+}
+
+export type BackupInfo = Zod.infer<ReturnType<typeof backupInfoSchema>> & { dir: string; dataDir: string };
 
 const METADATA = 'backup.json';
 
@@ -49,7 +59,7 @@ export async function listBackups(backupDir: string): Promise<BackupInfo[]> {
     const dir = join(backupDir, entry.name);
     const text = await readFile(join(dir, METADATA), 'utf8').catch(() => undefined);
     if (!text) continue;
-    const parsed = BackupInfoSchema.safeParse(JSON.parse(text));
+    const parsed = await parseBackupInfo(JSON.parse(text));
     if (parsed.success) backups.push({ ...parsed.data, dir, dataDir: join(dir, 'data') });
   }
   return backups.sort((a, b) => a.endedAt.localeCompare(b.endedAt));

@@ -1,34 +1,44 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import type { z as Zod } from 'zod';
 
 /**
  * Recovery instances live in `<workDir>/branches/<id>/`: `branch.json` (this record), `data/`
  * (the Postgres data directory) and `server.log`. The record never holds a password: the
  * instance is a copy of production, so the password comes from production's URL at read time.
  */
-export const LocalBranchRecordSchema = z.object({
-  id: z.string(),
-  name: z.string(),
-  source: z.string(),
-  target: z.string(),
-  createdAt: z.string(),
-  expiresAt: z.string().nullable(),
-  port: z.number(),
-  /** Connection URL without password. */
-  url: z.string(),
-  backupId: z.string(),
-  pgMajor: z.number(),
-  secondsToQueryable: z.number().nullable(),
-  recoveredTo: z.object({
-    mode: z.enum(['target', 'end-of-archive']),
-    /** The first commit recovery left out ("recovery stopping before commit …"), when Postgres said. */
-    stoppedBefore: z.string().nullable(),
-    lastTransaction: z.string().nullable(),
-  }),
-  purpose: z.string().default('recovery'),
-});
-export type LocalBranchRecord = z.infer<typeof LocalBranchRecordSchema>;
+function localBranchRecordSchema(z: typeof Zod) {
+  return z.object({
+    id: z.string(),
+    name: z.string(),
+    source: z.string(),
+    target: z.string(),
+    createdAt: z.string(),
+    expiresAt: z.string().nullable(),
+    port: z.number(),
+    /** Connection URL without password. */
+    url: z.string(),
+    backupId: z.string(),
+    pgMajor: z.number(),
+    secondsToQueryable: z.number().nullable(),
+    recoveredTo: z.object({
+      mode: z.enum(['target', 'end-of-archive']),
+      /** The first commit recovery left out ("recovery stopping before commit …"), when Postgres said. */
+      stoppedBefore: z.string().nullable(),
+      lastTransaction: z.string().nullable(),
+    }),
+    purpose: z.string().default('recovery'),
+  });
+}
+
+let loaded: ReturnType<typeof localBranchRecordSchema> | undefined;
+/** zod loads with the first metadata file read, not at start-up. */
+async function parseLocalBranchRecord(value: unknown) {
+  loaded ??= localBranchRecordSchema((await import('zod')).z);
+  return loaded.safeParse(value);
+}
+
+export type LocalBranchRecord = Zod.infer<ReturnType<typeof localBranchRecordSchema>>;
 
 export class BranchStore {
   constructor(readonly workDir: string) {}
@@ -62,7 +72,7 @@ export class BranchStore {
   async read(id: string): Promise<LocalBranchRecord | undefined> {
     const text = await readFile(join(this.dirOf(id), 'branch.json'), 'utf8').catch(() => undefined);
     if (!text) return undefined;
-    const parsed = LocalBranchRecordSchema.safeParse(JSON.parse(text));
+    const parsed = await parseLocalBranchRecord(JSON.parse(text));
     return parsed.success ? parsed.data : undefined;
   }
 

@@ -1,6 +1,8 @@
 import type pg from 'pg';
 import { PitrError } from '../../errors.js';
-import { connect } from '../../db/connect.js';
+
+// pg (and the fetch machinery it pulls in) loads on the first connection, not at start-up.
+const connect = async (...args: Parameters<typeof import('../../db/connect.js').connect>) => (await import('../../db/connect.js')).connect(...args);
 
 export interface ArchiverStats {
   archivedCount: number;

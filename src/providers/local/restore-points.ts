@@ -1,26 +1,36 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import type { z as Zod } from 'zod';
 
 /**
  * Local snapshots live beside the base backups they depend on, one file each in
  * `<backupDir>/restore-points/<name>.json`, so the backup directory alone says what it can
  * restore, and `backup prune` sees which backups a snapshot still needs.
  */
-export const RestorePointSchema = z.object({
-  name: z.string(),
-  method: z.enum(['restore-point', 'bookmark']),
-  /** Production's clock at the restore point, or the bookmarked instant (ISO, microseconds kept). */
-  at: z.string().nullable(),
-  lsn: z.string().nullable(),
-  createdAt: z.string(),
-  /** The base backup recovery starts from (the newest that ended before the point). */
-  backupId: z.string(),
-  systemIdentifier: z.string(),
-  /** Whether the WAL holding the point was seen in the archive when the snapshot was taken. */
-  archived: z.boolean(),
-});
-export type RestorePoint = z.infer<typeof RestorePointSchema>;
+function restorePointSchema(z: typeof Zod) {
+  return z.object({
+    name: z.string(),
+    method: z.enum(['restore-point', 'bookmark']),
+    /** Production's clock at the restore point, or the bookmarked instant (ISO, microseconds kept). */
+    at: z.string().nullable(),
+    lsn: z.string().nullable(),
+    createdAt: z.string(),
+    /** The base backup recovery starts from (the newest that ended before the point). */
+    backupId: z.string(),
+    systemIdentifier: z.string(),
+    /** Whether the WAL holding the point was seen in the archive when the snapshot was taken. */
+    archived: z.boolean(),
+  });
+}
+
+let loaded: ReturnType<typeof restorePointSchema> | undefined;
+/** zod loads with the first metadata file read, not at start-up. */
+async function parseRestorePoint(value: unknown) {
+  loaded ??= restorePointSchema((await import('zod')).z);
+  return loaded.safeParse(value);
+}
+
+export type RestorePoint = Zod.infer<ReturnType<typeof restorePointSchema>>;
 
 const dirOf = (backupDir: string) => join(backupDir, 'restore-points');
 
@@ -31,7 +41,7 @@ export async function listRestorePoints(backupDir: string): Promise<RestorePoint
   for (const file of names) {
     if (!file.endsWith('.json')) continue;
     const text = await readFile(join(dirOf(backupDir), file), 'utf8').catch(() => undefined);
-    const parsed = text ? RestorePointSchema.safeParse(JSON.parse(text)) : undefined;
+    const parsed = text ? await parseRestorePoint(JSON.parse(text)) : undefined;
     if (parsed?.success) points.push(parsed.data);
   }
   return points.sort((a, b) => (a.at ?? a.createdAt).localeCompare(b.at ?? b.createdAt) || a.createdAt.localeCompare(b.createdAt));
