@@ -62,17 +62,19 @@ export async function createRecoveryBranch(ctx: LocalContext, requested: PointIn
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
   try {
-    if (isRoot() && !(await serverUserCanWrite(dir))) {
-      throw new PitrError(
-        'work_dir_unreachable',
-        `the postgres OS user cannot reach the work directory ${ctx.settings.workDir} (a parent directory is not traversable): set --work-dir or PITR_WORK_DIR to a path such as /var/lib/pitr`,
-      );
-    }
     // The copy needs nothing from production, so it overlaps the WAL switch and archiver wait.
     const [production, copy] = await Promise.allSettled([
       ctx.settings.offline || !databaseUrl ? Promise.resolve(undefined) : ctx.switchProductionWal(databaseUrl, options),
       prepareInstance(request(backup, bin)),
     ]);
+    // The copy runs as the postgres OS user, so it fails where that user cannot reach the work
+    // directory; only then is the (slow: runuser) check made, to say so instead of "cp failed".
+    if (copy.status === 'rejected' && isRoot() && !(await serverUserCanWrite(dir))) {
+      throw new PitrError(
+        'work_dir_unreachable',
+        `the postgres OS user cannot reach the work directory ${ctx.settings.workDir} (a parent directory is not traversable): set --work-dir or PITR_WORK_DIR to a path such as /var/lib/pitr`,
+      );
+    }
     if (production.status === 'rejected') throw production.reason;
     if (copy.status === 'rejected') throw copy.reason;
     throwIfAborted(options.signal);
