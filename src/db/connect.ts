@@ -1,3 +1,4 @@
+import { removeNavigatorHint } from './pg-load-hint.js';
 import pg from 'pg';
 import { PitrError } from '../errors.js';
 import { redactUrl } from '../redact.js';
@@ -7,6 +8,8 @@ export type PgClient = pg.Client;
 import { currentDriver, type DriverName } from './driver.js';
 
 export { currentDriver, useDriver, type DriverName, type DriverSettings } from './driver.js';
+
+removeNavigatorHint();
 
 export interface ConnectOptions {
   timeoutMs?: number;

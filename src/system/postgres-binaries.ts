@@ -75,24 +75,26 @@ async function hydrateSymlinks(root: string): Promise<void> {
 /**
  * Candidate server bin directories, most specific first: an explicit PITR_PG_BIN, then
  * `pg_config --bindir`, then Debian/Ubuntu's versioned layout (newest first), then PATH, then
- * the embedded npm package. PITR_PG_BIN=embedded uses only the embedded package.
+ * the embedded npm package. PITR_PG_BIN=embedded uses only the embedded package. The embedded
+ * package is looked at only when no system directory answered (it checks its library links).
  */
-async function candidates(): Promise<{ dir: string; embedded: boolean }[]> {
+async function* candidates(): AsyncGenerator<{ dir: string; embedded: boolean }> {
   const explicit = process.env.PITR_PG_BIN;
-  const embedded = await embeddedBinDir();
-  if (explicit === 'embedded') return embedded ? [{ dir: embedded, embedded: true }] : [];
-  const dirs: string[] = [];
-  if (explicit) dirs.push(explicit);
-  const pgConfig = await run('pg_config', ['--bindir']).catch(() => undefined);
-  if (pgConfig?.code === 0 && pgConfig.stdout.trim()) dirs.push(pgConfig.stdout.trim());
-  const debianRoot = '/usr/lib/postgresql';
-  const versions = await readdir(debianRoot).catch(() => [] as string[]);
-  for (const v of versions.filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a))) {
-    dirs.push(join(debianRoot, v, 'bin'));
+  if (explicit !== 'embedded') {
+    const dirs: string[] = [];
+    if (explicit) dirs.push(explicit);
+    const pgConfig = await run('pg_config', ['--bindir']).catch(() => undefined);
+    if (pgConfig?.code === 0 && pgConfig.stdout.trim()) dirs.push(pgConfig.stdout.trim());
+    const debianRoot = '/usr/lib/postgresql';
+    const versions = await readdir(debianRoot).catch(() => [] as string[]);
+    for (const v of versions.filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a))) {
+      dirs.push(join(debianRoot, v, 'bin'));
+    }
+    for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) dirs.push(dir);
+    for (const dir of new Set(dirs)) yield { dir, embedded: false };
   }
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) dirs.push(dir);
-  const found = [...new Set(dirs)].map((dir) => ({ dir, embedded: false }));
-  return embedded ? [...found, { dir: embedded, embedded: true }] : found;
+  const embedded = await embeddedBinDir();
+  if (embedded) yield { dir: embedded, embedded: true };
 }
 
 const cache = new Map<string, Promise<PostgresBinaries>>();
@@ -114,7 +116,7 @@ export function findPostgresBinaries(major?: number): Promise<PostgresBinaries> 
 
 async function locate(major?: number): Promise<PostgresBinaries> {
   const seen: string[] = [];
-  for (const { dir: binDir, embedded } of await candidates()) {
+  for await (const { dir: binDir, embedded } of candidates()) {
     if (!(await complete(binDir))) continue;
     const binMajor = await majorOf(binDir);
     if (binMajor === undefined) continue;

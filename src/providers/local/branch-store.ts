@@ -1,34 +1,48 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import { pickShape } from './metadata-shape.js';
 
 /**
  * Recovery instances live in `<workDir>/branches/<id>/`: `branch.json` (this record), `data/`
  * (the Postgres data directory) and `server.log`. The record never holds a password: the
  * instance is a copy of production, so the password comes from production's URL at read time.
  */
-export const LocalBranchRecordSchema = z.object({
-  id: z.string(),
-  name: z.string(),
-  source: z.string(),
-  target: z.string(),
-  createdAt: z.string(),
-  expiresAt: z.string().nullable(),
-  port: z.number(),
+export interface LocalBranchRecord {
+  id: string;
+  name: string;
+  source: string;
+  target: string;
+  createdAt: string;
+  expiresAt: string | null;
+  port: number;
   /** Connection URL without password. */
-  url: z.string(),
-  backupId: z.string(),
-  pgMajor: z.number(),
-  secondsToQueryable: z.number().nullable(),
-  recoveredTo: z.object({
-    mode: z.enum(['target', 'end-of-archive']),
+  url: string;
+  backupId: string;
+  pgMajor: number;
+  secondsToQueryable: number | null;
+  recoveredTo: {
+    mode: 'target' | 'end-of-archive';
     /** The first commit recovery left out ("recovery stopping before commit …"), when Postgres said. */
-    stoppedBefore: z.string().nullable(),
-    lastTransaction: z.string().nullable(),
-  }),
-  purpose: z.string().default('recovery'),
-});
-export type LocalBranchRecord = z.infer<typeof LocalBranchRecordSchema>;
+    stoppedBefore: string | null;
+    lastTransaction: string | null;
+  };
+  purpose: string;
+}
+
+function parseLocalBranchRecord(value: unknown): LocalBranchRecord | undefined {
+  const record = pickShape<LocalBranchRecord>(
+    value,
+    { id: 'string', name: 'string', source: 'string', target: 'string', createdAt: 'string', expiresAt: 'string|null', port: 'number', url: 'string', backupId: 'string', pgMajor: 'number', secondsToQueryable: 'number|null' },
+    { purpose: 'string' },
+    { purpose: 'recovery' },
+  );
+  const recoveredTo = pickShape<LocalBranchRecord['recoveredTo']>((value as { recoveredTo?: unknown } | undefined)?.recoveredTo, {
+    mode: ['target', 'end-of-archive'],
+    stoppedBefore: 'string|null',
+    lastTransaction: 'string|null',
+  });
+  return record && recoveredTo ? { ...record, recoveredTo } : undefined;
+}
 
 export class BranchStore {
   constructor(readonly workDir: string) {}
@@ -62,8 +76,7 @@ export class BranchStore {
   async read(id: string): Promise<LocalBranchRecord | undefined> {
     const text = await readFile(join(this.dirOf(id), 'branch.json'), 'utf8').catch(() => undefined);
     if (!text) return undefined;
-    const parsed = LocalBranchRecordSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
+    return parseLocalBranchRecord(JSON.parse(text));
   }
 
   async write(record: LocalBranchRecord): Promise<void> {

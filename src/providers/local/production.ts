@@ -1,6 +1,10 @@
 import type pg from 'pg';
 import { PitrError } from '../../errors.js';
-import { connect } from '../../db/connect.js';
+import { formatLsn, lsnToBigInt } from '../../time/lsn.js';
+import { segmentFileName, segmentOfLsn } from './wal-archive.js';
+
+// pg (and the fetch machinery it pulls in) loads on the first connection, not at start-up.
+const connect = async (...args: Parameters<typeof import('../../db/connect.js').connect>) => (await import('../../db/connect.js')).connect(...args);
 
 export interface ArchiverStats {
   archivedCount: number;
@@ -111,8 +115,17 @@ export interface WalSwitch {
  * archiver to report it. Returns archived=false when it did not arrive in time.
  */
 export async function switchWalAndWait(client: pg.Client, waitMs: number, signal?: AbortSignal): Promise<WalSwitch> {
-  const { rows } = await client.query(`select pg_walfile_name(pg_switch_wal()) as segment, now() as at`);
-  const segment: string = rows[0].segment;
+  const { rows } = await client.query(
+    `select lsn::text as lsn, pg_walfile_name(lsn) as file, now() as at, (select setting from pg_settings where name = 'wal_segment_size') as segment_size
+       from pg_switch_wal() as lsn`,
+  );
+  // The segment holding the last byte written before the switch. Not pg_walfile_name(lsn): when
+  // nothing was written since the previous switch, lsn is the start of the next segment, which
+  // PostgreSQL 17 names as that (empty, never archived) segment where older versions named the
+  // one before it, and the wait below would then run out every time.
+  const segmentSize = Number(rows[0].segment_size);
+  const timeline = parseInt(String(rows[0].file).slice(0, 8), 16);
+  const segment = segmentFileName(timeline, segmentOfLsn(formatLsn(lsnToBigInt(rows[0].lsn) - 1n), segmentSize), segmentSize);
   const at = new Date(rows[0].at).toISOString();
   const deadline = Date.now() + waitMs;
   for (;;) {

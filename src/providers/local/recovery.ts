@@ -2,7 +2,6 @@ import { access, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { PitrError } from '../../errors.js';
-import { connect } from '../../db/connect.js';
 import type { PostgresBinaries } from '../../system/postgres-binaries.js';
 import { run, runChecked } from '../../system/process.js';
 import { logReason, removeServerFile, renderConf, serverPid, startServer, stopServer, writeServerFile } from '../../system/postgres-server.js';
@@ -12,6 +11,9 @@ import type { BackupInfo } from './backups.js';
 import type { WalSwitch } from './production.js';
 import { parseSegmentName, segmentOfLsn } from './wal-archive.js';
 import { SEALED_SETTINGS } from './seal.js';
+
+// pg (and the fetch machinery it pulls in) loads on the first connection, not at start-up.
+const connect = async (...args: Parameters<typeof import('../../db/connect.js').connect>) => (await import('../../db/connect.js')).connect(...args);
 
 export interface InstanceRestore {
   bin: PostgresBinaries;

@@ -1,26 +1,37 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import { pickShape } from './metadata-shape.js';
 
 /**
  * Local snapshots live beside the base backups they depend on, one file each in
  * `<backupDir>/restore-points/<name>.json`, so the backup directory alone says what it can
  * restore, and `backup prune` sees which backups a snapshot still needs.
  */
-export const RestorePointSchema = z.object({
-  name: z.string(),
-  method: z.enum(['restore-point', 'bookmark']),
+export interface RestorePoint {
+  name: string;
+  method: 'restore-point' | 'bookmark';
   /** Production's clock at the restore point, or the bookmarked instant (ISO, microseconds kept). */
-  at: z.string().nullable(),
-  lsn: z.string().nullable(),
-  createdAt: z.string(),
+  at: string | null;
+  lsn: string | null;
+  createdAt: string;
   /** The base backup recovery starts from (the newest that ended before the point). */
-  backupId: z.string(),
-  systemIdentifier: z.string(),
+  backupId: string;
+  systemIdentifier: string;
   /** Whether the WAL holding the point was seen in the archive when the snapshot was taken. */
-  archived: z.boolean(),
-});
-export type RestorePoint = z.infer<typeof RestorePointSchema>;
+  archived: boolean;
+}
+
+const parseRestorePoint = (value: unknown) =>
+  pickShape<RestorePoint>(value, {
+    name: 'string',
+    method: ['restore-point', 'bookmark'],
+    at: 'string|null',
+    lsn: 'string|null',
+    createdAt: 'string',
+    backupId: 'string',
+    systemIdentifier: 'string',
+    archived: 'boolean',
+  });
 
 const dirOf = (backupDir: string) => join(backupDir, 'restore-points');
 
@@ -31,8 +42,8 @@ export async function listRestorePoints(backupDir: string): Promise<RestorePoint
   for (const file of names) {
     if (!file.endsWith('.json')) continue;
     const text = await readFile(join(dirOf(backupDir), file), 'utf8').catch(() => undefined);
-    const parsed = text ? RestorePointSchema.safeParse(JSON.parse(text)) : undefined;
-    if (parsed?.success) points.push(parsed.data);
+    const parsed = text ? parseRestorePoint(JSON.parse(text)) : undefined;
+    if (parsed) points.push(parsed);
   }
   return points.sort((a, b) => (a.at ?? a.createdAt).localeCompare(b.at ?? b.createdAt) || a.createdAt.localeCompare(b.createdAt));
 }

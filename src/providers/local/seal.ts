@@ -1,8 +1,14 @@
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type pg from 'pg';
+import type { ConnectOptions } from '../../db/connect.js';
 import { PitrError } from '../../errors.js';
-import { withClient } from '../../db/connect.js';
 import { processAlive } from '../../system/postgres-server.js';
+
+// pg (and the fetch machinery it pulls in) loads on the first connection, not at start-up.
+async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>, options?: ConnectOptions): Promise<T> {
+  return (await import('../../db/connect.js')).withClient(url, fn, options);
+}
 
 /**
  * A recovery instance is a copy of production, side effects included. These settings (written

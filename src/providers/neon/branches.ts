@@ -1,6 +1,7 @@
 import type { Branch, Endpoint, Operation } from '@neondatabase/api-client';
 import { EndpointType } from '@neondatabase/api-client';
 import { badInput, refused } from '../../errors.js';
+import { commandLine } from '../../system/shell-quote.js';
 import { describePointInTime, formatCompactUtc, formatTarget, type PointInTime } from '../../time/index.js';
 import type { CreateBranchOptions, RecoveryBranch } from '../types.js';
 import { waitForOperations } from './operations.js';
@@ -188,7 +189,7 @@ export async function restoreApiSnapshotAsBranch(n: NeonLookup,
     options.onProgress?.({ phase: 'neon', message: 'checking that the branch answers queries' });
     await n.waitQueryable(uri, started + n.settings.operationTimeoutMs);
   } catch (err) {
-    throw await n.discardHalfCreated(branch, expiry ? `it expires at ${expiry}` : `delete it with pitr branches delete ${name}`, err);
+    throw await n.discardHalfCreated(branch, expiry ? `it expires at ${expiry}` : `delete it with ${commandLine('pitr', 'branches', 'delete', name)}`, err);
   }
   return {
     id: branch.id,
@@ -224,7 +225,7 @@ export async function deleteRecoveryBranch(n: NeonLookup, idOrName: string): Pro
   if (branch.protected) throw refused('refuse_protected_branch', `${branch.name} is a protected branch: pitr never deletes it`);
   if (n.snapshotBranches(all).includes(found)) {
     const name = found.annotation?.['pitr-snapshot'] ?? branch.name.slice(SNAPSHOT_PREFIX.length);
-    throw refused('refuse_snapshot', `${branch.name} keeps pitr's snapshot ${name}, not a recovery branch: delete it with pitr snapshot delete ${name} if you mean it`);
+    throw refused('refuse_snapshot', `${branch.name} keeps pitr's snapshot ${name}, not a recovery branch: delete it with ${commandLine('pitr', 'snapshot', 'delete', name)} if you mean it`);
   }
   if (!n.ours(all).includes(found)) throw refused('refuse_foreign_branch', `${branch.name} was not created by pitr: delete it in the Neon console or with neonctl if you mean it`);
   const res = await n.api.call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: n.projectId, branchId: branch.id }));

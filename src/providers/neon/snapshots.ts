@@ -1,5 +1,6 @@
 import type { Branch, Operation, Snapshot as ApiSnapshot } from '@neondatabase/api-client';
 import { badInput, PitrError, refused } from '../../errors.js';
+import { commandLine } from '../../system/shell-quote.js';
 import { checkSnapshotName, describePointInTime, formatTarget, parsePointInTime, type PointInTime } from '../../time/index.js';
 import type { CreateSnapshotOptions, Snapshot } from '../types.js';
 import { NeonApiError } from './api.js';
@@ -141,7 +142,7 @@ export async function createSnapshot(n: NeonLookup, name: string, options: Creat
   const existing = collectSnapshots(n, all, apiList).find((s) => s.snapshot.name === name);
   if (existing) {
     const when = existing.snapshot.at ?? (existing.snapshot.lsn && `LSN ${existing.snapshot.lsn}`) ?? existing.snapshot.createdAt;
-    throw badInput('snapshot_exists', `a snapshot named ${name} already exists (taken at ${when}); choose another name or delete it first with pitr snapshot delete ${name}`);
+    throw badInput('snapshot_exists', `a snapshot named ${name} already exists (taken at ${when}); choose another name or delete it first with ${commandLine('pitr', 'snapshot', 'delete', name)}`);
   }
   const branchName = `${SNAPSHOT_PREFIX}${name}`;
   if (all.some((b) => b.branch.name === branchName)) {
@@ -254,7 +255,7 @@ export async function deleteSnapshot(n: NeonLookup, name: string): Promise<Snaps
     // Something that looks like it but is not pitr's snapshot: refused, never deleted.
     const lookalike = all.find((b) => b.branch.name === `${SNAPSHOT_PREFIX}${name}`) ?? all.find((b) => b.branch.name === name || b.branch.id === name);
     if (lookalike && n.ours(all).includes(lookalike)) {
-      throw refused('refuse_recovery_branch', `${lookalike.branch.name} is a recovery branch, not a snapshot: delete it with pitr branches delete ${lookalike.branch.name}`);
+      throw refused('refuse_recovery_branch', `${lookalike.branch.name} is a recovery branch, not a snapshot: delete it with ${commandLine('pitr', 'branches', 'delete', lookalike.branch.name)}`);
     }
     if (lookalike) {
       throw refused('refuse_foreign_branch', `${lookalike.branch.name} is not a snapshot pitr made: delete it in the Neon console or with neonctl if you mean it`);
@@ -275,7 +276,7 @@ export async function deleteSnapshot(n: NeonLookup, name: string): Promise<Snaps
     const names = children.map((b) => b.branch.name);
     throw refused(
       'snapshot_in_use',
-      `snapshot ${name} has branches made from it (${names.join(', ')}); Neon deletes a branch only without children: delete those first (pitr branches delete ${names[0]})`,
+      `snapshot ${name} has branches made from it (${names.join(', ')}); Neon deletes a branch only without children: delete those first (${commandLine('pitr', 'branches', 'delete', names[0]!)})`,
     );
   }
   const res = await n.api.call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: n.projectId, branchId: branch.id }));
