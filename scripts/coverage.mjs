@@ -22,11 +22,12 @@ const reportDir = join(root, 'coverage');
 const fromProvider = createRequire(createRequire(join(root, 'package.json')).resolve('@vitest/coverage-v8/package.json'));
 const load = async (name) => import(pathToFileURL(fromProvider.resolve(name)).href);
 
-const summaryOnly = process.argv.includes('--summary-only');
-const vitestArgs = process.argv.slice(2).filter((a) => a !== '--summary-only');
+// `--summary-only [dir]`: print the table again from a coverage-final.json (default coverage/).
+const summaryAt = process.argv.indexOf('--summary-only');
+const vitestArgs = summaryAt === -1 ? process.argv.slice(2) : [];
 
 let testExit = 0;
-if (!summaryOnly) {
+if (summaryAt === -1) {
   const childDir = mkdtempSync(join(tmpdir(), 'pitr-child-coverage-'));
   const run = spawnSync('npx', ['vitest', 'run', '--coverage', ...vitestArgs], {
     cwd: root,
@@ -36,8 +37,14 @@ if (!summaryOnly) {
   testExit = run.status ?? 1;
   await mergeChildCoverage(childDir);
   rmSync(childDir, { recursive: true, force: true });
+  printTable(JSON.parse(readFileSync(join(reportDir, 'coverage-summary.json'), 'utf8')));
+} else {
+  const dir = resolve(process.argv[summaryAt + 1] ?? reportDir);
+  const { createCoverageMap } = (await load('istanbul-lib-coverage')).default;
+  const map = createCoverageMap(JSON.parse(readFileSync(join(dir, 'coverage-final.json'), 'utf8')));
+  map.filter((file) => file.startsWith(join(root, 'src') + '/'));
+  printTable(summarize(map));
 }
-printTable(JSON.parse(readFileSync(join(reportDir, 'coverage-summary.json'), 'utf8')));
 process.exit(testExit);
 
 async function mergeChildCoverage(childDir) {
@@ -110,13 +117,17 @@ function addByPosition(target, child) {
   return true;
 }
 
-function writeSummary(map, processCount, scriptCount) {
+function summarize(map) {
   const summary = {};
   for (const file of map.files()) {
     const s = map.fileCoverageFor(file).toSummary();
     summary[file] = { lines: s.lines, branches: s.branches, statements: s.statements, functions: s.functions };
   }
-  writeFileSync(join(reportDir, 'coverage-summary.json'), JSON.stringify(summary, null, 1));
+  return summary;
+}
+
+function writeSummary(map, processCount, scriptCount) {
+  writeFileSync(join(reportDir, 'coverage-summary.json'), JSON.stringify(summarize(map), null, 1));
   process.stdout.write(`\nchild coverage: ${scriptCount} dist scripts from ${processCount} CLI processes merged in\n`);
 }
 
