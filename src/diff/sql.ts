@@ -42,5 +42,7 @@ export function recoveryStatement(table: TableInfo, d: RowDifference, options: {
     return `DELETE FROM ${table.qualified} WHERE ctid IN (SELECT ctid FROM ${table.qualified} WHERE ${match} LIMIT ${d.count});`;
   }
   const where = d.key ? keyPredicate(table, d.key) : Object.entries(d.production ?? {}).map(([c, v]) => (v === null ? `${quoteIdent(c)} IS NULL` : `${quoteIdent(c)} = ${literal(v, types.get(c) ?? 'text')}`)).join(' AND ');
-  return `-- only in production (kept): ${table.qualified} WHERE ${where.replace(/\n/g, ' ')}`;
+  // Postgres and psql end a `--` comment at a carriage return as well as a line feed: either one
+  // left in a production value would turn the rest of it into a statement run on production.
+  return `-- only in production (kept): ${table.qualified} WHERE ${where}`.replace(/[\r\n]/g, ' ');
 }

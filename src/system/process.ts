@@ -88,7 +88,8 @@ export function minimalEnvironment(extra: NodeJS.ProcessEnv = {}): NodeJS.Proces
  */
 export function serverEnvironment(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const k of Object.keys(env)) if (/^(PITR_|NEON_|PG(?!DATA$))|^DATABASE_URL$/.test(k)) delete env[k];
+  // libpq's PG* settings point at production; PGBACKREST_* configure the user's restore_command.
+  for (const k of Object.keys(env)) if (/^(PITR_|NEON_|PG(?!DATA$|BACKREST_))|^DATABASE_URL$/.test(k)) delete env[k];
   return env;
 }
 

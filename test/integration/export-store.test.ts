@@ -291,11 +291,24 @@ describe('S3 stores', () => {
 
   it('rejects an endpoint that is not an http(s) URL, without echoing its password', () => {
     expect(() => openExportStore('s3://bucket/x', { s3Endpoint: 'ftp://h' })).toThrowError(/http:\/\/ or https:\/\//);
-    try {
-      openExportStore('s3://bucket/x', { s3Endpoint: 'ftp://u:hunter2-pass@h' });
-    } catch (err) {
-      expect((err as PitrError).code).toBe('bad_s3_endpoint');
-      expect((err as PitrError).message).not.toContain('hunter2-pass');
+    // Both refusals: a URL of another scheme, and text that is no URL at all.
+    for (const [s3Endpoint, says] of [
+      ['ftp://u:hunter2-pass@h', 'use http:// or https://'],
+      ['http://u:hunter2-pass@[not-a-host', 'give a URL like https://host:port'],
+    ] as const) {
+      let thrown: unknown;
+      try {
+        openExportStore('s3://bucket/x', { s3Endpoint }).close();
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown, `${s3Endpoint} was accepted`).toBeInstanceOf(PitrError);
+      const err = thrown as PitrError;
+      expect([err.code, err.exitCode]).toEqual(['bad_s3_endpoint', 2]);
+      expect(err.message).toContain(says);
+      // The endpoint is still recognisable, only its password is masked.
+      expect(err.message).toContain('u:********@');
+      expect(err.message).not.toContain('hunter2-pass');
     }
   });
 });
