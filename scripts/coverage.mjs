@@ -23,11 +23,18 @@ const fromProvider = createRequire(createRequire(join(root, 'package.json')).res
 const load = async (name) => import(pathToFileURL(fromProvider.resolve(name)).href);
 
 // `--summary-only [dir]`: print the table again from a coverage-final.json (default coverage/).
+// `--after-run <dir>`: the suite already ran as `PITR_CHILD_COVERAGE=<dir> npm test -- --coverage`
+// (how CI runs the README's test command once and still gets the table): merge and print.
 const summaryAt = process.argv.indexOf('--summary-only');
-const vitestArgs = summaryAt === -1 ? process.argv.slice(2) : [];
+const afterRunAt = process.argv.indexOf('--after-run');
+const vitestArgs = summaryAt === -1 && afterRunAt === -1 ? process.argv.slice(2) : [];
 
 let testExit = 0;
-if (summaryAt === -1) {
+if (afterRunAt !== -1) {
+  const childDir = resolve(process.argv[afterRunAt + 1] ?? '');
+  await mergeChildCoverage(childDir);
+  printTable(JSON.parse(readFileSync(join(reportDir, 'coverage-summary.json'), 'utf8')));
+} else if (summaryAt === -1) {
   const childDir = mkdtempSync(join(tmpdir(), 'pitr-child-coverage-'));
   const run = spawnSync('npx', ['vitest', 'run', '--coverage', ...vitestArgs], {
     cwd: root,
