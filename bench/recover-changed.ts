@@ -24,7 +24,9 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startCluster, type TestCluster } from '../test/support/cluster.js';
 import { applyRecovery } from '../src/recover/engine.js';
 import { RunStore } from '../src/recover/runs.js';
-import { cleanupOnSignal, fmt, median, option, pad, withClient } from './support.js';
+import { cleanupOnSignal, fmt, median, option, pad, traceQueries, withClient } from './support.js';
+
+const trace = traceQueries();
 
 const ROWS = Math.round(Number((option('rows', 'BENCH_ROWS') ?? '1000000').replace(/[mM]$/, 'e6').replace(/[kK]$/, 'e3')));
 const KEYS = (option('keys', 'BENCH_KEYS') ?? 'bigint,uuid').split(',') as ('bigint' | 'uuid')[];
@@ -89,9 +91,12 @@ async function handDone(branchUrl: string, productionUrl: string, informed: bool
 async function viaPitr(branchUrl: string, productionUrl: string, work: string): Promise<number> {
   const store = new RunStore(work);
   const run = await store.create('recover');
+  trace.reset();
   const started = performance.now();
   await applyRecovery({ branchUrl, productionUrl, tables: ['orders'], mode: 'changed', cascade: false, deleteExtra: false }, null, store, run);
-  return (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
+  trace.report(`pitr ${seconds.toFixed(2)} s`);
+  return seconds;
 }
 
 const clusters: TestCluster[] = [];
