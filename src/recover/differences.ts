@@ -93,8 +93,9 @@ async function changedShare(p: RecoverySessions, s: TableSelection, where: strin
   const keyNames = s.key.map((_, i) => `k${i}`);
   const arrays = s.key.map((_, i) => arrayLiteral(sample.map((r) => r[i]!), types[i]!));
   const { rows } = await p.production.query(
+    // IS TRUE keeps the hash out of the join keys: only the sampled rows are hashed.
     `select count(*)::int as same from ${s.production.qualified} t join unnest(${arrays.join(', ')}, ${arrayLiteral(sample.map((r) => r[s.key.length]!), 'int8')}) as k(${keyNames.join(', ')}, h)
-       on ${s.key.map((k, i) => `t.${cols([k])} = k.${keyNames[i]}`).join(' and ')} where ${rowHash(names, 't')} = k.h`,
+       on ${s.key.map((k, i) => `t.${cols([k])} = k.${keyNames[i]}`).join(' and ')} where (${rowHash(names, 't')} = k.h) is true`,
   );
   return 1 - (rows[0].same as number) / sample.length;
 }
