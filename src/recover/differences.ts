@@ -3,7 +3,7 @@ import { diffKeys } from '../diff/rows.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
 import { copyBetween } from './copy.js';
-import { rowHash } from './hash.js';
+import { bothHashRecords, fastRowHash, rowHash } from './hash.js';
 import { cols, keyMatch } from './sql.js';
 import { arrayLiteral, stageRowsByKeys } from './staging.js';
 import type { RecoverRequest } from './types.js';
@@ -21,12 +21,14 @@ export async function stageDifferences(p: RecoverySessions, req: RecoverRequest,
   const t = s.production.qualified;
   await p.production.query(`create temp table pitr_diff_${n} on commit drop as select ${cols(s.key)}, ''::text as kind, 0::int8 as h from ${t} where false`);
   const wanted = new Set<string>([...(req.mode === 'missing' ? [] : ['changed']), ...(req.mode === 'changed' ? [] : ['missing']), ...(req.deleteExtra ? ['extra'] : [])]);
-  const dense = (await changedShare(p, s, req.where)) > DENSE_SHARE;
-  if (dense) await findDenseDifferences(p, req, s, n, wanted);
+  const names = s.columns.map((c) => c.name);
+  const hash = (await bothHashRecords(p.branch, p.production)) ? (alias: string) => fastRowHash(s.columns, alias) : (alias: string) => rowHash(names, alias);
+  const dense = (await changedShare(p, s, req.where, hash)) > DENSE_SHARE;
+  if (dense) await findDenseDifferences(p, req, s, n, wanted, hash);
   else await findSparseDifferences(p, req, s, n, wanted, reader);
   await p.production.query(`analyze pitr_diff_${n}`);
   // The dense diff brought the branch's hash of every differing row: what staging is checked against.
-  const expected = dense ? `select count(*)::text as n, coalesce(sum(h), 0)::text as h from pitr_diff_${n} where kind <> 'extra'` : undefined;
+  const expected = dense ? { sql: `select count(*)::text as n, coalesce(sum(h), 0)::text as h from pitr_diff_${n} where kind <> 'extra'`, hash: hash('x') } : undefined;
   const candidates = await stageRowsByKeys(p, s, n, `select ${cols(s.key)} from pitr_diff_${n} where kind <> 'extra'`, req.where, expected);
   if (!req.deleteExtra) return { candidates };
   await p.production.query(`create temp table pitr_scope_${n} on commit drop as select ${cols(s.key)} from pitr_diff_${n} where kind = 'extra'`);
@@ -65,8 +67,7 @@ const PROBE_PAGES = 32;
  * The share of the branch's rows that differ in production, from a block sample of the branch's
  * keys looked up in production. Only a choice of method rides on it, never a result.
  */
-async function changedShare(p: RecoverySessions, s: TableSelection, where: string | undefined): Promise<number> {
-  const names = s.columns.map((c) => c.name);
+async function changedShare(p: RecoverySessions, s: TableSelection, where: string | undefined, hash: (alias: string) => string): Promise<number> {
   const forced = process.env.PITR_RECOVER_DIFF;
   if (forced === 'dense') return 1;
   if (forced === 'sparse') return 0;
@@ -77,7 +78,7 @@ async function changedShare(p: RecoverySessions, s: TableSelection, where: strin
     const percent = Math.min(100, (PROBE_PAGES * 100) / Math.max(1, Number(size.rows[0].pages)));
     const { rows } = await p.branch.query({
       rowMode: 'array',
-      text: `select ${s.key.map((k) => `${cols([k], 'x')}::text`).join(', ')}, ${rowHash(names, 'x')}::text as h
+      text: `select ${s.key.map((k) => `${cols([k], 'x')}::text`).join(', ')}, ${hash('x')}::text as h
                from ${s.branch.qualified} x tablesample system (${percent}) repeatable (7)
               where ${where === undefined ? 'true' : `(${where})`}`,
     });
@@ -95,7 +96,7 @@ async function changedShare(p: RecoverySessions, s: TableSelection, where: strin
   const { rows } = await p.production.query(
     // IS TRUE keeps the hash out of the join keys: only the sampled rows are hashed.
     `select count(*)::int as same from ${s.production.qualified} t join unnest(${arrays.join(', ')}, ${arrayLiteral(sample.map((r) => r[s.key.length]!), 'int8')}) as k(${keyNames.join(', ')}, h)
-       on ${s.key.map((k, i) => `t.${cols([k])} = k.${keyNames[i]}`).join(' and ')} where (${rowHash(names, 't')} = k.h) is true`,
+       on ${s.key.map((k, i) => `t.${cols([k])} = k.${keyNames[i]}`).join(' and ')} where (${hash('t')} = k.h) is true`,
   );
   return 1 - (rows[0].same as number) / sample.length;
 }
@@ -106,10 +107,9 @@ async function changedShare(p: RecoverySessions, s: TableSelection, where: strin
  * per-row work here), and nothing is hashed twice. With --where, production's side is read in
  * the READ ONLY session and arrives the same way.
  */
-async function findDenseDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, wanted: Set<string>): Promise<void> {
-  const names = s.columns.map((c) => c.name);
+async function findDenseDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, wanted: Set<string>, hash: (alias: string) => string): Promise<void> {
   const t = s.production.qualified;
-  const keyAndHash = (alias: string) => `${cols(s.key, alias)}, ${rowHash(names, alias)} as h`;
+  const keyAndHash = (alias: string) => `${cols(s.key, alias)}, ${hash(alias)} as h`;
   await p.production.query(`create temp table pitr_bh_${n} on commit drop as select ${keyAndHash('t')} from ${t} t where false`);
   let productionSide = `(select ${keyAndHash('t')} from ${t} t)`;
   await copyBetween(p.branch, `select ${keyAndHash('x')} from (${s.sql}) x`, p.production, `pitr_bh_${n}`, `${cols(s.key)}, h`);
@@ -119,7 +119,7 @@ async function findDenseDifferences(p: RecoverySessions, req: RecoverRequest, s:
     await copyBetween(p.productionRead, `select ${keyAndHash('t')} from ${t} t where (${req.where})`, p.production, `pitr_ph_${n}`, `${cols(s.key)}, h`);
     productionSide = `pitr_ph_${n}`;
   }
-  await p.production.query(`analyze pitr_bh_${n}`);
+  // No ANALYZE: a hash full join is the plan either way, and the table's size is known from its pages.
   const kind = `case when p.h is null then 'missing' when b.h is null then 'extra' else 'changed' end`;
   await p.production.query(
     `insert into pitr_diff_${n}
