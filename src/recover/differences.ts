@@ -112,11 +112,14 @@ async function findDenseDifferences(p: RecoverySessions, req: RecoverRequest, s:
   const keyAndHash = (alias: string) => `${cols(s.key, alias)}, ${hash(alias)} as h`;
   await p.production.query(`create temp table pitr_bh_${n} on commit drop as select ${keyAndHash('t')} from ${t} t where false`);
   let productionSide = `(select ${keyAndHash('t')} from ${t} t)`;
-  await copyBetween(p.branch, `select ${keyAndHash('x')} from (${s.sql}) x`, p.production, `pitr_bh_${n}`, `${cols(s.key)}, h`);
+  // Binary when the key's types are built-in scalars (introspected under a pinned search_path, user types print qualified):
+  // same types on both sides (the selection checks it), and no type OIDs inside the values as arrays and records carry.
+  const binary = s.key.every((k) => /^[a-z0-9 (),]+$/.test(s.columns.find((c) => c.name === k)!.type));
+  await copyBetween(p.branch, `select ${keyAndHash('x')} from (${s.sql}) x`, p.production, `pitr_bh_${n}`, `${cols(s.key)}, h`, binary);
   if (req.where !== undefined) {
     if (!p.productionRead) throw new Error('--where on production needs the read-only session');
     await p.production.query(`create temp table pitr_ph_${n} on commit drop as select * from pitr_bh_${n} where false`);
-    await copyBetween(p.productionRead, `select ${keyAndHash('t')} from ${t} t where (${req.where})`, p.production, `pitr_ph_${n}`, `${cols(s.key)}, h`);
+    await copyBetween(p.productionRead, `select ${keyAndHash('t')} from ${t} t where (${req.where})`, p.production, `pitr_ph_${n}`, `${cols(s.key)}, h`, binary);
     productionSide = `pitr_ph_${n}`;
   }
   // No ANALYZE: a hash full join is the plan either way, and the table's size is known from its pages.
