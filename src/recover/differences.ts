@@ -12,8 +12,11 @@ import type { RecoverRequest } from './types.js';
  * Which rows of a table a recovery must look at, from the diff engine: both servers hash their
  * rows and only the keys that differ come back (missing in production, changed, or only in
  * production). Only those keys' branch rows are then copied and staged, so repairing a 0.1%
- * corruption moves 0.1% of the table, not all of it. The diff reads production in the separate
- * READ ONLY session (with the user's --where); the write transaction gets keys.
+ * corruption moves 0.1% of the table, not all of it. Two ways, chosen from a sampled share of
+ * changed rows: few changes, the segment diff engine (production read in the separate READ ONLY
+ * session, with the user's --where; the write transaction gets keys); many changes, every row's
+ * key and hash from the branch joined with production's in one pass (--where, again, only ever
+ * evaluated in the READ ONLY session). PITR_RECOVER_DIFF=dense|sparse forces one (tests).
  */
 export async function stageDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number): Promise<{ candidates: number; scope?: string }> {
   const reader = p.productionRead;
