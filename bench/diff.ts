@@ -227,7 +227,7 @@ try {
           let pitr = Infinity;
           let pitrRun: Awaited<ReturnType<typeof measure<RowDiffSummary>>> | undefined;
           for (let r = 0; r < ROUNDS; r++) {
-            const f = await inSession(() => measure(() => Promise.all([branch, production].map((cl) => cl.query('select sum(hashtextextended(t::text, 0)) from orders t')))));
+            const f = await inSession(() => measure(() => Promise.all([branch, production].map((cl) => cl.query('select sum(hashtextextended(t::text, 0)) from public.orders t')))));
             floor = Math.min(floor, f.seconds);
             let differences = 0;
             const m = await inSession(() =>
@@ -239,7 +239,7 @@ try {
             if (m.seconds < pitr) [pitr, pitrRun] = [m.seconds, m];
           }
           // In its own process too, so pitr's peak RSS in the next scenario is pitr's alone.
-          const naive = await child<{ result: NaiveResult; seconds: number; peakRssMB: number }>('./naive-diff.ts', [bUrl, pUrl, `select ${COLUMNS} from orders order by id`]).first;
+          const naive = await child<{ result: NaiveResult; seconds: number; peakRssMB: number }>('./naive-diff.ts', [bUrl, pUrl, `select ${COLUMNS} from public.orders order by id`]).first;
           const expected = { missing: changes.deleted.length, changed: changes.updated.length, extra: changes.inserted.length };
           const s = pitrRun!.result;
           const got = { missing: s.missing, changed: s.changed, extra: s.extra };

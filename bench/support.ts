@@ -55,3 +55,50 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
     await client.end().catch(() => undefined);
   }
 }
+
+/**
+ * PITR_T=1: times every query pitr runs (COPY streams until they end) and prints the slowest
+ * statements on stderr when `reportQueryTimes` is called. Bench-only: the core stays silent.
+ */
+export function traceQueries(): { reset(): void; report(title: string): void } {
+  const times = new Map<string, { n: number; s: number }>();
+  if (!process.env.PITR_T) return { reset: () => undefined, report: () => undefined };
+  const add = (text: string, started: number) => {
+    const label = text.replace(/\s+/g, ' ').slice(0, 110);
+    const e = times.get(label) ?? { n: 0, s: 0 };
+    e.n++;
+    e.s += (performance.now() - started) / 1000;
+    times.set(label, e);
+  };
+  const original = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+  (pg.Client.prototype as unknown as { query: unknown }).query = function (this: pg.Client, ...args: unknown[]) {
+    const started = performance.now();
+    const q = args[0] as { text?: string; on?: (e: string, f: () => void) => void; submit?: unknown } | string;
+    const text = typeof q === 'string' ? q : (q.text ?? (q as { _copyOutResponse?: unknown }).constructor?.name ?? '?');
+    const r = original.apply(this, args);
+    if (r && typeof (r as Promise<unknown>).then === 'function') {
+      (r as Promise<unknown>).then(
+        () => add(text, started),
+        () => add(text, started),
+      );
+    } else if (r && typeof (r as { on?: unknown }).on === 'function') {
+      const stream = r as { on(e: string, f: () => void): void; text?: string };
+      let done = false;
+      const end = () => {
+        if (!done) add(`COPY ${stream.text ?? text}`, started);
+        done = true;
+      };
+      stream.on('end', end);
+      stream.on('finish', end);
+    }
+    return r;
+  };
+  return {
+    reset: () => times.clear(),
+    report(title: string) {
+      const rows = [...times.entries()].sort((a, b) => b[1].s - a[1].s).slice(0, 25);
+      process.stderr.write(`\n-- query times: ${title}\n${rows.map(([t, e]) => `${e.s.toFixed(3).padStart(8)} s ${String(e.n).padStart(5)}×  ${t}`).join('\n')}\n`);
+      times.clear();
+    },
+  };
+}

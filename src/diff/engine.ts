@@ -38,6 +38,8 @@ interface Prepared {
   /** Leaves to settle, in key order, batched. */
   batches: DirtySegment[][];
   seg: Segmentation;
+  /** Whether narrowing by key-hash eighths pays: not when most eighths of a dirty segment differ anyway. */
+  narrow: boolean;
   workers: Sides[];
   close(): Promise<void>;
 }
@@ -163,7 +165,10 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
     }
     if (current.length) batches.push(current);
     summary.seconds = now() - started;
-    return { plan, summary, batches, seg, workers, close };
+    // Changes per dirty segment ~ lambda / fraction; an eighth of it stays clean with probability exp(-that / 8).
+    const perDirty = lambda / Math.max(fraction, 1e-9);
+    const narrow = Math.exp(-perDirty / 8) > 0.35;
+    return { plan, summary, batches, seg, narrow, workers, close };
   } catch (err) {
     await close();
     throw err;
@@ -206,7 +211,7 @@ const count = (summary: RowDiffSummary, d: { kind: KeyDifference['kind']; count:
 export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDifference[]) => void | Promise<void>): Promise<RowDiffSummary> {
   return run<KeyDifference>(
     options,
-    async (p, batch, w) => settleBatch(w, p.plan, p.seg, await narrowBatch(w, p.plan, batch), options.signal),
+    async (p, batch, w) => settleBatch(w, p.plan, p.seg, p.narrow ? await narrowBatch(w, p.plan, batch) : batch, options.signal),
     async (items, summary) => {
       for (const d of items) count(summary, d);
       if (items.length) await onKeys(items);
@@ -217,7 +222,7 @@ export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDiffe
 export async function diffRowsWith(options: DiffKeysOptions & { onDifference?: (d: RowDifference) => void | Promise<void> }): Promise<RowDiffSummary> {
   return run<RowDifference>(
     options,
-    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, await narrowBatch(w, p.plan, batch), options.signal)),
+    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, p.narrow ? await narrowBatch(w, p.plan, batch) : batch, options.signal)),
     async (items, summary) => {
       for (const d of items) {
         count(summary, d);

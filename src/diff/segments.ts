@@ -37,7 +37,11 @@ export function pgArray(values: string[]): string {
 }
 
 async function pagesOf(client: pg.ClientBase, table: TableInfo): Promise<number> {
-  const { rows } = await client.query(`select coalesce(sum(pg_relation_size(relid)), 0)::float8 / current_setting('block_size')::int as pages from pg_partition_tree($1::regclass)`, [table.qualified]);
+  // pg_partition_tree lists nothing for a plain table: without its own size, every plain table looked empty and was sorted whole.
+  const { rows } = await client.query(
+    `select greatest(pg_relation_size($1::regclass), (select sum(pg_relation_size(relid)) from pg_partition_tree($1::regclass)))::float8 / current_setting('block_size')::int as pages`,
+    [table.qualified],
+  );
   return Math.ceil(Number(rows[0]?.pages ?? 0));
 }
 

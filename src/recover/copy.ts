@@ -54,10 +54,12 @@ async function insertJson(client: pg.ClientBase, table: string, columns: string,
 }
 
 /** Streams the result of `select` on one server into `table (columns)` on another. */
-export async function copyBetween(source: pg.ClientBase, select: string, target: pg.ClientBase, table: string, columns: string): Promise<number> {
+export async function copyBetween(source: pg.ClientBase, select: string, target: pg.ClientBase, table: string, columns: string, binary = false): Promise<number> {
   if (!useCopy()) return forEachBatch(source, select, (rows) => insertJson(target, table, columns, rows));
-  const out = source.query(copyTo(`copy (${select}) to stdout`));
-  const into = target.query(copyFrom(`copy ${table} (${columns}) from stdin`));
+  // Binary only where the caller knows both ends have the same types: no printing and parsing of values.
+  const format = binary ? ' (format binary)' : '';
+  const out = source.query(copyTo(`copy (${select}) to stdout${format}`));
+  const into = target.query(copyFrom(`copy ${table} (${columns}) from stdin${format}`));
   await pipeline(out, into);
   return Number(into.rowCount ?? 0);
 }

@@ -17,6 +17,12 @@ import { cols, keyMatch, lit, q } from './sql.js';
 /** A row with a planned key appeared in production during a fast insert: the apply is redone the careful way. */
 export class InsertRaced extends Error {}
 
+/**
+ * The row is as planned. Written as IS TRUE so the planner cannot make the hash a join key: as
+ * one, it would hash every row of the table to build the join instead of the planned rows only.
+ */
+const stillAsPlanned = (names: string[]) => `(${rowHash(names, 't')} = p.old_hash) is true`;
+
 const overridingOf = (s: TableSelection) => (s.columns.some((c) => c.identity === 'always') ? ' overriding system value' : '');
 
 export async function createAppliedTable(client: pg.ClientBase, s: TableSelection, n: number): Promise<void> {
@@ -88,7 +94,7 @@ export async function updatePlanned(client: pg.ClientBase, s: TableSelection, n:
     `with upd as (
        update ${t} t set ${settable.map((c) => `${q(c)} = case when ${lit(c)} = any(p.cols) then s.${q(c)} else t.${q(c)} end`).join(', ')}
          from pitr_src_${n} s, pitr_plan_${n} p
-        where ${keyMatch(s.key, 't', 's')} and ${keyMatch(s.key, 'p', 's')} and p.action = 'update' and ${rowHash(names, 't')} = p.old_hash
+        where ${keyMatch(s.key, 't', 's')} and ${keyMatch(s.key, 'p', 's')} and p.action = 'update' and ${stillAsPlanned(names)}
        returning ${cols(s.key, 't')}, ${rowHash(names, 't')} as h)
      insert into pitr_applied_${n} select ${cols(s.key)}, 'update', h from upd`,
   );
@@ -101,7 +107,7 @@ export async function deletePlanned(client: pg.ClientBase, s: TableSelection, n:
   await client.query(
     `with del as (
        delete from ${t} t using pitr_plan_${n} p
-        where ${keyMatch(s.key, 't', 'p')} and p.action = 'delete' and ${rowHash(names, 't')} = p.old_hash
+        where ${keyMatch(s.key, 't', 'p')} and p.action = 'delete' and ${stillAsPlanned(names)}
        returning ${cols(s.key, 't')})
      insert into pitr_applied_${n} select ${cols(s.key)}, 'delete', null from del`,
   );

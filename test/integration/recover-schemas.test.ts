@@ -131,14 +131,15 @@ describe('recover on real-world schema classes', () => {
     expect(await tableChecksums(s.prodUrl)).toEqual(before);
   });
 
-  it('a uuid key: corruption spread over the key space is repaired from the differing keys alone; later inserts kept', async () => {
+  // dense: every row's (key, hash) streamed and joined in production; sparse: the segment diff engine.
+  it.each(['dense', 'sparse'])('a uuid key (%s diff): corruption spread over the key space is repaired from the differing keys alone; later inserts kept', async (strategy) => {
     const s = await scenario(
       `update docs set body = 'corrupted', edited = null where abs(hashtext(id::text)) % 10 = 0`,
       `insert into docs values ('00000000-0000-0000-0000-000000000001', 'written after the incident', null)`,
     );
     const changed = Number((await sql(s.prodUrl, `select count(*) as n from docs where body = 'corrupted'`))[0]!.n);
     const before = await tableChecksums(s.prodUrl);
-    const r = await s.recover('docs', '--mode', 'changed', '--yes');
+    const r = await runPitr(['recover', 'docs', '--mode', 'changed', '--yes', '--branch', s.branchUrl, '--json'], { ...s.env, PITR_RECOVER_DIFF: strategy });
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.totals).toMatchObject({ updated: changed, inserted: 0, deleted: 0 });
     expect(r.json.plan.tables[0].candidates).toBe(changed);
