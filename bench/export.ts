@@ -39,7 +39,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { startCluster, makeTempRoot, type TestCluster } from '../test/support/cluster.js';
-import { findClientProgram, libpqEnvironment, runExport, verifyExport } from '../src/export/index.js';
+import { libpqEnvironment } from '../src/db/libpq-env.js';
+import { runExport, verifyExport } from '../src/export/index.js';
+import { findClientProgram } from '../src/system/client-programs.js';
 import { cleanupOnSignal, roundsSetting, option, fmt, round, median, pad, withClient } from './support.js';
 
 // --- settings ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import { findPostgresBinaries } from '../system/postgres-binaries.js';
 import { createBranchInstance, instanceUrl, stopBranchInstance } from './branch-instance.js';
 import { exportObjectOf, openExportOf, readExportManifest } from './open.js';
 import { restoreExport } from './restore.js';
-import type { ExportStoreOptions } from './store.js';
+import type { ExportStoreOptions } from './store/index.js';
 
 export const EXPORT_PREFIX = 'export:';
 

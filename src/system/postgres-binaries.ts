@@ -73,16 +73,14 @@ async function hydrateSymlinks(root: string): Promise<void> {
 }
 
 /**
- * Candidate server bin directories, most specific first: an explicit PITR_PG_BIN, then
- * `pg_config --bindir`, then Debian/Ubuntu's versioned layout (newest first), then PATH, then
- * the embedded npm package. PITR_PG_BIN=embedded uses only the embedded package.
+ * The directories Postgres programs are looked for in, most specific first: an explicit
+ * PITR_PG_BIN, then `pg_config --bindir`, then Debian/Ubuntu's versioned layout (newest first),
+ * then PATH. Server binaries and client programs (./client-programs.ts) share this one list.
  */
-async function candidates(): Promise<{ dir: string; embedded: boolean }[]> {
-  const explicit = process.env.PITR_PG_BIN;
-  const embedded = await embeddedBinDir();
-  if (explicit === 'embedded') return embedded ? [{ dir: embedded, embedded: true }] : [];
+export async function binaryDirectories(): Promise<string[]> {
   const dirs: string[] = [];
-  if (explicit) dirs.push(explicit);
+  const explicit = process.env.PITR_PG_BIN;
+  if (explicit && explicit !== 'embedded') dirs.push(explicit);
   const pgConfig = await run('pg_config', ['--bindir']).catch(() => undefined);
   if (pgConfig?.code === 0 && pgConfig.stdout.trim()) dirs.push(pgConfig.stdout.trim());
   const debianRoot = '/usr/lib/postgresql';
@@ -91,7 +89,14 @@ async function candidates(): Promise<{ dir: string; embedded: boolean }[]> {
     dirs.push(join(debianRoot, v, 'bin'));
   }
   for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) dirs.push(dir);
-  const found = [...new Set(dirs)].map((dir) => ({ dir, embedded: false }));
+  return [...new Set(dirs)];
+}
+
+/** Candidate server bin directories: binaryDirectories(), then the embedded npm package; PITR_PG_BIN=embedded uses only that. */
+async function candidates(): Promise<{ dir: string; embedded: boolean }[]> {
+  const embedded = await embeddedBinDir();
+  if (process.env.PITR_PG_BIN === 'embedded') return embedded ? [{ dir: embedded, embedded: true }] : [];
+  const found = (await binaryDirectories()).map((dir) => ({ dir, embedded: false }));
   return embedded ? [...found, { dir: embedded, embedded: true }] : found;
 }
 

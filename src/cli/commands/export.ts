@@ -1,7 +1,7 @@
 import { badInput } from '../../errors.js';
 import { loadEncryptionKey, ENCRYPTION_KEY_ENV } from '../../export/encryption.js';
 import { exportFromProvider, verifyExport, type ExportResult, type VerifyResult } from '../../export/index.js';
-import type { ExportStoreOptions } from '../../export/store.js';
+import type { ExportStoreOptions } from '../../export/store/index.js';
 import type { CommandContext } from '../context.js';
 import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
