@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { PitrError } from '../errors.js';
 import { redactDeep, redactSecrets } from '../redact.js';
 import type { ProgressEvent } from '../providers/types.js';
+export { renderFields, renderTable } from '../report/format.js';
 
 export interface OutputOptions {
   json: boolean;
@@ -150,18 +151,4 @@ function redactExcept<T>(data: T, raw: Set<string>): T {
   return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, raw.has(k) ? v : redactDeep(v)])) as T;
 }
 
-/** Aligned columns for people; the first row is the header. */
-export function renderTable(rows: readonly (readonly string[])[]): string {
-  if (rows.length === 0) return '';
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
-}
 
-/** Label/value lines, aligned. */
-export function renderFields(fields: readonly (readonly [string, string | number | null | undefined])[]): string {
-  const width = Math.max(...fields.map(([k]) => k.length));
-  return fields
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `  ${k.padEnd(width)}  ${v ?? '-'}`)
-    .join('\n');
-}
