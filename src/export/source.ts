@@ -1,4 +1,5 @@
 import { badInput } from '../errors.js';
+import { resolveBranchTarget } from '../providers/branch-target.js';
 import type { Provider } from '../providers/types.js';
 import { redactSecrets, redactUrl } from '../redact.js';
 import type { PointInTime } from '../time/index.js';
@@ -53,12 +54,10 @@ export async function exportFromProvider(options: ProviderExportOptions): Promis
     }
     return result;
   }
-  if (branch !== undefined && /^postgres(ql)?:\/\//i.test(branch)) {
-    return runExport({ ...rest, sourceUrl: branch, sourceLabel: redactUrl(branch), target: null });
-  }
   if (branch !== undefined) {
-    const b = await provider.getRecoveryBranch(branch);
-    const url = await provider.connectionString(b.id);
+    // Unlike a diff, an export without --branch is of production, never of the newest branch.
+    const { url, branch: b } = await resolveBranchTarget(provider, branch, () => badInput('no_branch', 'no branch given'));
+    if (!b) return runExport({ ...rest, sourceUrl: url, sourceLabel: redactUrl(url), target: null });
     return runExport({ ...rest, sourceUrl: url, sourceLabel: `recovery branch ${b.name} (production at ${b.target})`, target: b.target });
   }
   const url = await provider.productionUrl();

@@ -12,6 +12,7 @@ import { renderPlaybookReport } from '../report/playbook.js';
 import { renderResult } from '../report/recover.js';
 import { writeRunReport } from '../report/write.js';
 import { RunStore } from '../recover/runs.js';
+import { isDatabaseUrl, resolveBranchTarget } from '../providers/branch-target.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index.js';
 import type { Playbook, PlaybookStep } from './schema.js';
@@ -160,11 +161,8 @@ export function interpolate<T>(value: T, inputs: Record<string, InputValue>, ste
 }
 
 async function branchUrlOf(provider: Provider, branch: string | undefined): Promise<string> {
-  if (branch && /^postgres(ql)?:\/\//.test(branch)) return branch;
-  if (branch) return provider.connectionString(branch);
-  const newest = (await provider.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
-  if (!newest) throw new PitrError('no_branch', 'no recovery branch: add a create-branch step first');
-  return provider.connectionString(newest.id);
+  const target = await resolveBranchTarget(provider, branch || undefined, () => new PitrError('no_branch', 'no recovery branch: add a create-branch step first'));
+  return target.url;
 }
 
 /**
@@ -185,7 +183,7 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
     id,
     playbook: playbook.name,
     // Inputs may hold connection URLs (a restore target): never their passwords in a report.
-    inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, typeof v === 'string' && /^postgres(ql)?:\/\//i.test(v) ? redactUrl(v) : v])),
+    inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, typeof v === 'string' && isDatabaseUrl(v) ? redactUrl(v) : v])),
     dryRun: options.dryRun,
     status,
     startedAt: started.toISOString(),
