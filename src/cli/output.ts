@@ -7,7 +7,7 @@ export { renderFields, renderTable } from '../report/format.js';
 export interface OutputOptions {
   json: boolean;
   stdout?: Writable & { isTTY?: boolean };
-  stderr?: Writable & { isTTY?: boolean };
+  stderr?: Writable & { isTTY?: boolean; columns?: number };
 }
 
 /**
@@ -17,7 +17,7 @@ export interface OutputOptions {
 export class Output {
   readonly json: boolean;
   private readonly stdout: Writable & { isTTY?: boolean };
-  private readonly stderr: Writable & { isTTY?: boolean };
+  private readonly stderr: Writable & { isTTY?: boolean; columns?: number };
   private progressLineOpen = false;
 
   constructor(options: OutputOptions) {
@@ -106,7 +106,7 @@ export class Output {
     if (this.stderrIsTTY) {
       if (now - this.lastProgressAt < 100 && event.phase === this.lastPhase) return;
       const bar = event.fraction === undefined ? '' : `[${'#'.repeat(Math.round(event.fraction * 20)).padEnd(20, '-')}] ${Math.round(event.fraction * 100)}% `;
-      const line = redactSecrets(`${bar}… ${event.message}`).slice(0, (process.stderr.columns ?? 100) - 1);
+      const line = redactSecrets(`${bar}… ${event.message}`).slice(0, (this.stderr.columns ?? 100) - 1);
       this.stderr.write(`\r\x1b[2K${line}`);
       this.progressLineOpen = true;
     } else if (!this.json) {

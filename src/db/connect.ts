@@ -1,9 +1,6 @@
 import pg from 'pg';
 import { PitrError } from '../errors.js';
 import { redactUrl } from '../redact.js';
-
-export type PgClient = pg.Client;
-
 import { currentDriver, type DriverName } from './driver.js';
 
 export { currentDriver, useDriver, type DriverName, type DriverSettings } from './driver.js';

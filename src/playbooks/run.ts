@@ -15,6 +15,7 @@ import { RunStore } from '../recover/runs.js';
 import { isDatabaseUrl, resolveBranchTarget } from '../providers/branch-target.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index.js';
+import { REFERENCE } from './load.js';
 import type { Playbook, PlaybookStep } from './schema.js';
 import { createExportBranchStep, refuseInPlaceFromExport, restoreExportStep, type PlaybookExports } from './export-steps.js';
 import { redactUrl } from '../redact.js';
@@ -137,7 +138,6 @@ function identifiersUsed(step: PlaybookStep, playbook: Playbook, inputs: Record<
     .map(([name]) => inputs[name] as string);
 }
 
-const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
 
 /** Thrown by a step whose `if` is false: recorded as skipped, the run goes on. */
 class SkipStep extends Error {}

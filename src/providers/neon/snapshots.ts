@@ -133,7 +133,7 @@ export async function createSnapshot(n: NeonLookup, name: string, options: Creat
   checkSnapshotName(name);
   const at = refuseXid(options.at);
   if (at?.kind === 'snapshot') {
-    throw badInput('bad_snapshot_target', `a snapshot captures production now or at a time or LSN, not another snapshot (${at.input})`);
+    throw badInput('bad_time', `a snapshot captures production now or at a time or LSN, not another snapshot (${at.input})`);
   }
   const [project, all, apiList] = await Promise.all([n.project(), n.branches(), apiSnapshots(n)]);
   if (at) n.checkWindow(at, project.history_retention_seconds);
