@@ -1,3 +1,6 @@
+// src/config: the settings of a run, merged from defaults, the config file, PITR_* variables and flags.
+// Core: must not import src/cli or any feature folder (export, recover, playbooks…); it reads files and
+// the environment only, and hands back one validated Config.
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';

@@ -1,3 +1,6 @@
+// src/db: connections, session settings, SQL quoting, introspection and the libpq environment.
+// Low layer: must not import any folder above it (providers, diff, recover, export, cli); only
+// src/errors.ts and src/redact.ts.
 import pg from 'pg';
 import { PitrError } from '../errors.js';
 import { redactUrl } from '../redact.js';

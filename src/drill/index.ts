@@ -1,3 +1,6 @@
+// src/drill: the restore drill (restore at a time, check, time it, clean up, notify on failure).
+// Core: must not import src/cli; it reaches production only through the Provider interface and
+// leaves rendering to src/report.
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,3 +1,6 @@
+// src/playbooks: loading, validating and running incident playbooks (YAML steps over the features).
+// Core: must not import src/cli; it composes the feature folders (diff, recover, export, when)
+// and writes its report through src/report.
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,3 +1,6 @@
+// src/retention: which backups, exports and snapshots a GFS policy keeps, pure planning.
+// Core: must not import src/cli, src/db or a provider implementation; it decides, callers delete.
+// Pure: no clock and no I/O, so a plan can be shown (and tested) before anything is deleted.
 import { badInput } from '../errors.js';
 import { zoneFormatter } from '../time/zones.js';
 
