@@ -174,13 +174,19 @@ export class NeonLookup {
 
   /** A branch that never became usable is deleted (best effort), so nothing half-made is left behind. */
   async discardHalfCreated(branch: Branch, otherwise: string, err: unknown): Promise<unknown> {
+    return this.discardHalfMade(`half-created branch ${branch.name}`, () => this.api.call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: this.projectId, branchId: branch.id })), otherwise, err);
+  }
+
+  /**
+   * After a create failed half-way (the object exists, its operations failed): delete the object
+   * and say in the error whether that worked. Errors that are not pitr's pass through unchanged.
+   */
+  async discardHalfMade(what: string, remove: () => Promise<unknown>, otherwise: string, err: unknown): Promise<unknown> {
     if (!(err instanceof PitrError)) return err;
-    const outcome = await this.api
-      .call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: this.projectId, branchId: branch.id }))
-      .then(
-        () => `the half-created branch ${branch.name} was deleted`,
-        (e: unknown) => `the half-created branch ${branch.name} could not be deleted (${(e as Error).message}); ${otherwise}`,
-      );
+    const outcome = await remove().then(
+      () => `the ${what} was deleted`,
+      (e: unknown) => `the ${what} could not be deleted (${(e as Error).message}); ${otherwise}`,
+    );
     return new PitrError(err.code, `${err.message} (${outcome})`, { exit: err.exitClass, ...(err.detail !== undefined && { detail: err.detail }) });
   }
 

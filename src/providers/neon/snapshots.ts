@@ -1,6 +1,6 @@
 import type { Branch, Operation, Snapshot as ApiSnapshot } from '@neondatabase/api-client';
 import { badInput, PitrError, refused } from '../../errors.js';
-import { checkSnapshotName, describePointInTime, formatTarget, parsePointInTime, type PointInTime } from '../../time/index.js';
+import { checkSnapshotName, describePointInTime, formatTarget, parsePointInTime } from '../../time/index.js';
 import type { CreateSnapshotOptions, Snapshot } from '../types.js';
 import { NeonApiError } from './api.js';
 import { waitForOperations } from './operations.js';
@@ -225,12 +225,8 @@ export async function createApiSnapshot(n: NeonLookup, name: string, source: Bra
       ...(options.onProgress && { onProgress: options.onProgress }),
     });
   } catch (err) {
-    if (!(err instanceof PitrError)) throw err;
-    const outcome = await n.api.call(`delete snapshot ${apiName}`, (c) => c.deleteSnapshot(n.projectId, created.snapshot.id)).then(
-      () => `the half-made snapshot ${apiName} was deleted`,
-      (e: unknown) => `the half-made snapshot ${apiName} could not be deleted (${(e as Error).message}); delete it in the Neon console`,
-    );
-    throw new PitrError(err.code, `${err.message} (${outcome})`, { exit: err.exitClass });
+    const remove = () => n.api.call(`delete snapshot ${apiName}`, (c) => c.deleteSnapshot(n.projectId, created.snapshot.id));
+    throw await n.discardHalfMade(`half-made snapshot ${apiName}`, remove, 'delete it in the Neon console', err);
   }
   // The LSN of a snapshot of the head is known once its operations have finished.
   const fresh = (await findByName()) ?? created.snapshot;
