@@ -1,5 +1,5 @@
 import type { Branch, ConnectionDetails, Database, Endpoint, Operation, Role, Snapshot as ApiSnapshot } from '@neondatabase/api-client';
-import { badInput, PitrError } from '../../errors.js';
+import { badInput, PitrError, refused } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { withClient } from '../../db/connect.js';
 import { describePointInTime, formatUtc, type PointInTime } from '../../time/index.js';
@@ -83,6 +83,12 @@ export function refuseXid<T extends PointInTime | undefined>(at: T): Exclude<T, 
     throw badInput('xid_not_supported', `Neon cannot branch at a transaction id (${at.input}); give the LSN of its commit or a time instead, e.g. --at lsn:16/B374D848 (pitr when finds the time)`);
   }
   return at as Exclude<T, { kind: 'xid' }>;
+}
+
+/** The project's default branch and protected branches are never deleted, whatever they hold. */
+export function refuseUndeletable(branch: Branch): void {
+  if (branch.default) throw refused('refuse_default_branch', `${branch.name} is the project's default branch: pitr never deletes it`);
+  if (branch.protected) throw refused('refuse_protected_branch', `${branch.name} is a protected branch: pitr never deletes it`);
 }
 
 export class NeonLookup {

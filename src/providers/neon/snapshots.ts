@@ -5,7 +5,7 @@ import type { CreateSnapshotOptions, Snapshot } from '../types.js';
 import { NeonApiError } from './api.js';
 import { waitForOperations } from './operations.js';
 import { targetString } from '../naming.js';
-import { refuseXid, type NeonPoint, isLimitError, isSnapshotApiMissing, KIND_SNAPSHOT, MARK, NeonLookup, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
+import { refuseUndeletable, refuseXid, type NeonPoint, isLimitError, isSnapshotApiMissing, KIND_SNAPSHOT, MARK, NeonLookup, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
 
 /** pitr's snapshots: branches without compute, or Neon's snapshot API (Beta), found, created and deleted. */
 
@@ -264,8 +264,7 @@ export async function deleteSnapshot(n: NeonLookup, name: string): Promise<Snaps
     return snap.snapshot;
   }
   const { branch } = snap.branch!;
-  if (branch.default) throw refused('refuse_default_branch', `${branch.name} is the project's default branch: pitr never deletes it`);
-  if (branch.protected) throw refused('refuse_protected_branch', `${branch.name} is a protected branch: pitr never deletes it`);
+  refuseUndeletable(branch);
   const children = all.filter((b) => b.branch.parent_id === branch.id);
   if (children.length) {
     const names = children.map((b) => b.branch.name);
