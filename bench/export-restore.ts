@@ -33,11 +33,14 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { startCluster, makeTempRoot, type TestCluster } from '../test/support/cluster.js';
-import { findClientProgram, libpqEnvironment, runExport } from '../src/export/index.js';
+import { libpqEnvironment } from '../src/db/libpq-env.js';
+import { runExport } from '../src/export/index.js';
+import { findClientProgram } from '../src/system/client-programs.js';
 import { createDecryptStream } from '../src/export/encryption.js';
 import { restoreExport } from '../src/export/restore.js';
 import { ExportBranches } from '../src/export/as-branch.js';
-import { cleanupOnSignal, roundsSetting, option, fmt, round, median, pad, withClient } from './support.js';
+import { loadOrdersAndEvents } from './export-data.js';
+import { cleanupOnSignal, roundsSetting, option, fmt, round, median, pad } from './support.js';
 
 const SIZE_MB = Number(option('size-mb', 'BENCH_SIZE_MB') ?? '300');
 if (!Number.isFinite(SIZE_MB) || SIZE_MB < 10) throw new Error(`--size-mb / BENCH_SIZE_MB must be a number ≥ 10`);
@@ -46,37 +49,6 @@ if (!Number.isInteger(JOBS) || JOBS < 1) throw new Error('--jobs / BENCH_JOBS mu
 const ROUNDS = roundsSetting(2);
 const GOAL = 0.8;
 const MB = 1024 * 1024;
-
-async function load(cluster: TestCluster): Promise<number> {
-  await cluster.query('create database bench');
-  return withClient(cluster.urlFor('bench'), async (c) => {
-    await c.query(`create table orders (id bigint not null, customer_id int not null, status text not null, total numeric(12,2), note text, created_at timestamptz)`);
-    await c.query(`create table events (id bigint not null, kind text not null, payload jsonb not null)`);
-    const orders = (from: number, to: number) =>
-      c.query(`insert into orders select g, ((g * 7919) % 100000)::int, (array['new','paid','shipped','delivered','cancelled'])[1 + g % 5],
-                 ((g * 37) % 1000000) / 100.0, case when g % 10 = 0 then null else 'note ' || md5(g::text) end,
-                 timestamptz '2024-01-01 00:00:00+00' + g * interval '17 seconds'
-               from generate_series(${from}::int8, ${to}::int8) g`);
-    const events = (from: number, to: number) =>
-      c.query(`insert into events select g, (array['click','view','buy','login'])[1 + g % 4],
-                 jsonb_build_object('user', g % 50000, 'path', '/p/' || (g % 997), 'ms', (g * 13) % 5000, 'tag', md5((g * 3)::text))
-               from generate_series(${from}::int8, ${to}::int8) g`);
-    const probe = 100_000;
-    await orders(1, probe);
-    await events(1, Math.round(probe / 3));
-    const probeBytes = Number((await c.query(`select pg_total_relation_size('orders') + pg_total_relation_size('events') as b`)).rows[0].b);
-    const total = Math.max(probe, Math.round((SIZE_MB * MB) / ((probeBytes * 1.45) / probe)));
-    await orders(probe + 1, total);
-    await events(Math.round(probe / 3) + 1, Math.round(total / 3));
-    await c.query('alter table orders add primary key (id)');
-    await c.query('create index orders_customer_id_idx on orders (customer_id)');
-    await c.query('create index orders_created_at_idx on orders (created_at)');
-    await c.query('alter table events add primary key (id)');
-    await c.query('vacuum (analyze)');
-    await c.query('checkpoint');
-    return Number((await c.query(`select pg_database_size('bench') as b`)).rows[0].b);
-  });
-}
 
 async function plainRestore(pgRestore: string, url: string, file: string, options = ''): Promise<number> {
   const started = performance.now();
@@ -108,7 +80,7 @@ try {
   console.log(`bench/export-restore: database of ~${SIZE_MB} MB, ${ROUNDS} round(s), jobs ${JOBS}, goal: pitr ≥ ${GOAL * 100}% of plain pg_restore speed`);
   [cluster, out] = await Promise.all([startCluster({ settings: { autovacuum: 'off', shared_buffers: '256MB', max_wal_size: '4GB' } }), makeTempRoot('pitr-bench-restore-')]);
   const loadStarted = performance.now();
-  const dbBytes = await load(cluster);
+  const dbBytes = await loadOrdersAndEvents(cluster, SIZE_MB);
   const src = cluster.urlFor('bench');
   const e = await runExport({ sourceUrl: src, sourceLabel: 'bench', target: null, location: out, name: 'bench', masterKey: key });
   const file = join(out, 'bench.dump');

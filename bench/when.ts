@@ -5,7 +5,6 @@
  * person does by hand per guess), (2) `pitr when --count` at 1 s precision, (3) `--timeline`,
  * (4) `when --count --timeline` (exact transaction). Heavy: run under flock /tmp/pitr-heavy.lock.
  */
-import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import pg from 'pg';
 import { makeTempRoot, localEnv, startCluster } from '../test/support/cluster.js';

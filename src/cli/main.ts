@@ -1,4 +1,7 @@
 #!/usr/bin/env node
+// src/cli: the command line (parsing, prompts, the one output writer) over the core folders.
+// The only place with console output and process.exit; core folders must never import from here.
+// Commands stay thin: parse, call the core, hand the result to Output (renderers live in src/report).
 import { readFileSync } from 'node:fs';
 
 // `pitr --version` answers before anything else loads: scripts and playbook steps call it.

@@ -2,11 +2,12 @@ import { Writable } from 'node:stream';
 import { PitrError } from '../errors.js';
 import { redactDeep, redactSecrets } from '../redact.js';
 import type { ProgressEvent } from '../providers/types.js';
+export { renderFields, renderTable } from '../report/format.js';
 
 export interface OutputOptions {
   json: boolean;
   stdout?: Writable & { isTTY?: boolean };
-  stderr?: Writable & { isTTY?: boolean };
+  stderr?: Writable & { isTTY?: boolean; columns?: number };
 }
 
 /**
@@ -16,7 +17,7 @@ export interface OutputOptions {
 export class Output {
   readonly json: boolean;
   private readonly stdout: Writable & { isTTY?: boolean };
-  private readonly stderr: Writable & { isTTY?: boolean };
+  private readonly stderr: Writable & { isTTY?: boolean; columns?: number };
   private progressLineOpen = false;
 
   constructor(options: OutputOptions) {
@@ -105,7 +106,7 @@ export class Output {
     if (this.stderrIsTTY) {
       if (now - this.lastProgressAt < 100 && event.phase === this.lastPhase) return;
       const bar = event.fraction === undefined ? '' : `[${'#'.repeat(Math.round(event.fraction * 20)).padEnd(20, '-')}] ${Math.round(event.fraction * 100)}% `;
-      const line = redactSecrets(`${bar}… ${event.message}`).slice(0, (process.stderr.columns ?? 100) - 1);
+      const line = redactSecrets(`${bar}… ${event.message}`).slice(0, (this.stderr.columns ?? 100) - 1);
       this.stderr.write(`\r\x1b[2K${line}`);
       this.progressLineOpen = true;
     } else if (!this.json) {
@@ -150,18 +151,4 @@ function redactExcept<T>(data: T, raw: Set<string>): T {
   return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, raw.has(k) ? v : redactDeep(v)])) as T;
 }
 
-/** Aligned columns for people; the first row is the header. */
-export function renderTable(rows: readonly (readonly string[])[]): string {
-  if (rows.length === 0) return '';
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
-}
 
-/** Label/value lines, aligned. */
-export function renderFields(fields: readonly (readonly [string, string | number | null | undefined])[]): string {
-  const width = Math.max(...fields.map(([k]) => k.length));
-  return fields
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `  ${k.padEnd(width)}  ${v ?? '-'}`)
-    .join('\n');
-}

@@ -1,8 +1,8 @@
 import { badInput } from '../errors.js';
 import type { Provider } from '../providers/types.js';
 import type { CommandContext } from './context.js';
-import { describeExportBranch } from '../export/as-branch.js';
-import { branchProvider, exportBranchFor, exportBranches } from './export-branches.js';
+import { describeBranch, resolveBranchTarget } from '../providers/branch-target.js';
+import { branchProvider, exportBranchFor } from './export-branches.js';
 
 export interface DiffTargets {
   branchUrl: string;
@@ -35,19 +35,14 @@ export async function resolveDiffTargets(ctx: CommandContext, branch: string | u
     const pit = await provider.openPointInTime(when);
     return { branchUrl: pit.connectionUrl, productionUrl, branchLabel: `production at ${pit.target}` };
   }
-  if (branch !== undefined && /^postgres(ql)?:\/\//.test(branch)) return { branchUrl: branch, productionUrl, branchLabel: 'the given database' };
   // export:<object>: an encrypted export restored into a local branch (reused while it runs).
   const fromExport = await exportBranchFor(ctx, branch ?? '');
-  if (fromExport) return { branchUrl: fromExport.connectionUrl, productionUrl, branchLabel: describeExportBranch(fromExport) };
-  if (branch !== undefined) {
-    const exported = await exportBranches(ctx).find(branch);
-    if (exported) return { branchUrl: exported.connectionUrl, productionUrl, branchLabel: describeExportBranch(exported) };
-    return { branchUrl: await provider.connectionString(branch), productionUrl, branchLabel: branch, branchId: branch };
-  }
-  const branches = await branchProvider(ctx);
-  const newest = (await branches.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
-  if (!newest) throw badInput('no_branch', 'no recovery branch to compare with: create one with pitr --at <time>, or pass --branch <id|name|postgres://…>');
-  const label = newest.details?.purpose === 'export' ? describeExportBranch(newest) : `${newest.name} (at ${newest.target})`;
+  if (fromExport) return { branchUrl: fromExport.connectionUrl, productionUrl, branchLabel: describeBranch(fromExport) };
+  // The provider with the export branches merged in: an id or name may be either.
+  const target = await resolveBranchTarget(await branchProvider(ctx), branch, () =>
+    badInput('no_branch', 'no recovery branch to compare with: create one with pitr --at <time>, or pass --branch <id|name|postgres://…>'),
+  );
   // Export branches are scratch restores, not sealed recovery instances: no branch id to check.
-  return { branchUrl: await branches.connectionString(newest.id), productionUrl, branchLabel: label, ...(newest.details?.purpose !== 'export' && { branchId: newest.id }) };
+  const branchId = target.branch && target.branch.details?.purpose !== 'export' ? target.branch.id : undefined;
+  return { branchUrl: target.url, productionUrl, branchLabel: target.label, ...(branchId !== undefined && { branchId }) };
 }

@@ -1,3 +1,6 @@
+// src/config: the settings of a run, merged from defaults, the config file, PITR_* variables and flags.
+// Core: must not import src/cli or any feature folder (export, recover, playbooks…); it reads files and
+// the environment only, and hands back one validated Config.
 import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -5,6 +8,7 @@ import type { z } from 'zod';
 import { badInput } from '../errors.js';
 import { LOG_LEVELS } from '../log.js';
 import { registerSecret } from '../redact.js';
+import { DEFAULT_RETENTION } from '../retention/gfs.js';
 import { parseDuration } from '../time/index.js';
 
 /**
@@ -254,11 +258,11 @@ export async function resolveConfig({ flags, env = process.env, cwd = process.cw
     archiveWait: (merged.archiveWait as string | undefined) ?? '30s',
     driver: (merged.driver as Config['driver'] | undefined) ?? 'pg',
     httpTimeout: (merged.httpTimeout as string | undefined) ?? '30s',
-    // The team's written policy: daily 30 / weekly 12 / monthly 12 / yearly 7.
-    keepDaily: (merged.keepDaily as number | undefined) ?? 30,
-    keepWeekly: (merged.keepWeekly as number | undefined) ?? 12,
-    keepMonthly: (merged.keepMonthly as number | undefined) ?? 12,
-    keepYearly: (merged.keepYearly as number | undefined) ?? 7,
+    // The team's written policy (src/retention/gfs.ts): daily 30 / weekly 12 / monthly 12 / yearly 7.
+    keepDaily: (merged.keepDaily as number | undefined) ?? DEFAULT_RETENTION.daily,
+    keepWeekly: (merged.keepWeekly as number | undefined) ?? DEFAULT_RETENTION.weekly,
+    keepMonthly: (merged.keepMonthly as number | undefined) ?? DEFAULT_RETENTION.monthly,
+    keepYearly: (merged.keepYearly as number | undefined) ?? DEFAULT_RETENTION.yearly,
     snapshotBackupAge: (merged.snapshotBackupAge as string | undefined) ?? '24h',
     file: filePath ?? null,
   };

@@ -1,10 +1,10 @@
+// src/db: connections, session settings, SQL quoting, introspection and the libpq environment.
+// Low layer: must not import any folder above it (providers, diff, recover, export, cli); only
+// src/errors.ts and src/redact.ts.
 import { removeNavigatorHint } from './pg-load-hint.js';
 import pg from 'pg';
 import { PitrError } from '../errors.js';
 import { redactUrl } from '../redact.js';
-
-export type PgClient = pg.Client;
-
 import { currentDriver, type DriverName } from './driver.js';
 
 export { currentDriver, useDriver, type DriverName, type DriverSettings } from './driver.js';

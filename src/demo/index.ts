@@ -1,3 +1,6 @@
+// src/demo: the self-contained demo (a throw-away cluster, an accident, its recovery, timed).
+// Core: must not import src/cli (no console output, no process.exit); it drives the feature folders
+// only through their public functions (playbooks, providers) and src/system for the cluster.
 import { mkdtemp, rm, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

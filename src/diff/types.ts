@@ -1,3 +1,6 @@
+// src/diff: comparing a branch with production (schema, per-table impact, rows, hashed segments).
+// Core: must not import src/cli, src/recover or a concrete provider (only providers/types.ts); it
+// knows SQL, nothing about how a branch was made.
 import type pg from 'pg';
 import type { TableInfo } from '../db/introspect.js';
 import type { ProgressSink } from '../providers/types.js';

@@ -1,11 +1,16 @@
+// src/drill: the restore drill (restore at a time, check, time it, clean up, notify on failure).
+// Core: must not import src/cli; it reaches production only through the Provider interface and
+// leaves rendering to src/report.
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PitrError } from '../errors.js';
 import { withClient } from '../db/connect.js';
 import { introspect } from '../db/introspect.js';
 import { runUserQuery } from '../db/user-sql.js';
 import { redactSecrets } from '../redact.js';
+import { renderDrill } from '../report/drill.js';
+import { writeRunReport } from '../report/write.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { describePointInTime, formatCompactUtc, type PointInTime } from '../time/index.js';
 
@@ -44,7 +49,7 @@ export interface DrillResult {
   dir: string;
 }
 
-async function countRows(url: string): Promise<Map<string, number>> {
+async function rowCountsByTable(url: string): Promise<Map<string, number>> {
   return withClient(url, async (c) => {
     await c.query('begin read only');
     const schema = await introspect(c);
@@ -73,7 +78,7 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
     result.secondsToQueryable = branch.secondsToQueryable;
     const branchUrl = await o.provider.connectionString(branch.id);
     o.onProgress?.({ phase: 'drill', message: 'reading every table on the restored copy and on production' });
-    const [restored, production] = await Promise.all([countRows(branchUrl), countRows(await o.provider.productionUrl())]);
+    const [restored, production] = await Promise.all([rowCountsByTable(branchUrl), rowCountsByTable(await o.provider.productionUrl())]);
     for (const [table, branchRows] of restored) {
       const productionRows = production.get(table) ?? 0;
       const ok = Math.abs(branchRows - productionRows) <= o.tolerance * Math.max(productionRows, 1);
@@ -99,24 +104,8 @@ export async function runDrill(o: DrillOptions): Promise<DrillResult> {
   }
   result.ok = result.failures.length === 0;
   result.seconds = (Date.now() - started) / 1000;
-  await writeFile(join(dir, 'report.json'), JSON.stringify(result, null, 2) + '\n');
-  await writeFile(join(dir, 'report.md'), renderDrill(result));
+  await writeRunReport(dir, result, renderDrill(result));
   return result;
-}
-
-export function renderDrill(r: DrillResult): string {
-  return [
-    `# Restore drill ${r.id}: ${r.ok ? 'PASSED' : 'FAILED'}`,
-    '',
-    `Target ${r.target}; restored copy queryable in ${r.secondsToQueryable?.toFixed(1) ?? '-'} s; drill took ${r.seconds.toFixed(1)} s.`,
-    '',
-    '| table | restored rows | production rows | ok |',
-    '|---|---|---|---|',
-    ...r.tables.map((t) => `| ${t.table} | ${t.branchRows} | ${t.productionRows} | ${t.ok ? 'yes' : 'NO'} |`),
-    '',
-    ...(r.checks.length ? ['| check | expected | got | ok |', '|---|---|---|---|', ...r.checks.map((c) => `| ${c.name} | ${c.expected} | ${c.got} | ${c.ok ? 'yes' : 'NO'} |`), ''] : []),
-    ...(r.failures.length ? ['Failures:', ...r.failures.map((f) => `- ${f}`), ''] : []),
-  ].join('\n');
 }
 
 /** A Slack-compatible message (`{ text }`), secrets redacted. */

@@ -21,7 +21,7 @@ import { findPostgresBinaries } from '../system/postgres-binaries.js';
 import { createBranchInstance, instanceUrl, stopBranchInstance } from './branch-instance.js';
 import { exportObjectOf, openExportOf, readExportManifest } from './open.js';
 import { restoreExport } from './restore.js';
-import type { ExportStoreOptions } from './store.js';
+import type { ExportStoreOptions } from './store/index.js';
 
 export const EXPORT_PREFIX = 'export:';
 
@@ -63,10 +63,7 @@ export function exportReference(text: string | undefined): string | undefined {
   return object;
 }
 
-/** "production as it was at <time> (from export <name>)" */
-export function describeExportBranch(b: RecoveryBranch): string {
-  return `production as it was at ${b.target} (from export ${String(b.details?.exportName ?? b.name)})`;
-}
+export { describeExportBranch } from '../providers/branch-target.js';
 
 export class ExportBranches {
   constructor(private readonly settings: ExportBranchSettings) {}

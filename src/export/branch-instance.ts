@@ -11,7 +11,7 @@ import { connect } from '../db/connect.js';
 import { quoteIdent } from '../db/sql.js';
 import { registerSecret } from '../redact.js';
 import { findPostgresBinaries, type PostgresBinaries } from '../system/postgres-binaries.js';
-import { renderConf, startServer, stopServer, writeServerFile } from '../system/postgres-server.js';
+import { NO_DURABILITY, scratchInstanceConf, startServer, stopServer, writeServerFile } from '../system/postgres-server.js';
 import { freeLoopbackPort } from '../system/ports.js';
 import { ensureServerDir, runChecked } from '../system/process.js';
 
@@ -63,14 +63,10 @@ export async function createBranchInstance(root: string, major: number, database
   const port = await freeLoopbackPort();
   await writeServerFile(
     join(dataDir, 'postgresql.conf'),
-    renderConf({
-      listen_addresses: '127.0.0.1',
-      port,
-      unix_socket_directories: '',
+    scratchInstanceConf(port, {
       password_encryption: 'scram-sha-256',
       // A restored copy, rebuilt from the export if lost: durability buys nothing here.
-      fsync: 'off',
-      synchronous_commit: 'off',
+      ...NO_DURABILITY,
       full_page_writes: 'off',
       wal_level: 'minimal',
       max_wal_senders: 0,

@@ -6,8 +6,8 @@
 import { PitrError } from '../errors.js';
 import { DUMP_SUFFIX, MANIFEST_SUFFIX, openManifest, type ExportManifest } from './manifest.js';
 import { checkManifestNamesObject, exportObjectOf } from './open.js';
-import { openExportStore, type ExportObject, type ExportStore, type ExportStoreOptions } from './store.js';
-import { objectPath, oneLine } from './index.js';
+import { openExportStore, type ExportObject, type ExportStore, type ExportStoreOptions } from './store/index.js';
+import { objectPath, oneLine } from './common.js';
 
 export interface ListedExport {
   name: string;

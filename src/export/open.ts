@@ -7,8 +7,8 @@
 import { badInput, PitrError } from '../errors.js';
 import { redactSecrets } from '../redact.js';
 import { DUMP_SUFFIX, MANIFEST_SUFFIX, openManifest, type ExportManifest } from './manifest.js';
-import { openExportStore, splitObjectUrl, type ExportStore, type ExportStoreOptions } from './store.js';
-import { isCode, objectPath } from './index.js';
+import { openExportStore, splitObjectUrl, type ExportStore, type ExportStoreOptions } from './store/index.js';
+import { isCode, objectPath } from './common.js';
 
 export interface ExportRef {
   /** The directory or s3:// prefix holding the export. */

@@ -7,7 +7,7 @@
 import { planRetention, type RetentionPolicy } from '../retention/gfs.js';
 import { DUMP_SUFFIX, MANIFEST_SUFFIX } from './manifest.js';
 import { listIn, type ListedExport } from './list.js';
-import { openExportStore, type ExportStoreOptions } from './store.js';
+import { openExportStore, type ExportStoreOptions } from './store/index.js';
 
 export interface ExportVerdict {
   name: string;

@@ -27,27 +27,19 @@ import { connect } from '../db/connect.js';
 import { badInput, PitrError } from '../errors.js';
 import type { ProgressSink } from '../providers/types.js';
 import { redactSecrets, redactUrl, registerSecret } from '../redact.js';
-import { ChildSink, HoldLastChunk } from './child-sink.js';
+import { ChildSink, HoldLastChunk } from './streams.js';
 import { createDecryptStream } from './encryption.js';
-import {
-  assertCountsMatch,
-  countRows,
-  findClientProgram,
-  firstRestoreError,
-  HashTap,
-  libpqEnvironment,
-  listUserTables,
-  objectPath,
-  oneLine,
-  watchChild,
-  type ChildExit,
-  type ExportManifest,
-} from './index.js';
+import { libpqEnvironment } from '../db/libpq-env.js';
+import { findClientProgram } from '../system/client-programs.js';
+import { firstRestoreError, watchChild, type ChildExit } from './child-process.js';
+import { MiB, objectPath, oneLine, round, throwIfAborted } from './common.js';
+import type { ExportManifest } from './manifest.js';
+import { HashTap } from './streams.js';
+import { assertCountsMatch, countTableRows, listUserTables } from './table-counts.js';
 import { exportObjectOf, openExportOf, readExportManifest } from './open.js';
-import type { ExportStoreOptions } from './store.js';
+import type { ExportStoreOptions } from './store/index.js';
 import { refuseNonEmptyTarget } from './target.js';
 
-const MiB = 1024 * 1024;
 /** maintenance_work_mem for the restore sessions together (never lower than the server's). */
 const RESTORE_MAINTENANCE_MEMORY = 256 * MiB;
 
@@ -122,7 +114,7 @@ export async function restoreExport(options: RestoreOptions): Promise<RestoreRes
         )
       ).rows[0]!;
     });
-    throwIfAborted(options.signal);
+    throwIfAborted(options.signal, 'interrupted: nothing was restored');
 
     const args = [
       ...(options.keepOwners ? [] : ['--no-owner']),
@@ -224,7 +216,7 @@ export async function countRestored(url: string, manifest: ExportManifest): Prom
     await c.query('begin isolation level repeatable read read only');
     try {
       const list = await listUserTables(c);
-      const rows = await countRows(c, list);
+      const rows = await countTableRows(c, list);
       return list.map((t, i) => ({ ...t, rows: rows[i]! }));
     } finally {
       await c.query('rollback').catch(() => undefined);
@@ -305,8 +297,3 @@ function registerUrlPassword(url: string): void {
   }
 }
 
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new PitrError('interrupted', 'interrupted: nothing was restored');
-}
-
-const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** digits;

@@ -1,3 +1,6 @@
+// src/migrate: a schema migration guarded by a snapshot taken just before it.
+// Core: must not import src/cli; it runs the user's migration command and reaches production only
+// through the Provider interface.
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { badInput } from '../errors.js';

@@ -7,7 +7,7 @@ import { exportReference, type ExportBranches } from '../export/as-branch.js';
 import { listExports } from '../export/list.js';
 import { restoreExport } from '../export/restore.js';
 import { exportObjectOf } from '../export/open.js';
-import type { ExportStoreOptions } from '../export/store.js';
+import type { ExportStoreOptions } from '../export/store/index.js';
 import { badInput, PitrError, refused } from '../errors.js';
 import type { ProgressSink } from '../providers/types.js';
 import { redactUrl } from '../redact.js';

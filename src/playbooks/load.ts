@@ -9,7 +9,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((out, key) => (typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key)), '') || '(top level)';
 }
 
-const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
+/** A `${{ inputs.x }}` / `${{ steps.id.field }}` reference in a playbook value. */
+export const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
 
 /** Every mistake in a playbook, each `file:line:col path: message`, sorted by position (exit 2). */
 export class InvalidPlaybookError extends PitrError {

@@ -1,5 +1,8 @@
+// src/playbooks: loading, validating and running incident playbooks (YAML steps over the features).
+// Core: must not import src/cli; it composes the feature folders (diff, recover, export, when)
+// and writes its report through src/report.
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { badInput, PitrError, refused } from '../errors.js';
 import { withClient } from '../db/connect.js';
@@ -8,10 +11,14 @@ import { runUserQuery } from '../db/user-sql.js';
 import { openDiffSessions, preview, resolveTable } from '../diff/preview.js';
 import { diffRows, type RowDifference } from '../diff/rows.js';
 import { applyRecovery, planRecovery } from '../recover/engine.js';
-import { renderResult } from '../recover/report.js';
+import { renderPlaybookReport } from '../report/playbook.js';
+import { renderResult } from '../report/recover.js';
+import { writeRunReport } from '../report/write.js';
 import { RunStore } from '../recover/runs.js';
+import { isDatabaseUrl, resolveBranchTarget } from '../providers/branch-target.js';
 import type { ProgressSink, Provider } from '../providers/types.js';
 import { formatCompactUtc, parseDuration, parsePointInTime } from '../time/index.js';
+import { REFERENCE } from './load.js';
 import type { Playbook, PlaybookStep } from './schema.js';
 import { createExportBranchStep, refuseInPlaceFromExport, restoreExportStep, type PlaybookExports } from './export-steps.js';
 import { redactUrl } from '../redact.js';
@@ -134,7 +141,6 @@ function identifiersUsed(step: PlaybookStep, playbook: Playbook, inputs: Record<
     .map(([name]) => inputs[name] as string);
 }
 
-const REFERENCE = /\$\{\{\s*([^}]*?)\s*\}\}/g;
 
 /** Thrown by a step whose `if` is false: recorded as skipped, the run goes on. */
 class SkipStep extends Error {}
@@ -158,11 +164,8 @@ export function interpolate<T>(value: T, inputs: Record<string, InputValue>, ste
 }
 
 async function branchUrlOf(provider: Provider, branch: string | undefined): Promise<string> {
-  if (branch && /^postgres(ql)?:\/\//.test(branch)) return branch;
-  if (branch) return provider.connectionString(branch);
-  const newest = (await provider.listRecoveryBranches()).sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
-  if (!newest) throw new PitrError('no_branch', 'no recovery branch: add a create-branch step first');
-  return provider.connectionString(newest.id);
+  const target = await resolveBranchTarget(provider, branch || undefined, () => new PitrError('no_branch', 'no recovery branch: add a create-branch step first'));
+  return target.url;
 }
 
 /**
@@ -179,6 +182,20 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
   const records: StepRecord[] = [];
   let lastProductionStepEnd: number | null = null;
   let failed = false;
+  // The report as of now; lastProductionStepEnd and the records keep growing until the end.
+  const report = (status: PlaybookReport['status']): PlaybookReport => ({
+    id,
+    playbook: playbook.name,
+    // Inputs may hold connection URLs (a restore target): never their passwords in a report.
+    inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, typeof v === 'string' && isDatabaseUrl(v) ? redactUrl(v) : v])),
+    dryRun: options.dryRun,
+    status,
+    startedAt: started.toISOString(),
+    endedAt: new Date().toISOString(),
+    rtoSeconds: lastProductionStepEnd === null || failed ? null : (lastProductionStepEnd - started.getTime()) / 1000,
+    steps: [...records],
+    dir,
+  });
   for (const [index, rawStep] of playbook.steps.entries()) {
     const stepStarted = Date.now();
     const record: StepRecord = { index, id: rawStep.id ?? null, type: rawStep.type, status: 'ok', startedAt: new Date(stepStarted).toISOString(), endedAt: '', seconds: 0, outputs: {} };
@@ -192,7 +209,8 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
         const step = { ...rawStep, with: interpolate(rawStep.with, inputs, outputs) } as PlaybookStep;
         const identifiers = identifiersUsed(rawStep, playbook, inputs);
         options.onProgress?.({ phase: 'playbook', message: `step ${index + 1}/${playbook.steps.length}: ${step.name ?? step.id ?? step.type}` });
-        record.outputs = await runStep(step, options, identifiers);
+        // A report step writes the report of the steps so far (the run's own report comes at the end).
+        record.outputs = step.type === 'report' ? await writeStepReport(join(dir, rawStep.id ?? `step-${index + 1}`), step.with.title, report('ok')) : await runStep(step, options, identifiers);
         if (['recover', 'restore-in-place', 'restore-export', 'check'].includes(step.type) || (step.type === 'diff' && step.with.failIfMissing)) lastProductionStepEnd = Date.now();
       } catch (err) {
         if (err instanceof SkipStep) {
@@ -211,22 +229,15 @@ export async function runPlaybook(playbook: Playbook, inputs: Record<string, Inp
     records.push(record);
     options.onStep?.(record);
   }
-  const report: PlaybookReport = {
-    id,
-    playbook: playbook.name,
-    // Inputs may hold connection URLs (a restore target): never their passwords in a report.
-    inputs: Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, typeof v === 'string' && /^postgres(ql)?:\/\//i.test(v) ? redactUrl(v) : v])),
-    dryRun: options.dryRun,
-    status: failed ? 'failed' : 'ok',
-    startedAt: started.toISOString(),
-    endedAt: new Date().toISOString(),
-    rtoSeconds: lastProductionStepEnd === null || failed ? null : (lastProductionStepEnd - started.getTime()) / 1000,
-    steps: records,
-    dir,
-  };
-  await writeFile(join(dir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
-  await writeFile(join(dir, 'report.md'), renderPlaybookReport(report));
-  return report;
+  const final = report(failed ? 'failed' : 'ok');
+  await writeRunReport(dir, final, renderPlaybookReport(final));
+  return final;
+}
+
+async function writeStepReport(dir: string, title: string | undefined, report: PlaybookReport): Promise<Record<string, unknown>> {
+  await mkdir(dir, { recursive: true });
+  await writeRunReport(dir, report, (title ? `# ${title}\n\n` : '') + renderPlaybookReport(report));
+  return { title: title ?? null, report: join(dir, 'report.md') };
 }
 
 async function runStep(step: PlaybookStep, o: PlaybookRunOptions, identifiers: string[]): Promise<Record<string, unknown>> {
@@ -307,8 +318,7 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions, identifiers: s
         return { runId: run.id, dryRun: true, insert: plan.totals.insert, update: plan.totals.update, delete: plan.totals.delete };
       }
       const result = await applyRecovery(req, null, store, run);
-      await store.writeJson(run.id, 'report.json', result);
-      await store.writeText(run.id, 'report.md', renderResult(result, step.with.branch ?? 'the newest branch'));
+      await writeRunReport(store.dir(run.id), result, renderResult(result, step.with.branch ?? 'the newest branch'));
       return { runId: run.id, inserted: result.totals.inserted, updated: result.totals.updated, deleted: result.totals.deleted, conflicts: result.totals.conflicts, verified: result.verified };
     }
     case 'restore-in-place': {
@@ -337,21 +347,6 @@ async function runStep(step: PlaybookStep, o: PlaybookRunOptions, identifiers: s
       return { confirmed: true, by: 'user' };
     }
     case 'report':
-      return { title: step.with.title ?? null };
+      throw new Error('report steps are written by runPlaybook');
   }
-}
-
-export function renderPlaybookReport(r: PlaybookReport): string {
-  return [
-    `# Playbook ${r.playbook}: ${r.status}${r.dryRun ? ' (dry run)' : ''}`,
-    '',
-    `Run ${r.id}, ${r.startedAt} → ${r.endedAt}.${r.rtoSeconds !== null ? ` Measured RTO (start → verified recovery): ${r.rtoSeconds.toFixed(1)} s.` : ''}`,
-    '',
-    `Inputs: ${Object.entries(r.inputs).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ') || 'none'}`,
-    '',
-    '| # | step | status | seconds | result |',
-    '|---|---|---|---|---|',
-    ...r.steps.map((s) => `| ${s.index + 1} | ${s.id ?? s.type} (${s.type}) | ${s.status} | ${s.seconds.toFixed(2)} | ${(s.error ?? JSON.stringify(s.outputs)).replace(/\|/g, '\\|').slice(0, 200)} |`),
-    '',
-  ].join('\n');
 }

@@ -111,4 +111,3 @@ export const PlaybookSchema = z.strictObject({
 
 export type Playbook = z.infer<typeof PlaybookSchema>;
 export type PlaybookStep = z.infer<typeof StepSchema>;
-export type PlaybookInput = z.infer<typeof InputSchema>;

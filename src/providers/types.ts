@@ -1,3 +1,6 @@
+// src/providers: the Provider interface and its two implementations (local WAL archive, Neon API).
+// Core: must not import src/cli or the feature folders (diff, recover, export, playbooks, report);
+// a provider knows branches and points in time, nothing about rows or diffs.
 import type { PointInTime } from '../time/index.js';
 
 export type ProviderKind = 'local' | 'neon';

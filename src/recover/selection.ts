@@ -4,6 +4,7 @@ import { findTable } from '../db/introspect.js';
 import { quoteIdent } from '../db/sql.js';
 import { comparableColumns } from '../diff/schema.js';
 import { childrenOf } from './order.js';
+import { cols } from './sql.js';
 
 /**
  * Which branch rows are candidates for recovery, as SQL run on the branch: the chosen tables'
@@ -33,10 +34,6 @@ function keyOf(branch: TableInfo, production: TableInfo, columns: ColumnInfo[]):
   const unique = branch.uniqueKeys.find((k) => same(k) && sameOnBoth(k));
   // No key on both sides: rows are told apart only by their values (multiset recovery).
   return unique ?? [];
-}
-
-function columnList(cols: ColumnInfo[], alias?: string): string {
-  return cols.map((c) => (alias ? `${alias}.${quoteIdent(c.name)}` : quoteIdent(c.name))).join(', ');
 }
 
 /**
@@ -76,7 +73,7 @@ export function selectRoots(
       production,
       key,
       columns,
-      sql: `select ${columnList(columns)} from ${branch.qualified} where ${where ? `(${where})` : 'true'}`,
+      sql: `select ${cols(columns.map((c) => c.name))} from ${branch.qualified} where ${where ? `(${where})` : 'true'}`,
       role: 'root' as const,
       via: [],
     };
@@ -118,7 +115,7 @@ export function addCascade(roots: TableSelection[], branchSchema: SchemaInfo, pr
         if (entry.conds.includes(cond)) continue;
         entry.conds.push(cond);
         entry.sel.via.push(fk);
-        entry.sel.sql = `select ${columnList(columns, 'c')} from ${child.qualified} c where ${entry.conds.map((c) => `(${c})`).join(' or ')}`;
+        entry.sel.sql = `select ${cols(columns.map((c) => c.name), 'c')} from ${child.qualified} c where ${entry.conds.map((c) => `(${c})`).join(' or ')}`;
         next.push(entry.sel);
       }
     }

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import { quoteIdent } from '../db/sql.js';
 import type { TableSelection } from './selection.js';
-import type { RecoverMode, SideWrites, TriggerInfo, TriggerPolicy } from './types.js';
+import type { RecoverMode, SideWrites, TriggerInfo } from './types.js';
 
 /**
  * User triggers and rules on the tables a recovery writes. A BEFORE row trigger can rewrite the

@@ -1,3 +1,6 @@
+// src/recover: planning, applying, verifying and undoing a recovery of rows from a branch.
+// Core: must not import src/cli or a concrete provider; it uses src/diff for what differs and
+// src/db for sessions, and leaves rendering to src/report.
 import type { ColumnInfo, FkAction } from '../db/introspect.js';
 import type { ProgressSink } from '../providers/types.js';
 

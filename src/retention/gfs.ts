@@ -1,4 +1,8 @@
+// src/retention: which backups, exports and snapshots a GFS policy keeps, pure planning.
+// Core: must not import src/cli, src/db or a provider implementation; it decides, callers delete.
+// Pure: no clock and no I/O, so a plan can be shown (and tested) before anything is deleted.
 import { badInput } from '../errors.js';
+import { zoneFormatter } from '../time/zones.js';
 
 /**
  * Grandfather-father-son retention, as restic and borg do it: keep the newest backup of each of
@@ -81,20 +85,10 @@ interface CalendarDay {
 }
 
 const DAY_MS = 86_400_000;
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function zoneFormatter(timeZone: string): Intl.DateTimeFormat {
-  let format = formatters.get(timeZone);
-  if (format === undefined) {
-    try {
-      // Pinned calendar and digits so the parts parse as Gregorian numbers whatever the host locale;
-      // era tells 1 BC from AD 1.
-      format = new Intl.DateTimeFormat('en-US-u-ca-gregory-nu-latn', { timeZone, era: 'short', year: 'numeric', month: 'numeric', day: 'numeric' });
-    } catch {
-      throw badInput('bad_time', `unknown time zone ${show(timeZone)}; use an IANA name such as UTC, Europe/Berlin or America/New_York`);
-    }
-    formatters.set(timeZone, format);
-  }
+/** The zone's calendar date parts (the shared formatter of src/time; extra time parts are ignored). */
+function zoneFormatterOrFail(timeZone: string): Intl.DateTimeFormat {
+  const format = zoneFormatter(timeZone);
+  if (!format) throw badInput('bad_time', `unknown time zone ${show(timeZone)}; use an IANA name such as UTC, Europe/Berlin or America/New_York`);
   return format;
 }
 
@@ -158,7 +152,7 @@ export function planRetention<T>(
 ): RetainedItem<T>[] {
   for (const rule of RETENTION_RULES) checkCount(rule, policy[rule]);
   const timeZone = options.timeZone ?? 'UTC';
-  const format = timeZone === 'UTC' ? null : zoneFormatter(timeZone);
+  const format = timeZone === 'UTC' ? null : zoneFormatterOrFail(timeZone);
 
   const dated = items.map((item, index) => {
     const ms = timeOf(item).getTime();

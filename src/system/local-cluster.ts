@@ -5,7 +5,7 @@ import { registerSecret } from '../redact.js';
 import { findPostgresBinaries, type PostgresBinaries } from './postgres-binaries.js';
 import { freeLoopbackPort } from './ports.js';
 import { ensureServerDir, minimalEnvironment } from './process.js';
-import { initCluster, removeServerFile, renderConf, startServer, stopServer, writeServerFile } from './postgres-server.js';
+import { initCluster, NO_DURABILITY, removeServerFile, scratchInstanceConf, startServer, stopServer, writeServerFile } from './postgres-server.js';
 
 /**
  * A Postgres cluster pitr creates and owns: the demo's "production" and the test harness's
@@ -69,12 +69,9 @@ export async function createLocalCluster(options: LocalClusterOptions): Promise<
   const port = await freeLoopbackPort();
   await writeServerFile(
     join(dataDir, 'postgresql.conf'),
-    renderConf({
-      listen_addresses: '127.0.0.1',
-      port,
-      unix_socket_directories: '',
+    scratchInstanceConf(port, {
       max_wal_senders: 4,
-      ...(options.fast ? { fsync: 'off', synchronous_commit: 'off' } : {}),
+      ...(options.fast ? NO_DURABILITY : {}),
       ...(options.archive ? { wal_level: 'replica', archive_mode: 'on', archive_command: archiveCommand(archiveDir) } : {}),
       ...options.settings,
     }),

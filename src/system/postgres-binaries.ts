@@ -73,25 +73,33 @@ async function hydrateSymlinks(root: string): Promise<void> {
 }
 
 /**
- * Candidate server bin directories, most specific first: an explicit PITR_PG_BIN, then
- * `pg_config --bindir`, then Debian/Ubuntu's versioned layout (newest first), then PATH, then
- * the embedded npm package. PITR_PG_BIN=embedded uses only the embedded package. The embedded
- * package is looked at only when no system directory answered (it checks its library links).
+ * The directories Postgres programs are looked for in, most specific first: an explicit
+ * PITR_PG_BIN, then `pg_config --bindir`, then Debian/Ubuntu's versioned layout (newest first),
+ * then PATH. Server binaries and client programs (./client-programs.ts) share this one list.
+ */
+export async function binaryDirectories(): Promise<string[]> {
+  const dirs: string[] = [];
+  const explicit = process.env.PITR_PG_BIN;
+  if (explicit && explicit !== 'embedded') dirs.push(explicit);
+  const pgConfig = await run('pg_config', ['--bindir']).catch(() => undefined);
+  if (pgConfig?.code === 0 && pgConfig.stdout.trim()) dirs.push(pgConfig.stdout.trim());
+  const debianRoot = '/usr/lib/postgresql';
+  const versions = await readdir(debianRoot).catch(() => [] as string[]);
+  for (const v of versions.filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a))) {
+    dirs.push(join(debianRoot, v, 'bin'));
+  }
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) dirs.push(dir);
+  return [...new Set(dirs)];
+}
+
+/**
+ * Candidate server bin directories: binaryDirectories(), then the embedded npm package, which is
+ * looked at only when no system directory answered (it checks its library links).
+ * PITR_PG_BIN=embedded uses only the embedded package.
  */
 async function* candidates(): AsyncGenerator<{ dir: string; embedded: boolean }> {
-  const explicit = process.env.PITR_PG_BIN;
-  if (explicit !== 'embedded') {
-    const dirs: string[] = [];
-    if (explicit) dirs.push(explicit);
-    const pgConfig = await run('pg_config', ['--bindir']).catch(() => undefined);
-    if (pgConfig?.code === 0 && pgConfig.stdout.trim()) dirs.push(pgConfig.stdout.trim());
-    const debianRoot = '/usr/lib/postgresql';
-    const versions = await readdir(debianRoot).catch(() => [] as string[]);
-    for (const v of versions.filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a))) {
-      dirs.push(join(debianRoot, v, 'bin'));
-    }
-    for (const dir of (process.env.PATH ?? '').split(delimiter)) if (dir) dirs.push(dir);
-    for (const dir of new Set(dirs)) yield { dir, embedded: false };
+  if (process.env.PITR_PG_BIN !== 'embedded') {
+    for (const dir of await binaryDirectories()) yield { dir, embedded: false };
   }
   const embedded = await embeddedBinDir();
   if (embedded) yield { dir: embedded, embedded: true };

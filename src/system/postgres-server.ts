@@ -18,6 +18,17 @@ export function renderConf(settings: Record<string, string | number | boolean>):
 }
 
 /**
+ * postgresql.conf of a scratch instance pitr starts itself (a test or verify cluster, an export
+ * branch): TCP on loopback at `port` only, no Unix socket, then the caller's settings.
+ */
+export function scratchInstanceConf(port: number, settings: Record<string, string | number | boolean> = {}): string {
+  return renderConf({ listen_addresses: '127.0.0.1', port, unix_socket_directories: '', ...settings });
+}
+
+/** For copies that can be made again: a crash may lose them, so durability buys nothing. */
+export const NO_DURABILITY = { fsync: 'off', synchronous_commit: 'off' } as const;
+
+/**
  * Writes a file inside a data directory, never through a symlink. The postgres OS user owns the
  * directory and could plant one (`postgresql.auto.conf -> /etc/shadow`): as root the write is
  * done by that user itself (dd, oflag=nofollow), so a symlink gains it nothing; otherwise

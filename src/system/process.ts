@@ -1,3 +1,6 @@
+// src/system: processes, local Postgres clusters, server and client binaries, loopback ports.
+// Low layer: must not import providers, feature folders or src/cli; only src/errors.ts,
+// src/redact.ts and each other.
 import { spawn, type SpawnOptions } from 'node:child_process';
 import { chmod, chown, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';

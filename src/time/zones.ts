@@ -79,7 +79,8 @@ export function zoneFormatter(timeZone: string): Intl.DateTimeFormat | undefined
   let format = formatters.get(timeZone);
   if (format === undefined) {
     try {
-      format = new Intl.DateTimeFormat('en-US', {
+      // Pinned calendar and digits so the parts parse as Gregorian numbers whatever the host locale.
+      format = new Intl.DateTimeFormat('en-US-u-ca-gregory-nu-latn', {
         timeZone,
         // era lets us tell 1 BC from AD 1; hourCycle h23 avoids the "24:00" some ICU builds emit at midnight.
         era: 'short',

@@ -1,3 +1,6 @@
+// src/when: finding when an accident happened (bisecting history through branches or Time Travel).
+// Core: must not import src/cli; it reaches production only through the Provider interface and
+// databases through src/db.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { badInput, PitrError } from '../errors.js';

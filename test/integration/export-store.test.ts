@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PitrError } from '../../src/errors.js';
-import { openExportStore, splitObjectUrl, type ExportStore } from '../../src/export/store.js';
+import { openExportStore, splitObjectUrl, type ExportStore } from '../../src/export/store/index.js';
 import { startS3, type TestS3 } from '../support/s3.js';
 
 const MiB = 1024 * 1024;

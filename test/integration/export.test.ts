@@ -4,9 +4,10 @@ import { copyFile, mkdir, readdir, readFile, rm, truncate, writeFile } from 'nod
 import { basename, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countDifferences, libpqEnvironment } from '../../src/export/index.js';
+import { libpqEnvironment } from '../../src/db/libpq-env.js';
+import { countDifferences } from '../../src/export/index.js';
 import { signManifest } from '../../src/export/manifest.js';
-import { openExportStore } from '../../src/export/store.js';
+import { openExportStore } from '../../src/export/store/index.js';
 import { cliTranscript, processesUsing, runPitr, type CliRun } from '../support/cli.js';
 import { localEnv, makeTempRoot, startCluster, type TestCluster } from '../support/cluster.js';
 import { startS3, type TestS3 } from '../support/s3.js';

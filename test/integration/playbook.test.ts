@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
@@ -81,6 +81,13 @@ describe('pitr playbook run accidental-deletion', () => {
     expect(r.json.rtoSeconds).toBeGreaterThanOrEqual(byId.recover.seconds + byId.verify.seconds);
     expect(r.json.rtoSeconds).toBeLessThanOrEqual((Date.parse(r.json.endedAt) - Date.parse(r.json.startedAt)) / 1000);
     expect(existsSync(join(r.json.dir, 'report.md'))).toBe(true);
+    // The report step writes the report of the steps before it, under its title.
+    const reportStep = r.json.steps.at(-1);
+    expect(reportStep.type).toBe('report');
+    const interim = readFileSync(reportStep.outputs.report, 'utf8');
+    expect(interim).toMatch(/^# Accidental deletion recovered\n\n# Playbook accidental-deletion: ok/);
+    expect(interim).toContain('| 6 | verify (diff) | ok |');
+    expect(interim).not.toContain('| 7 |');
     expect(await count(`select count(*) as n from reviews r join books b on b.id = r.book_id where b.author_id = 7`)).toBe(40);
     expect(await count(`select count(*) as n from authors where id = 100`)).toBe(1);
   });

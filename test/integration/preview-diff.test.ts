@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { runPitr } from '../support/cli.js';

@@ -60,11 +60,11 @@ describe('run data and reports are private; run ids are safe paths', () => {
 
   it('finding 4: a playbook report directory is private too', async () => {
     const file = join(work, 'check.yaml');
-    await writeFile(file, 'name: check\nsteps:\n  - type: check\n    with: { on: production, sql: "select count(*) > 0 from public.t", expect: true }\n');
+    await writeFile(file, 'name: check\nsteps:\n  - type: check\n    with: { on: production, sql: "select count(*) > 0 from public.t", expect: true }\n  - type: report\n    with: { title: checked }\n');
     const r = await runPitr(['playbook', 'run', file, '--yes', '--json'], env);
     expect(r.code, r.stderr).toBe(0);
     const reports = (await modes(join(work, 'pitr', 'playbook-runs'))).filter((f) => !f.dir);
-    expect(reports.length).toBeGreaterThanOrEqual(2);
+    expect(reports.length).toBeGreaterThanOrEqual(4); // the run's report and the report step's
     for (const f of await modes(join(work, 'pitr', 'playbook-runs'))) expect(f.mode.toString(8)).toBe(f.dir ? '700' : '600');
   });
 

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
 import { makeTempRoot, startCluster, type TestCluster, localEnv } from '../support/cluster.js';
 import { CLI, runPitr } from '../support/cli.js';

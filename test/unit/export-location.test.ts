@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PitrError } from '../../src/errors.js';
-import { assertKey, formatExportLocation, parseExportLocation, splitObjectUrl } from '../../src/export/store.js';
+import { assertKey, formatExportLocation, parseExportLocation, splitObjectUrl } from '../../src/export/store/index.js';
 
 function badLocation(fn: () => unknown): PitrError {
   let caught: unknown;

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { PitrError } from '../../src/errors.js';
-import { branchUrl, connectionParts, parsePostgresUrl } from '../../src/providers/local/urls.js';
+import { parsePostgresUrl } from '../../src/db/postgres-url.js';
+import { branchUrl, connectionParts } from '../../src/providers/local/urls.js';
 
 function rejected(fn: () => unknown): PitrError {
   try {

@@ -50,3 +50,14 @@ describe('Output: row values are data, never redacted; pitr metadata still is', 
     expect(err.text()).toBe('pitr: output truncated: 1 of 2 differences printed (--limit 1)\n');
   });
 });
+
+describe('Output.progress', () => {
+  it('fits the progress line to its own terminal, not to the process stderr', () => {
+    const err = sink(true);
+    (err.stream as Writable & { columns?: number }).columns = 30;
+    const out = new Output({ json: false, stdout: sink().stream, stderr: err.stream });
+    out.progress({ phase: 'export', message: 'x'.repeat(200) });
+    const line = err.text().split('\x1b[2K').at(-1)!;
+    expect(line.length).toBe(29);
+  });
+});

@@ -1,19 +1,10 @@
 import { Option } from 'commander';
 import type { BackupInfo, BackupMethod } from '../../providers/local/backups.js';
+import { formatBytes } from '../../report/format.js';
 import { renderFields, renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { addRetentionOptions, describeRetentionPolicy, retentionPolicy, type RetentionOptions } from '../retention.js';
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
 
 const backupJson = ({ dir, dataDir, ...rest }: BackupInfo) => ({ ...rest, dir });
 

@@ -1,6 +1,7 @@
 import { badInput } from '../../errors.js';
 import { registerWebhook } from '../../config/index.js';
-import { notifyFailure, renderDrill, runDrill, type DrillCheck } from '../../drill/index.js';
+import { notifyFailure, runDrill, type DrillCheck } from '../../drill/index.js';
+import { renderDrill } from '../../report/drill.js';
 import type { CommandRunner } from '../program.js';
 import { addAtOption, addBranchCreationOptions } from '../options.js';
 

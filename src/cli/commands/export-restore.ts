@@ -5,7 +5,7 @@ import { ENCRYPTION_KEY_ENV } from '../../export/encryption.js';
 import { listExports } from '../../export/list.js';
 import { pruneExports } from '../../export/prune.js';
 import { restoreExport } from '../../export/restore.js';
-import { renderExportList, renderRestoreMarkdown, writeRestoreReport } from '../../export/restore-report.js';
+import { renderExportList, renderRestoreMarkdown, writeRestoreReport } from '../../report/export.js';
 import type { RunWrapper } from '../program.js';
 import { addRetentionOptions, describeRetentionPolicy, retentionPolicy, type RetentionOptions } from '../retention.js';
 import { masterKey, storeOptions } from './export.js';

@@ -1,13 +1,12 @@
 import { badInput } from '../../errors.js';
 import { loadEncryptionKey, ENCRYPTION_KEY_ENV } from '../../export/encryption.js';
-import { exportFromProvider, verifyExport, type ExportResult, type VerifyResult } from '../../export/index.js';
-import type { ExportStoreOptions } from '../../export/store.js';
+import { exportFromProvider, verifyExport } from '../../export/index.js';
+import type { ExportStoreOptions } from '../../export/store/index.js';
+import { renderExport, renderVerify } from '../../report/export.js';
 import type { CommandContext } from '../context.js';
-import { renderFields } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { commandLine } from '../hints.js';
 import { addBranchCreationOptions } from '../options.js';
-import { formatBytes } from './backup.js';
 import { registerRestoreCommands } from './export-restore.js';
 
 interface ExportOptions {
@@ -40,48 +39,6 @@ export function storeOptions(ctx: CommandContext): ExportStoreOptions {
   };
 }
 
-const rows = (n: number) => n.toLocaleString('en-US');
-const plural = (n: number, word: string) => `${rows(n)} ${word}${n === 1 ? '' : 's'}`;
-/** `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` → `pg_dump 15.18`. */
-const shortVersion = (v: string) => v.replace(/^(\S+) \(PostgreSQL\) (\S+).*$/, '$1 $2');
-
-function renderExport(r: ExportResult): string {
-  return [
-    `Exported ${r.source} to ${r.dumpObject}`,
-    renderFields([
-      ['manifest', r.manifestObject],
-      ['state', r.target ?? 'current'],
-      ['dump', `${formatBytes(r.bytes)} (pg_dump -Fc, sha256 ${r.sha256.slice(0, 16)}…), ${formatBytes(r.encryptedBytes)} encrypted (AES-256-GCM, key id ${r.keyId})`],
-      ['tables', `${rows(r.tables)} (${plural(r.rows, 'row')}${r.consistent ? ', counted in the dump\'s snapshot' : ''})`],
-      ['server', `PostgreSQL ${r.server}; ${shortVersion(r.pgDump)}`],
-      ['time', `${r.seconds.toFixed(1)} s (${r.mbPerSecond.toFixed(1)} MB/s of dump)`],
-    ]),
-    ...r.warnings.map((w) => `warning: ${w}`),
-    '',
-    `Check it with: ${commandLine('pitr', 'export', 'verify', r.manifestObject, '--restore')}`,
-  ].join('\n');
-}
-
-function renderVerify(r: VerifyResult): string {
-  const m = r.manifest;
-  return [
-    `Export ${r.name} verified: every chunk authenticated, ${formatBytes(r.authenticated.encryptedBytes)} decrypted in ${r.authenticated.seconds.toFixed(1)} s (${r.authenticated.mbPerSecond.toFixed(1)} MB/s), sizes and sha256 equal the manifest`,
-    renderFields([
-      ['dump', r.dumpObject],
-      ['source', m.source],
-      ['state', m.target ?? `current (as of ${m.createdAt})`],
-      ['made', `${m.createdAt} by pitr ${m.tool.version} with ${shortVersion(m.pgDump.version)} from PostgreSQL ${m.server.version}`],
-      ['pg_restore', `lists ${rows(r.list.entries)} ${r.list.entries === 1 ? 'entry' : 'entries'}, ${rows(r.list.tableData)} with table data`],
-      [
-        'restore',
-        r.restore
-          ? `restored into a throw-away PostgreSQL ${r.restore.server} in ${r.restore.seconds.toFixed(1)} s: ${plural(r.restore.tables, 'table')}, ${plural(r.restore.rows, 'row')}, every count equal to the manifest`
-          : 'not tried (add --restore)',
-      ],
-    ]),
-  ].join('\n');
-}
-
 export const register: CommandRunner = (program, run) => {
   const exportCommand = program
     .command('export')
@@ -107,7 +64,7 @@ export const register: CommandRunner = (program, run) => {
           onProgress: (e) => ctx.output.progress(e),
           signal: ctx.signal,
         });
-        ctx.output.result(result, renderExport);
+        ctx.output.result(result, (r) => renderExport(r, commandLine('pitr', 'export', 'verify', r.manifestObject, '--restore')));
         return 0;
       }),
     );

@@ -24,7 +24,8 @@ async function locate(nameOrFile: string): Promise<string> {
 
 /** Runs a playbook (shipped name or file) with the given inputs; the exit code follows its outcome. */
 export async function runNamedPlaybook(ctx: CommandContext, name: string, given: Record<string, string>, dryRun: boolean): Promise<number> {
-  const { resolveInputs, runPlaybook, renderPlaybookReport } = await import('../../playbooks/run.js');
+  const { resolveInputs, runPlaybook } = await import('../../playbooks/run.js');
+  const { renderPlaybookReport } = await import('../../report/playbook.js');
   const parsed = await loadPlaybook(await locate(name));
   if (ctx.interactive) {
     // On a terminal, ask for what --set did not give.

@@ -2,7 +2,8 @@ import { Option } from 'commander';
 import { refused } from '../../errors.js';
 import { applyRecovery, planRecovery, type RecoverMode, type RecoveryResult, type TriggerPolicy } from '../../recover/engine.js';
 import { triggerChoiceError } from '../../recover/triggers.js';
-import { renderPlan, renderResult } from '../../recover/report.js';
+import { renderPlan, renderResult } from '../../report/recover.js';
+import { writeRunReport } from '../../report/write.js';
 import { checkRunId, RunStore, type RunState } from '../../recover/runs.js';
 import { chooseOne, confirmByTyping } from '../confirm.js';
 import type { CommandRunner } from '../program.js';
@@ -46,8 +47,7 @@ export const register: CommandRunner = (program, run) => {
           const report = renderResult(result, targets.branchLabel);
           // The recovery has committed: a report that cannot be written is a warning, never a failure.
           try {
-            await store.writeJson(runState.id, 'report.json', result);
-            await store.writeText(runState.id, 'report.md', report);
+            await writeRunReport(store.dir(runState.id), result, report);
           } catch (err) {
             result.warnings.push(`the report could not be written (${(err as Error).message}); the run is applied: pitr runs show ${runState.id}`);
           }

@@ -1,4 +1,4 @@
-import { badInput } from '../../errors.js';
+import { parsePostgresUrl } from '../../db/postgres-url.js';
 
 export interface ConnectionParts {
   /** The URL without its password (safe for argv, which other users can read in `ps`). */
@@ -6,19 +6,6 @@ export interface ConnectionParts {
   password: string | undefined;
   user: string;
   database: string;
-}
-
-export function parsePostgresUrl(url: string): URL {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw badInput('bad_database_url', 'the database URL is not a valid postgres:// URL');
-  }
-  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
-    throw badInput('bad_database_url', `the database URL must start with postgres:// or postgresql:// (got ${parsed.protocol}//)`);
-  }
-  return parsed;
 }
 
 export function connectionParts(url: string): ConnectionParts {

@@ -6,7 +6,7 @@ import { describePointInTime, formatCompactUtc, formatTarget, type PointInTime }
 import type { CreateBranchOptions, RecoveryBranch } from '../types.js';
 import { waitForOperations } from './operations.js';
 import { targetString } from '../naming.js';
-import { MARK, NeonLookup, refuseXid, PITR_PREFIX, slug, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
+import { MARK, NeonLookup, refuseUndeletable, refuseXid, PITR_PREFIX, slug, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
 import { apiSnapshots, requireSnapshot, snapshotSource } from './snapshots.js';
 
 /** Recovery branches: created at a time, an LSN or from a snapshot (with a compute and an expiry), listed, deleted. */
@@ -221,8 +221,7 @@ export async function deleteRecoveryBranch(n: NeonLookup, idOrName: string): Pro
   const all = await n.branches();
   const found = await n.find(idOrName, all);
   const { branch } = found;
-  if (branch.default) throw refused('refuse_default_branch', `${branch.name} is the project's default branch: pitr never deletes it`);
-  if (branch.protected) throw refused('refuse_protected_branch', `${branch.name} is a protected branch: pitr never deletes it`);
+  refuseUndeletable(branch);
   if (n.snapshotBranches(all).includes(found)) {
     const name = found.annotation?.['pitr-snapshot'] ?? branch.name.slice(SNAPSHOT_PREFIX.length);
     throw refused('refuse_snapshot', `${branch.name} keeps pitr's snapshot ${name}, not a recovery branch: delete it with ${commandLine('pitr', 'snapshot', 'delete', name)} if you mean it`);

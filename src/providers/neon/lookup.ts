@@ -1,5 +1,5 @@
 import type { Branch, ConnectionDetails, Database, Endpoint, Operation, Role, Snapshot as ApiSnapshot } from '@neondatabase/api-client';
-import { badInput, PitrError } from '../../errors.js';
+import { badInput, PitrError, refused } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import { withClient } from '../../db/connect.js';
 import { describePointInTime, formatUtc, type PointInTime } from '../../time/index.js';
@@ -83,6 +83,12 @@ export function refuseXid<T extends PointInTime | undefined>(at: T): Exclude<T, 
     throw badInput('xid_not_supported', `Neon cannot branch at a transaction id (${at.input}); give the LSN of its commit or a time instead, e.g. --at lsn:16/B374D848 (pitr when finds the time)`);
   }
   return at as Exclude<T, { kind: 'xid' }>;
+}
+
+/** The project's default branch and protected branches are never deleted, whatever they hold. */
+export function refuseUndeletable(branch: Branch): void {
+  if (branch.default) throw refused('refuse_default_branch', `${branch.name} is the project's default branch: pitr never deletes it`);
+  if (branch.protected) throw refused('refuse_protected_branch', `${branch.name} is a protected branch: pitr never deletes it`);
 }
 
 export class NeonLookup {
@@ -174,13 +180,19 @@ export class NeonLookup {
 
   /** A branch that never became usable is deleted (best effort), so nothing half-made is left behind. */
   async discardHalfCreated(branch: Branch, otherwise: string, err: unknown): Promise<unknown> {
+    return this.discardHalfMade(`half-created branch ${branch.name}`, () => this.api.call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: this.projectId, branchId: branch.id })), otherwise, err);
+  }
+
+  /**
+   * After a create failed half-way (the object exists, its operations failed): delete the object
+   * and say in the error whether that worked. Errors that are not pitr's pass through unchanged.
+   */
+  async discardHalfMade(what: string, remove: () => Promise<unknown>, otherwise: string, err: unknown): Promise<unknown> {
     if (!(err instanceof PitrError)) return err;
-    const outcome = await this.api
-      .call(`delete branch ${branch.name}`, (c) => c.deleteProjectBranch({ projectId: this.projectId, branchId: branch.id }))
-      .then(
-        () => `the half-created branch ${branch.name} was deleted`,
-        (e: unknown) => `the half-created branch ${branch.name} could not be deleted (${(e as Error).message}); ${otherwise}`,
-      );
+    const outcome = await remove().then(
+      () => `the ${what} was deleted`,
+      (e: unknown) => `the ${what} could not be deleted (${(e as Error).message}); ${otherwise}`,
+    );
     return new PitrError(err.code, `${err.message} (${outcome})`, { exit: err.exitClass, ...(err.detail !== undefined && { detail: err.detail }) });
   }
 

@@ -1,12 +1,12 @@
 import type { Branch, Operation, Snapshot as ApiSnapshot } from '@neondatabase/api-client';
 import { badInput, PitrError, refused } from '../../errors.js';
 import { commandLine } from '../../system/shell-quote.js';
-import { checkSnapshotName, describePointInTime, formatTarget, parsePointInTime, type PointInTime } from '../../time/index.js';
+import { checkSnapshotName, describePointInTime, formatTarget, parsePointInTime } from '../../time/index.js';
 import type { CreateSnapshotOptions, Snapshot } from '../types.js';
 import { NeonApiError } from './api.js';
 import { waitForOperations } from './operations.js';
 import { targetString } from '../naming.js';
-import { refuseXid, type NeonPoint, isLimitError, isSnapshotApiMissing, KIND_SNAPSHOT, MARK, NeonLookup, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
+import { refuseUndeletable, refuseXid, type NeonPoint, isLimitError, isSnapshotApiMissing, KIND_SNAPSHOT, MARK, NeonLookup, SNAPSHOT_PREFIX, type Annotated, type FoundSnapshot } from './lookup.js';
 
 /** pitr's snapshots: branches without compute, or Neon's snapshot API (Beta), found, created and deleted. */
 
@@ -134,7 +134,7 @@ export async function createSnapshot(n: NeonLookup, name: string, options: Creat
   checkSnapshotName(name);
   const at = refuseXid(options.at);
   if (at?.kind === 'snapshot') {
-    throw badInput('bad_snapshot_target', `a snapshot captures production now or at a time or LSN, not another snapshot (${at.input})`);
+    throw badInput('bad_time', `a snapshot captures production now or at a time or LSN, not another snapshot (${at.input})`);
   }
   const [project, all, apiList] = await Promise.all([n.project(), n.branches(), apiSnapshots(n)]);
   if (at) n.checkWindow(at, project.history_retention_seconds);
@@ -226,12 +226,8 @@ export async function createApiSnapshot(n: NeonLookup, name: string, source: Bra
       ...(options.onProgress && { onProgress: options.onProgress }),
     });
   } catch (err) {
-    if (!(err instanceof PitrError)) throw err;
-    const outcome = await n.api.call(`delete snapshot ${apiName}`, (c) => c.deleteSnapshot(n.projectId, created.snapshot.id)).then(
-      () => `the half-made snapshot ${apiName} was deleted`,
-      (e: unknown) => `the half-made snapshot ${apiName} could not be deleted (${(e as Error).message}); delete it in the Neon console`,
-    );
-    throw new PitrError(err.code, `${err.message} (${outcome})`, { exit: err.exitClass });
+    const remove = () => n.api.call(`delete snapshot ${apiName}`, (c) => c.deleteSnapshot(n.projectId, created.snapshot.id));
+    throw await n.discardHalfMade(`half-made snapshot ${apiName}`, remove, 'delete it in the Neon console', err);
   }
   // The LSN of a snapshot of the head is known once its operations have finished.
   const fresh = (await findByName()) ?? created.snapshot;
@@ -269,8 +265,7 @@ export async function deleteSnapshot(n: NeonLookup, name: string): Promise<Snaps
     return snap.snapshot;
   }
   const { branch } = snap.branch!;
-  if (branch.default) throw refused('refuse_default_branch', `${branch.name} is the project's default branch: pitr never deletes it`);
-  if (branch.protected) throw refused('refuse_protected_branch', `${branch.name} is a protected branch: pitr never deletes it`);
+  refuseUndeletable(branch);
   const children = all.filter((b) => b.branch.parent_id === branch.id);
   if (children.length) {
     const names = children.map((b) => b.branch.name);

@@ -1,7 +1,6 @@
-import { SKIP_LOCK_NOTE } from './triggers.js';
-import type { RecoveryPlan, RecoveryResult } from './types.js';
-
-const n = (x: number) => x.toLocaleString('en-US');
+import { SKIP_LOCK_NOTE } from '../recover/triggers.js';
+import type { RecoveryPlan, RecoveryResult } from '../recover/types.js';
+import { formatCount as n } from './format.js';
 
 /** The plan as people read it before confirming (and in the run's Markdown report). */
 export function renderPlan(plan: RecoveryPlan, source: string): string {
