@@ -13,7 +13,7 @@ import { ensureServerDir } from '../system/process.js';
 import { formatTarget, formatUtc } from '../time/index.js';
 import { PitrError } from '../errors.js';
 import { loadPlaybook, SHIPPED_PLAYBOOKS } from '../playbooks/load.js';
-import { runPlaybook } from '../playbooks/run.js';
+import { resolveInputs, runPlaybook } from '../playbooks/run.js';
 import { COMICS_SCHEMA, COMICS_TABLES, comicsLoadSql, comicsSizes } from './comics.js';
 
 export interface DemoOptions {
@@ -149,7 +149,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     })();
     const report = await runPlaybook(
       playbook,
-      { at: formatTarget({ kind: 'time', at: target, input: '' }), table: 'comics', where, triggers: '' },
+      // Through resolveInputs, as `pitr playbook run` does: the playbook's defaults apply (its find
+      // step reads find_count/find_sql, which the demo leaves out because it gives at).
+      resolveInputs(playbook, { at: formatTarget({ kind: 'time', at: target, input: '' }), table: 'comics', where, triggers: '' }),
       { provider, workDir: env.PITR_WORK_DIR, dryRun: false, yes: true, ...(options.onProgress && { onProgress: options.onProgress }) },
     );
     writing = false;

@@ -304,7 +304,7 @@ describe('exports as branches', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.json.status).toBe('ok');
     expect(await tableChecksums(appUrl)).toEqual(expected);
-    const branchId = r.json.steps[0].outputs.id;
+    const branchId = r.json.steps.find((s: { id: string | null }) => s.id === 'branch').outputs.id;
     expect((await pitr(['branches', 'delete', branchId], env)).code).toBe(0);
 
     // A broken newer export is skipped (and named in the report); the newest good one is restored.

@@ -86,8 +86,8 @@ describe('pitr playbook run accidental-deletion', () => {
     expect(reportStep.type).toBe('report');
     const interim = readFileSync(reportStep.outputs.report, 'utf8');
     expect(interim).toMatch(/^# Accidental deletion recovered\n\n# Playbook accidental-deletion: ok/);
-    expect(interim).toContain('| 6 | verify (diff) | ok |');
-    expect(interim).not.toContain('| 7 |');
+    expect(interim).toContain('| 7 | verify (diff) | ok |');
+    expect(interim).not.toContain('| 8 |');
     expect(await count(`select count(*) as n from reviews r join books b on b.id = r.book_id where b.author_id = 7`)).toBe(40);
     expect(await count(`select count(*) as n from authors where id = 100`)).toBe(1);
   });
