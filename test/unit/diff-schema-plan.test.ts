@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ColumnInfo, SchemaInfo, TableInfo } from '../../src/db/introspect.js';
-import { PitrError } from '../../src/errors.js';
+import { refusal } from '../support/refusal.js';
 import { planRowDiff } from '../../src/diff/plan.js';
 import { comparableColumns, diffSchemas, diffTable } from '../../src/diff/schema.js';
 
@@ -11,16 +11,6 @@ function table(name: string, columns: ColumnInfo[], extra: Partial<TableInfo> = 
 }
 
 const schema = (tables: TableInfo[], enums: SchemaInfo['enums'] = []): SchemaInfo => ({ tables, enums });
-
-function refusal(fn: () => unknown): PitrError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(PitrError);
-    return err as PitrError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('schema diff (branch = the past, production = now)', () => {
   const past = table('orders', [col('id', 'integer', { notNull: true }), col('note', 'text'), col('old', 'text'), col('qty', 'integer')], {

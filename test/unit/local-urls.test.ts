@@ -1,17 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { PitrError } from '../../src/errors.js';
+import { refusal as rejected } from '../support/refusal.js';
 import { parsePostgresUrl } from '../../src/db/postgres-url.js';
 import { branchUrl, connectionParts } from '../../src/providers/local/urls.js';
-
-function rejected(fn: () => unknown): PitrError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(PitrError);
-    return err as PitrError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('parsePostgresUrl', () => {
   it('accepts postgres:// and postgresql://', () => {

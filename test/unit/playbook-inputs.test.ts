@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PitrError } from '../../src/errors.js';
+import { refusal as rejected } from '../support/refusal.js';
 import { parsePlaybook } from '../../src/playbooks/load.js';
 import { interpolate, resolveInputs } from '../../src/playbooks/run.js';
 
@@ -19,16 +19,6 @@ steps:
 `,
   'fix.yaml',
 );
-
-function rejected(fn: () => unknown): PitrError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(PitrError);
-    return err as PitrError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('resolveInputs', () => {
   const at = '2026-01-02 03:04:05Z';

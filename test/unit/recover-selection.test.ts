@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ColumnInfo, ForeignKeyInfo, SchemaInfo, TableInfo } from '../../src/db/introspect.js';
-import { PitrError } from '../../src/errors.js';
+import { refusal } from '../support/refusal.js';
 import { addCascade, selectRoots } from '../../src/recover/selection.js';
 
 const col = (name: string, type = 'integer', extra: Partial<ColumnInfo> = {}): ColumnInfo => ({ name, type, notNull: true, generated: false, identity: null, defaultExpr: null, collatable: false, ...extra });
@@ -15,16 +15,6 @@ function table(name: string, columns: ColumnInfo[], extra: Partial<TableInfo> = 
 
 const schema = (...tables: TableInfo[]): SchemaInfo => ({ tables, enums: [] });
 const root = (name: string) => ({ schema: null, name });
-
-function refusal(fn: () => unknown): PitrError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(PitrError);
-    return err as PitrError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('selectRoots', () => {
   const users = table('users', [col('id'), col('email', 'text')]);
