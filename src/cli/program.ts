@@ -67,6 +67,15 @@ export function packageVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
+/**
+ * Help is wrapped at 80 columns, or narrower on a narrower terminal: the same text on every
+ * terminal and in a pipe, which lets bin/pitr.cjs print the root help rendered at build time
+ * (scripts/render-root-help.mjs) without loading the CLI.
+ */
+export function helpWidth(): number {
+  return Math.min(process.stdout.columns || 80, 80);
+}
+
 /** The root command and its global options (accepted before or after any command). */
 function rootCommand(io: CliIo): Command {
   return new Command('pitr')
@@ -92,7 +101,7 @@ function rootCommand(io: CliIo): Command {
     .option('--role <name>', 'Neon role (env NEON_ROLE, default: the database owner)')
     .addOption(new Option('--driver <driver>', 'how to reach Postgres: pg (TCP) or ws (WebSocket, env PITR_DRIVER)').choices(['pg', 'ws']))
     .option('--ws-proxy <template>', 'WebSocket proxy for --driver ws, e.g. ws://127.0.0.1:8080/v1?address={host}:{port} (env PITR_WS_PROXY)')
-    .configureHelp({ showGlobalOptions: true })
+    .configureHelp({ showGlobalOptions: true, helpWidth: helpWidth() })
     .showHelpAfterError('(run pitr --help for usage)')
     .exitOverride()
     .configureOutput({
@@ -187,7 +196,7 @@ export async function buildProgram(io: CliIo, result: { exitCode: number; debug:
   rejectUnknownSubcommands(program);
   program.addHelpText('after', () => {
     const help = headline.createHelp();
-    help.prepareContext({ helpWidth: process.stdout.columns || 80 });
+    help.prepareContext({ helpWidth: helpWidth() });
     const width = help.longestOptionTermLength(headline, help);
     const lines = help.visibleOptions(headline).map((o) => help.formatItem(help.optionTerm(o), width, help.optionDescription(o), help));
     return `\nCreate a recovery branch: pitr --at <time> [options] (same as pitr branch create)\n${lines.join('\n')}\n`;

@@ -14,6 +14,7 @@ export default function setup(): () => Promise<void> {
   const skipped = skipSummary(filesMissingPrograms());
   if (skipped && isCi()) throw new Error(`CI=true runs every test file: ${skipped.replace(/^SKIPPED/, 'cannot run')}`);
   execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  execFileSync(process.execPath, ['scripts/render-root-help.mjs'], { stdio: 'inherit' });
   const dir = mkdtempSync(join(tmpdir(), 'pitr-transcripts-'));
   process.env.PITR_TEST_TRANSCRIPTS = dir;
   return async () => {

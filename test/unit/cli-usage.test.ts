@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { buildProgram, commandOf, COMMANDS, runCli } from '../../src/cli/program.js';
@@ -113,5 +115,31 @@ describe('usage errors on every command', async () => {
       expect(real?.description(), entry.name).toBe(entry.description);
       expect(real?.aliases()[0], entry.name).toBe(entry.alias);
     }
+  });
+});
+
+describe('pitr --help from the executable', () => {
+  const bin = fileURLToPath(new URL('../../bin/pitr.cjs', import.meta.url));
+  const main = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+  const run = (file: string, args: string[]) => spawnSync(process.execPath, [file, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+  it('prints the text stored at build time, byte for byte what the CLI renders', () => {
+    const rendered = run(main, ['--help']);
+    expect(rendered.status).toBe(0);
+    expect(rendered.stdout).toContain('Usage: pitr');
+    for (const flag of ['--help', '-h']) {
+      const fast = run(bin, [flag]);
+      expect(fast.status).toBe(0);
+      expect(fast.stdout).toBe(rendered.stdout);
+    }
+  });
+
+  it('is also what the CLI prints on a 200-column terminal (help wraps at 80 everywhere)', () => {
+    // util-linux script(1) gives the CLI a real terminal; skipped only where it does not exist.
+    const probe = spawnSync('script', ['--version'], { encoding: 'utf8' });
+    if (probe.status !== 0) return;
+    const tty = spawnSync('script', ['-qec', `stty cols 200; ${JSON.stringify(process.execPath)} ${JSON.stringify(main)} --help`, '/dev/null'], { encoding: 'utf8' });
+    expect(tty.status).toBe(0);
+    expect(tty.stdout.replace(/\r/g, '')).toBe(run(main, ['--help']).stdout);
   });
 });
