@@ -3,7 +3,7 @@ import { Option } from 'commander';
 import { badInput } from '../../errors.js';
 import { openDiffSessions, resolveTable } from '../../diff/preview.js';
 import { diffRows, type RowDifference, type RowDiffSummary } from '../../diff/rows.js';
-import { recoveryStatement } from '../../diff/sql.js';
+import { recoveryStatement } from '../../report/diff-script.js';
 import { renderTable } from '../output.js';
 import type { CommandRunner } from '../program.js';
 import { addAtOption } from '../options.js';

@@ -1,6 +1,9 @@
+// `pitr diff --format sql`: the differences of one table written as a script that would make
+// production's rows equal to the branch's. Rendered text only: pitr itself never runs it (the
+// recovery engine in src/recover writes production).
 import type { TableInfo } from '../db/introspect.js';
 import { quoteIdent, quoteLiteral } from '../db/sql.js';
-import type { RowDifference, Values } from './rows.js';
+import type { RowDifference, Values } from '../diff/rows.js';
 
 function literal(value: string | null, type: string): string {
   return value === null ? 'NULL' : `${quoteLiteral(value)}::${type}`;

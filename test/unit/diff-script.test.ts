@@ -1,7 +1,7 @@
 import { loadModule, parseSync } from 'libpg-query';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ColumnInfo, TableInfo } from '../../src/db/introspect.js';
-import { recoveryStatement } from '../../src/diff/sql.js';
+import { recoveryStatement } from '../../src/report/diff-script.js';
 import type { RowDifference } from '../../src/diff/rows.js';
 
 function column(name: string, type: string, extra: Partial<ColumnInfo> = {}): ColumnInfo {
