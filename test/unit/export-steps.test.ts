@@ -7,7 +7,8 @@ import { signManifest } from '../../src/export/manifest.js';
 import { listExports } from '../../src/export/list.js';
 import { openExportOf } from '../../src/export/open.js';
 import { createExportBranchStep, refuseInPlaceFromExport, restoreExportStep, type PlaybookExports } from '../../src/playbooks/export-steps.js';
-import type { ExportBranches } from '../../src/export/as-branch.js';
+import { withExportBranches, type ExportBranches } from '../../src/export/as-branch.js';
+import type { Provider } from '../../src/providers/types.js';
 import { refusal } from '../support/refusal.js';
 import { unsigned } from '../support/manifests.js';
 
@@ -122,5 +123,50 @@ describe('export list and open over a directory', () => {
     expect(ref.name).toBe('e1');
     expect(store).toMatchObject({ kind: 'dir', location: join(root, 'listed') });
     store.close();
+  });
+});
+
+describe('a provider with export branches merged in', () => {
+  const own = { id: 'n1', name: 'pitr-own', createdAt: '2026-11-25T10:00:00Z', connectionUrl: 'postgres://own' };
+  const exported = { id: 'x1', name: 'pitr-export-1', createdAt: '2026-11-24T10:00:00Z', connectionUrl: 'postgres://export' };
+  const calls: string[] = [];
+  const inner = {
+    kind: 'local',
+    listRecoveryBranches: () => Promise.resolve([own]),
+    getRecoveryBranch: (id: string) => (calls.push(`inner get ${id}`), Promise.resolve(own)),
+    deleteRecoveryBranch: (id: string) => (calls.push(`inner delete ${id}`), Promise.resolve(own)),
+    connectionString: (id: string) => (calls.push(`inner url ${id}`), Promise.resolve(own.connectionUrl)),
+    describe(this: { kind: string }) {
+      return this.kind;
+    },
+  };
+  const mine = (id: string) => (id === 'x1' || id === 'pitr-export-1' ? exported : undefined);
+  const fakeBranches = {
+    list: () => Promise.resolve([exported]),
+    find: (id: string) => Promise.resolve(mine(id)),
+    delete: (id: string) => Promise.resolve(mine(id)),
+  } as unknown as ExportBranches;
+  const merged = withExportBranches(inner as unknown as Provider, fakeBranches) as unknown as typeof inner;
+
+  it('lists both, oldest first', async () => {
+    expect((await merged.listRecoveryBranches()).map((b) => b.id)).toEqual(['x1', 'n1']);
+  });
+
+  it('export branches answer first by id or name; the rest goes to the provider', async () => {
+    calls.length = 0;
+    await expect(merged.getRecoveryBranch('pitr-export-1')).resolves.toBe(exported);
+    await expect(merged.deleteRecoveryBranch('x1')).resolves.toBe(exported);
+    await expect(merged.connectionString('x1')).resolves.toBe('postgres://export');
+    expect(calls).toEqual([]);
+    await expect(merged.getRecoveryBranch('n1')).resolves.toBe(own);
+    await expect(merged.deleteRecoveryBranch('n1')).resolves.toBe(own);
+    await expect(merged.connectionString('n1')).resolves.toBe('postgres://own');
+    expect(calls).toEqual(['inner get n1', 'inner delete n1', 'inner url n1']);
+  });
+
+  it("everything else is the provider's own, bound to it", () => {
+    expect(merged.kind).toBe('local');
+    const describeIt = merged.describe as unknown as () => string;
+    expect(describeIt()).toBe('local');
   });
 });
