@@ -1,10 +1,14 @@
 import { EventEmitter } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { firstRestoreError, stripToolPrefix, watchChild } from '../../src/export/child-process.js';
 import { connectionErrorReason, describeTarget } from '../../src/db/connect.js';
 import { directoryRestoreCommand, shellQuote } from '../../src/providers/local/recovery.js';
+import { systemIdentifierOnDisk } from '../../src/providers/local/seal.js';
 import { countQuery, rowQuery, sqlQuery } from '../../src/when/queries.js';
 import { EMPTY, rangePredicate, sameChecksum, splitRange } from '../../src/diff/checksums.js';
 import type { Plan } from '../../src/diff/plan.js';
@@ -125,5 +129,21 @@ describe('diff checksums: the arithmetic', () => {
     ]);
     await expect(splitRange(noClient, table, plan, { lo: '5', hi: '6', hiInclusive: false }, 0)).resolves.toBeNull();
     await expect(splitRange(noClient, table, plan, { lo: '5', hi: '5', hiInclusive: true }, 0)).resolves.toBeNull();
+  });
+});
+
+describe('a data directory\'s system identifier', () => {
+  it('is the first 64 bits of global/pg_control, little-endian, as a decimal string', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pitr-sysid-'));
+    try {
+      mkdirSync(join(dir, 'global'));
+      const control = Buffer.alloc(16);
+      control.writeBigUInt64LE(7429918452115622181n, 0);
+      writeFileSync(join(dir, 'global', 'pg_control'), control);
+      await expect(systemIdentifierOnDisk(dir)).resolves.toBe('7429918452115622181');
+      await expect(systemIdentifierOnDisk(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
