@@ -9,6 +9,7 @@ import { firstRestoreError, stripToolPrefix, watchChild } from '../../src/export
 import { connectionErrorReason, describeTarget } from '../../src/db/connect.js';
 import { directoryRestoreCommand, shellQuote } from '../../src/providers/local/recovery.js';
 import { systemIdentifierOnDisk } from '../../src/providers/local/seal.js';
+import { confValue, logReason, NO_DURABILITY, renderConf, scratchInstanceConf, serverLogReason, serverPid } from '../../src/system/postgres-server.js';
 import { countQuery, rowQuery, sqlQuery } from '../../src/when/queries.js';
 import { EMPTY, rangePredicate, sameChecksum, splitRange } from '../../src/diff/checksums.js';
 import type { Plan } from '../../src/diff/plan.js';
@@ -145,5 +146,48 @@ describe('a data directory\'s system identifier', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('server configuration and state files', () => {
+  it('postgresql.conf values: strings single-quoted with quotes doubled, others bare', () => {
+    expect(confValue("it's")).toBe(`'it''s'`);
+    expect(confValue(5432)).toBe('5432');
+    expect(confValue(false)).toBe('false');
+    expect(renderConf({ a: 'x', b: 1 })).toBe(`a = 'x'\nb = 1\n`);
+  });
+
+  it('a scratch instance listens on loopback TCP only; the caller may add or override settings', () => {
+    expect(scratchInstanceConf(6000)).toBe(`listen_addresses = '127.0.0.1'\nport = 6000\nunix_socket_directories = ''\n`);
+    expect(scratchInstanceConf(6000, { ...NO_DURABILITY, port: 6001 })).toBe(`listen_addresses = '127.0.0.1'\nport = 6001\nunix_socket_directories = ''\nfsync = 'off'\nsynchronous_commit = 'off'\n`);
+  });
+
+  it('serverPid: a live pid from postmaster.pid; stale, garbage or missing files say no server', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pitr-pid-'));
+    try {
+      await expect(serverPid(dir)).resolves.toBeUndefined();
+      writeFileSync(join(dir, 'postmaster.pid'), `${process.pid}\n${dir}\n1700000000\n5432\n`);
+      await expect(serverPid(dir)).resolves.toBe(process.pid);
+      writeFileSync(join(dir, 'postmaster.pid'), 'garbage\n');
+      await expect(serverPid(dir)).resolves.toBeUndefined();
+      writeFileSync(join(dir, 'postmaster.pid'), '2147483646\n');
+      await expect(serverPid(dir)).resolves.toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('logReason: the last FATAL or PANIC, else ERROR, else the last line, ignoring turned-away clients', async () => {
+    const log = [
+      'LOG:  starting PostgreSQL 15',
+      'ERROR:  relation "x" does not exist',
+      'FATAL:  could not map anonymous shared memory: Cannot allocate memory',
+      'FATAL:  the database system is starting up',
+    ].join('\n');
+    expect(logReason(log)).toBe('could not map anonymous shared memory: Cannot allocate memory');
+    expect(logReason('LOG:  a\nERROR:  syntax error at or near "x"\nLOG:  b')).toBe('syntax error at or near "x"');
+    expect(logReason('LOG:  only this\n')).toBe('LOG:  only this');
+    expect(logReason('')).toBe('no log output');
+    await expect(serverLogReason('/nonexistent/pitr.log')).resolves.toBe('no log output');
   });
 });
