@@ -90,6 +90,7 @@ export class HoldLastChunk extends Transform {
  */
 export class ChildFanOut extends Writable {
   private readonly open = new Set<Writable>();
+  private flushed = false;
 
   constructor(children: ChildProcess[]) {
     super({ highWaterMark: 1 << 20 });
@@ -131,13 +132,31 @@ export class ChildFanOut extends Writable {
     else void Promise.all(waits).then(() => callback());
   }
 
+  /**
+   * Ends every child's stdin and finishes only once each has handed all its bytes to the pipe:
+   * a stdin destroyed with writes still queued (a reader busy restoring keeps the pipe full)
+   * would drop the end of the stream, and pg_restore reports "end of file".
+   */
   override _final(callback: (error?: Error | null) => void): void {
-    for (const stdin of this.open) if (!stdin.destroyed) stdin.end();
-    callback();
+    const flushed = [...this.open].map(
+      (stdin) =>
+        new Promise<void>((resolve) => {
+          if (stdin.destroyed || stdin.writableFinished) return resolve();
+          stdin.once('finish', resolve);
+          stdin.once('close', resolve);
+          stdin.once('error', () => resolve()); // the child stopped reading: it is left out, as in _write
+          stdin.end();
+        }),
+    );
+    void Promise.all(flushed).then(() => {
+      this.flushed = true;
+      callback();
+    });
   }
 
+  /** Destroyed before the end (an error, an abort) every stdin goes; after it they are flushed already. */
   override _destroy(err: Error | null, callback: (error: Error | null) => void): void {
-    for (const stdin of this.open) stdin.destroy();
+    if (!this.flushed) for (const stdin of this.open) stdin.destroy();
     this.open.clear();
     callback(err);
   }

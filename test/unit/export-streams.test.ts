@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { ChildFanOut, ChildSink, HashTap, HoldLastChunk } from '../../src/export/streams.js';
 import { bodyFailure, errnoCode, errorMessage, fsReason, mapStreamErrors, missingDir, syncDir, toBuffer, tooLarge } from '../../src/export/store/shared.js';
@@ -150,6 +150,24 @@ describe('ChildFanOut: one stream into several children', () => {
     await done;
     expect(reader.text()).toBe('aaaaaaaabbbbbbbbccccccccd');
     expect(quitter.text().length).toBeLessThan(25);
+  });
+
+  it('a slow real reader gets every byte: the end waits until each stdin has flushed', async () => {
+    // When the source ends, the last chunks may still sit in the child's stdin; ending the fan-out
+    // must not discard them (pg_restore saw "end of file" when it did).
+    // It reads 16 KiB a millisecond, so the pipe stays full and the last write() is queued.
+    const slowReader = `const fs = require('fs'); const b = Buffer.alloc(16384); let n = 0;
+      const t = setInterval(() => { const r = fs.readSync(0, b, 0, b.length, null); if (r === 0) { clearInterval(t); process.stdout.write(String(n)); } n += r; }, 1);`;
+    const reader = spawn(process.execPath, ['-e', slowReader], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    reader.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise((r) => reader.on('close', r));
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    // The small last chunk fits under the stdin's high-water mark: write() says "go on" at once.
+    const tail = Buffer.alloc(100, 8);
+    await pipeline(Readable.from([...Array.from({ length: 16 }, () => chunk), tail]), new ChildFanOut([reader]));
+    await exited;
+    expect(Number(out)).toBe(16 * chunk.length + tail.length);
   });
 
   it('destroying the fan-out destroys every stdin', () => {
