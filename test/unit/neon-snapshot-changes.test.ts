@@ -1,21 +1,12 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { http, HttpResponse } from 'msw';
-import { setupServer } from 'msw/node';
+import { branch, HOST, lookup, neonMswServer } from '../support/neon-msw.js';
 import type { Branch } from '@neondatabase/api-client';
-import { NeonLookup, type NeonSettings } from '../../src/providers/neon/lookup.js';
 import { createSnapshot, deleteSnapshot, getSnapshot, listSnapshots } from '../../src/providers/neon/snapshots.js';
 import { parsePointInTime } from '../../src/time/index.js';
 
 /** Creating and deleting snapshots against msw's Neon API: the decisions made on the API's answers. */
-const HOST = 'http://neon.test/api/v2';
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledRequest: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
-
-const lookup = (over: Partial<NeonSettings> = {}) => new NeonLookup({ apiKey: 'napi_unit_test_key', apiHost: HOST, maxAttempts: 1, projectId: 'p1', operationTimeoutMs: 1000, ...over });
-const branch = (id: string, name: string, over: Partial<Branch> = {}) =>
-  ({ id, name, project_id: 'p1', created_at: '2026-11-25T10:00:00Z', updated_at: '2026-11-25T10:00:00Z', current_state: 'ready', default: false, protected: false, ...over }) as Branch;
+const server = neonMswServer();
 
 const main = branch('br-main', 'main', { default: true });
 const snapBranch = branch('br-s1', 'pitr-snap-kept', { parent_id: 'br-main', parent_timestamp: '2026-11-25T09:00:00Z' });

@@ -1,22 +1,14 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { http, HttpResponse } from 'msw';
-import { setupServer } from 'msw/node';
-import type { Branch, Snapshot as ApiSnapshot } from '@neondatabase/api-client';
+import { branch, HOST, lookup, neonMswServer } from '../support/neon-msw.js';
+import type { Snapshot as ApiSnapshot } from '@neondatabase/api-client';
 import { NeonApiError } from '../../src/providers/neon/api.js';
-import { NeonLookup, type Annotated, type NeonSettings } from '../../src/providers/neon/lookup.js';
+import type { Annotated } from '../../src/providers/neon/lookup.js';
 import { apiMissing, apiSnapshot, apiSnapshots, branchSnapshot, collectSnapshots, findSnapshotOrFail, limitReached, requireSnapshot, snapshotPoint, snapshotSource } from '../../src/providers/neon/snapshots.js';
 import type { Snapshot } from '../../src/providers/types.js';
 import { refusal } from '../support/refusal.js';
 
-const HOST = 'http://neon.test/api/v2';
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledRequest: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
-
-const lookup = (over: Partial<NeonSettings> = {}) => new NeonLookup({ apiKey: 'napi_unit_test_key', apiHost: HOST, maxAttempts: 1, projectId: 'p1', operationTimeoutMs: 1000, ...over });
-const branch = (id: string, name: string, over: Partial<Branch> = {}) =>
-  ({ id, name, project_id: 'p1', created_at: '2026-11-25T10:00:00Z', updated_at: '2026-11-25T10:00:00Z', current_state: 'ready', default: false, protected: false, ...over }) as Branch;
+const server = neonMswServer();
 
 const main: Annotated = { branch: branch('br-main', 'main', { default: true }), annotation: undefined };
 const atTime: Annotated = {
