@@ -1,5 +1,28 @@
-import type { TestCluster } from '../test/support/cluster.js';
-import { withClient } from './support.js';
+import { rm } from 'node:fs/promises';
+import { makeTempRoot, startCluster, type TestCluster } from '../test/support/cluster.js';
+import { cleanupOnSignal, withClient } from './support.js';
+
+/** The throw-away cluster and work directory of one export benchmark, removed at the end or on a signal. */
+export class ExportBenchScratch {
+  private cluster: TestCluster | undefined;
+  private out: string | undefined;
+
+  constructor() {
+    cleanupOnSignal(() => this.cleanup());
+  }
+
+  async start(settings: Record<string, string>, tempPrefix: string): Promise<{ cluster: TestCluster; out: string }> {
+    const [cluster, out] = await Promise.all([startCluster({ settings }), makeTempRoot(tempPrefix)]);
+    this.cluster = cluster;
+    this.out = out;
+    return { cluster, out };
+  }
+
+  async cleanup(): Promise<void> {
+    await this.cluster?.destroy().catch(() => undefined);
+    if (this.out) await rm(this.out, { recursive: true, force: true });
+  }
+}
 
 const MB = 1024 * 1024;
 

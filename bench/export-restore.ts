@@ -28,19 +28,17 @@
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
-import { startCluster, makeTempRoot, type TestCluster } from '../test/support/cluster.js';
 import { libpqEnvironment } from '../src/db/libpq-env.js';
 import { runExport } from '../src/export/index.js';
 import { findClientProgram } from '../src/system/client-programs.js';
 import { createDecryptStream } from '../src/export/encryption.js';
 import { restoreExport } from '../src/export/restore.js';
 import { ExportBranches } from '../src/export/as-branch.js';
-import { loadOrdersAndEvents } from './export-data.js';
-import { cleanupOnSignal, roundsSetting, option, fmt, round, median, pad } from './support.js';
+import { ExportBenchScratch, loadOrdersAndEvents } from './export-data.js';
+import { roundsSetting, option, fmt, round, median, pad } from './support.js';
 
 const SIZE_MB = Number(option('size-mb', 'BENCH_SIZE_MB') ?? '300');
 if (!Number.isFinite(SIZE_MB) || SIZE_MB < 10) throw new Error(`--size-mb / BENCH_SIZE_MB must be a number ≥ 10`);
@@ -68,17 +66,11 @@ async function plainRestore(pgRestore: string, url: string, file: string, option
 
 const t0 = performance.now();
 const key = randomBytes(32);
-let cluster: TestCluster | undefined;
-let out: string | undefined;
-const cleanup = async () => {
-  await cluster?.destroy().catch(() => undefined);
-  if (out) await rm(out, { recursive: true, force: true });
-};
-cleanupOnSignal(cleanup);
+const scratch = new ExportBenchScratch();
 
 try {
   console.log(`bench/export-restore: database of ~${SIZE_MB} MB, ${ROUNDS} round(s), jobs ${JOBS}, goal: pitr ≥ ${GOAL * 100}% of plain pg_restore speed`);
-  [cluster, out] = await Promise.all([startCluster({ settings: { autovacuum: 'off', shared_buffers: '256MB', max_wal_size: '4GB' } }), makeTempRoot('pitr-bench-restore-')]);
+  const { cluster, out } = await scratch.start({ autovacuum: 'off', shared_buffers: '256MB', max_wal_size: '4GB' }, 'pitr-bench-restore-');
   const loadStarted = performance.now();
   const dbBytes = await loadOrdersAndEvents(cluster, SIZE_MB);
   const src = cluster.urlFor('bench');
@@ -159,5 +151,5 @@ try {
     }),
   );
 } finally {
-  await cleanup();
+  await scratch.cleanup();
 }

@@ -37,12 +37,11 @@ import { open, readdir, rm, stat } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { startCluster, makeTempRoot, type TestCluster } from '../test/support/cluster.js';
 import { libpqEnvironment } from '../src/db/libpq-env.js';
 import { runExport, verifyExport } from '../src/export/index.js';
 import { findClientProgram } from '../src/system/client-programs.js';
-import { loadOrdersAndEvents } from './export-data.js';
-import { cleanupOnSignal, roundsSetting, option, fmt, round, median, pad, withClient } from './support.js';
+import { ExportBenchScratch, loadOrdersAndEvents } from './export-data.js';
+import { roundsSetting, option, fmt, round, median, pad, withClient } from './support.js';
 
 // --- settings ------------------------------------------------------------------------------
 
@@ -108,17 +107,11 @@ async function pitrExport(url: string, dir: string, name: string, key: Buffer): 
 
 const t0 = performance.now();
 const key = randomBytes(32);
-let cluster: TestCluster | undefined;
-let out: string | undefined;
-const cleanup = async () => {
-  await cluster?.destroy().catch(() => undefined);
-  if (out) await rm(out, { recursive: true, force: true });
-};
-cleanupOnSignal(cleanup);
+const scratch = new ExportBenchScratch();
 
 try {
   console.log(`bench/export: database of ~${SIZE_MB} MB, ${ROUNDS} round(s), goal: pitr ≥ ${GOAL * 100}% of plain pg_dump -Fc throughput`);
-  [cluster, out] = await Promise.all([startCluster({ settings: { autovacuum: 'off', shared_buffers: '256MB' } }), makeTempRoot('pitr-bench-export-')]);
+  const { cluster, out } = await scratch.start({ autovacuum: 'off', shared_buffers: '256MB' }, 'pitr-bench-export-');
   const loadStarted = performance.now();
   const dbBytes = await loadOrdersAndEvents(cluster, SIZE_MB);
   const loadSeconds = (performance.now() - loadStarted) / 1000;
@@ -192,5 +185,5 @@ try {
     }),
   );
 } finally {
-  await cleanup();
+  await scratch.cleanup();
 }
