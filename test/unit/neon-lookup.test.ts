@@ -1,4 +1,6 @@
-import { afterAll, afterEach, beforeAll, describe as group, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe as group, expect, it, vi } from 'vitest';
+import { restoreInPlace } from '../../src/providers/neon/restore.js';
+import { formatCompactUtc } from '../../src/time/index.js';
 import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 import type { Branch } from '@neondatabase/api-client';
@@ -207,5 +209,34 @@ group('NeonLookup through the API', () => {
     const info = await describe(lookup());
     expect(info.source).toBe('p1/main');
     expect(info.problems).toEqual(['the production branch main is init']);
+  });
+});
+
+group('In-place restore: the name that keeps the current state', () => {
+  const now = new Date();
+  const compact = formatCompactUtc(now);
+  const serve = (names: string[]) =>
+    server.use(
+      http.get(`${HOST}/projects/p1`, () => HttpResponse.json({ project: { id: 'p1', pg_version: 16, region_id: 'r', history_retention_seconds: 86400 } })),
+      http.get(`${HOST}/projects/p1/branches`, () => HttpResponse.json({ branches: [main, ...names.map((name, i) => branch(`br-x${i}`, name))] })),
+    );
+  const at = { kind: 'time' as const, at: new Date(now.getTime() - 60_000), input: '1 minute ago' };
+
+  it('the default name is made free: a rollback started in the same second as the last one does not fail', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], now });
+    try {
+      serve([`main-before-pitr-${compact}`]);
+      const plan = await restoreInPlace(lookup(), at, { dryRun: true });
+      expect(plan.preservedAs).not.toBe(`main-before-pitr-${compact}`);
+      expect(plan.preservedAs.startsWith(`main-before-pitr-${compact}`)).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a name the user chose is refused when taken, never changed', async () => {
+    serve(['keep-me']);
+    await expect(restoreInPlace(lookup(), at, { dryRun: true, preserveName: 'keep-me' })).rejects.toMatchObject({ code: 'name_taken' });
+    expect((await restoreInPlace(lookup(), at, { dryRun: true, preserveName: 'free' })).preservedAs).toBe('free');
   });
 });

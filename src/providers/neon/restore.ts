@@ -3,10 +3,20 @@ import { formatCompactUtc, formatTarget, type PointInTime } from '../../time/ind
 import type { RestoreInPlaceOptions, RestoreResult } from '../types.js';
 import { waitForOperations } from './operations.js';
 import { targetString } from '../naming.js';
-import { NeonLookup, PITR_PREFIX, refuseXid, slug } from './lookup.js';
+import { NeonLookup, PITR_PREFIX, refuseXid, slug, type Annotated } from './lookup.js';
 import { findSnapshotOrFail, snapshotSource } from './snapshots.js';
 
 /** Production rolled back in place (Neon's branch restore, or a snapshot), keeping the current state under a name. */
+
+/**
+ * A name the user chose must be free (refused, never suffixed: they will look for it by that
+ * name); the default is made free, since two rollbacks can start in the same second.
+ */
+function nameForPreservedState(n: NeonLookup, source: string, all: Annotated[], chosen: string | undefined): string {
+  if (chosen === undefined) return n.freeName(`${source}-before-pitr-${formatCompactUtc(new Date())}`, all);
+  if (all.some((b) => b.branch.name === chosen)) throw badInput('name_taken', `a branch named ${chosen} already exists`);
+  return chosen;
+}
 
 /**
  * Rolls the production branch back in place through Neon's restore API. Neon keeps the current
@@ -19,8 +29,7 @@ export async function restoreInPlace(n: NeonLookup, requested: PointInTime, opti
   n.checkWindow(at, project.history_retention_seconds);
   const all = await n.branches();
   const source = await n.sourceBranch(all);
-  const preservedName = options.preserveName ?? `${source.name}-before-pitr-${formatCompactUtc(new Date())}`;
-  if (all.some((b) => b.branch.name === preservedName)) throw badInput('name_taken', `a branch named ${preservedName} already exists`);
+  const preservedName = nameForPreservedState(n, source.name, all, options.preserveName);
   const plan = {
     branch: { id: source.id, name: source.name },
     target: targetString(at),
@@ -56,8 +65,7 @@ export async function restoreInPlaceFromSnapshot(n: NeonLookup, name: string, op
   if (taken && taken.id !== source.id) {
     throw badInput('snapshot_of_other_branch', `snapshot ${name} was taken of branch ${taken.name}, not of ${source.name}: pass --source ${taken.name} to restore that branch`);
   }
-  const preservedName = options.preserveName ?? `${source.name}-before-pitr-${formatCompactUtc(new Date())}`;
-  if (all.some((b) => b.branch.name === preservedName)) throw badInput('name_taken', `a branch named ${preservedName} already exists`);
+  const preservedName = nameForPreservedState(n, source.name, all, options.preserveName);
   const plan = { branch: { id: source.id, name: source.name }, target: `snapshot:${name}`, preservedAs: preservedName };
   if (options.dryRun) return { ...plan, applied: false, preservedBranchId: null };
   const wait = { timeoutMs: n.settings.operationTimeoutMs, ...(options.onProgress && { onProgress: options.onProgress }) };
