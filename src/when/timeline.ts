@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { availableParallelism } from 'node:os';
 import type pg from 'pg';
 import { badInput, PitrError } from '../errors.js';
 import type { PostgresBinaries } from '../system/postgres-binaries.js';
@@ -7,6 +6,7 @@ import type { BackupInfo } from '../providers/local/backups.js';
 import { listArchive } from '../providers/local/wal-archive.js';
 import type { Micros, NextCommit } from './bisect.js';
 import { microsToIso, parsePostgresMicros } from './instants.js';
+import { dumpRun, planWaldumpRuns, type WaldumpRun } from './waldump.js';
 
 export interface TupleCounts {
   inserted: number;
@@ -75,12 +75,19 @@ async function mapRelfilenodesInPublic(client: pg.ClientBase, tables: readonly s
   return new Map(rows.map((r) => [r.node, r.name]));
 }
 
-const RECORD = /^rmgr: (\w+)\s+len .*?tx:\s+(\d+), lsn: ([0-9A-F]+\/[0-9A-F]+), prev [0-9A-F/]+, desc: (\S+)(.*)$/;
+/** What one run of pg_waldump saw: its commits and aborts in order, and the changes still open at its end. */
+interface RunOutcome {
+  ends: Array<{ xid: string; aborted: boolean; subs: string[]; at: Micros | null; lsn: string; counts: Record<string, TupleCounts> }>;
+  open: Map<string, Record<string, TupleCounts>>;
+  code: number;
+  stderr: string;
+}
 
 /**
- * Reads archived WAL with pg_waldump (streamed, line by line) and lists the transactions that
- * touched the mapped relations, with commit time, commit LSN and tuple counts. Subtransactions
- * are folded into their top-level transaction; aborted ones are dropped.
+ * Reads archived WAL with pg_waldump (streamed; runs of segments read in parallel, one per
+ * core) and lists the transactions that touched the mapped relations, with commit time, commit
+ * LSN and tuple counts. Subtransactions are folded into their top-level transaction; aborted
+ * ones are dropped.
  */
 export async function readTimeline(options: {
   bin: PostgresBinaries;
@@ -90,65 +97,88 @@ export async function readTimeline(options: {
   since: Micros;
   until: Micros;
   minRows?: number;
+  /** pg_waldump processes at once (default: the cores). */
+  parallel?: number;
+  /** The fewest segments one of them reads (tests make it 1). */
+  segmentsPerRun?: number;
 }): Promise<Timeline> {
   if (!options.walArchive) throw badInput('timeline_needs_archive_dir', '--timeline reads the archive directly: pass --wal-archive <dir> (a restore_command archive cannot be listed)');
-  const listing = await listArchive(options.walArchive);
+  const archive = options.walArchive;
+  const listing = await listArchive(archive);
   const last = listing.newestName;
-  if (!last) throw new PitrError('wal_missing', `the WAL archive ${options.walArchive} is empty`);
+  if (!last) throw new PitrError('wal_missing', `the WAL archive ${archive} is empty`);
   const first = options.backup.startWal;
-  const pending = new Map<string, Record<string, TupleCounts>>();
+  const runs = planWaldumpRuns(listing.segments, first, last, options.backup.walSegmentSize, options.parallel ?? availableParallelism(), options.segmentsPerRun);
+  const outcomes = await Promise.all(runs.map((run) => readRun(options.bin, archive, run, options.relations)));
+  // Runs end in order: an early error in any of them is a failure; the last always ends in one.
+  for (const o of outcomes) {
+    if (o.code !== 0 && !/invalid record length|could not find a valid record|could not find file|invalid magic number|error in WAL record|contrecord/i.test(o.stderr)) {
+      throw new PitrError('waldump_failed', `pg_waldump failed: ${o.stderr.trim().split('\n').at(-1) ?? `exit ${o.code}`}`);
+    }
+  }
   const transactions: TimelineTransaction[] = [];
   const commits: NextCommit[] = [];
-  const child = spawn(options.bin.path('pg_waldump'), ['-p', options.walArchive, '-r', 'Heap', '-r', 'Heap2', '-r', 'Transaction', first, last], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d.slice(0, 4000)));
-  const done = new Promise<number>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve(code ?? 1));
-  });
-  for await (const line of createInterface({ input: child.stdout })) {
-    const m = RECORD.exec(line);
-    if (!m) continue;
-    const [, rmgr, xid, lsn, op, rest] = m as unknown as [string, string, string, string, string, string];
-    if (rmgr === 'Transaction') {
-      if (op !== 'COMMIT' && op !== 'ABORT') continue;
-      const subs = /subxacts: ([\d ]+)/.exec(rest)?.[1]?.trim().split(/\s+/) ?? [];
-      const counts = pending.get(xid) ?? {};
-      for (const s of subs) {
-        for (const [table, c] of Object.entries(pending.get(s) ?? {})) add(counts, table, c);
-        pending.delete(s);
-      }
-      pending.delete(xid);
-      if (op === 'ABORT') continue;
-      const time = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? (?:[A-Z]+|[+-]\d\d(?::?\d\d)?))/.exec(rest)?.[1];
-      if (!time) continue;
-      const at = parsePostgresMicros(time);
-      if (at < options.since || at > options.until) continue;
-      commits.push({ xid, at });
+  // Changes of transactions still open at the end of a run, for their commit in a later run.
+  const carried = new Map<string, Record<string, TupleCounts>>();
+  const takeCarried = (into: Record<string, TupleCounts>, xid: string) => {
+    for (const [table, c] of Object.entries(carried.get(xid) ?? {})) add(into, table, c);
+    carried.delete(xid);
+  };
+  for (const o of outcomes) {
+    for (const end of o.ends) {
+      const counts = end.counts;
+      takeCarried(counts, end.xid);
+      for (const sub of end.subs) takeCarried(counts, sub);
+      if (end.aborted || end.at === null || end.at < options.since || end.at > options.until) continue;
+      commits.push({ xid: end.xid, at: end.at });
       const rows = Object.values(counts).reduce((n, c) => n + c.inserted + c.updated + c.deleted, 0);
-      if (rows > 0 && rows >= (options.minRows ?? 1)) transactions.push({ xid, committedAt: microsToIso(at), commitLsn: lsn, tables: counts, rows });
-      continue;
+      if (rows > 0 && rows >= (options.minRows ?? 1)) transactions.push({ xid: end.xid, committedAt: microsToIso(end.at), commitLsn: end.lsn, tables: counts, rows });
     }
-    const rel = /blkref #0: rel (\d+\/\d+\/\d+)/.exec(rest)?.[1];
-    const table = rel ? options.relations.get(rel) : undefined;
-    if (!table) continue;
-    const kind = op.replace(/\+INIT$/, '');
+    for (const [xid, counts] of o.open) {
+      const into = carried.get(xid) ?? {};
+      for (const [table, c] of Object.entries(counts)) add(into, table, c);
+      carried.set(xid, into);
+    }
+  }
+  return { from: microsToIso(options.since), to: microsToIso(options.until), segments: { first, last }, transactions, commits };
+}
+
+const COMMIT_TIME = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? (?:[A-Z]+|[+-]\d\d(?::?\d\d)?))/;
+
+async function readRun(bin: PostgresBinaries, archive: string, run: WaldumpRun, relations: Map<string, string>): Promise<RunOutcome> {
+  const open = new Map<string, Record<string, TupleCounts>>();
+  const ends: RunOutcome['ends'] = [];
+  const { code, stderr } = await dumpRun(bin, archive, run, ({ rmgr, xid, lsnText, op, rest }) => {
+    if (rmgr === 'Transaction') {
+      if (op !== 'COMMIT' && op !== 'ABORT') return;
+      const subs = /subxacts: ([\d ]+)/.exec(rest)?.[1]?.trim().split(/\s+/) ?? [];
+      const counts = open.get(xid) ?? {};
+      for (const sub of subs) {
+        for (const [table, c] of Object.entries(open.get(sub) ?? {})) add(counts, table, c);
+        open.delete(sub);
+      }
+      open.delete(xid);
+      const time = op === 'COMMIT' ? COMMIT_TIME.exec(rest)?.[1] : undefined;
+      ends.push({ xid, aborted: op === 'ABORT', subs, at: time ? parsePostgresMicros(time) : null, lsn: lsnText, counts });
+      return;
+    }
+    const relAt = rest.indexOf('blkref #0: rel ');
+    if (relAt < 0) return;
+    const relEnd = rest.indexOf(' ', relAt + 15);
+    const table = relations.get(relEnd < 0 ? rest.slice(relAt + 15) : rest.slice(relAt + 15, relEnd));
+    if (!table) return;
+    const kind = op.endsWith('+INIT') ? op.slice(0, -5) : op;
     const delta: TupleCounts = { inserted: 0, updated: 0, deleted: 0 };
     if (kind === 'INSERT') delta.inserted = 1;
     else if (kind === 'MULTI_INSERT') delta.inserted = Number(/ntuples:? (\d+)/.exec(rest)?.[1] ?? 1);
     else if (kind === 'UPDATE' || kind === 'HOT_UPDATE') delta.updated = 1;
     else if (kind === 'DELETE') delta.deleted = 1;
-    else continue;
-    const counts = pending.get(xid) ?? {};
+    else return;
+    const counts = open.get(xid) ?? {};
     add(counts, table, delta);
-    pending.set(xid, counts);
-  }
-  const code = await done;
-  // pg_waldump always ends with an error at the end of the archived WAL; only an early one matters.
-  if (code !== 0 && !/invalid record length|could not find a valid record|could not find file|invalid magic number|error in WAL record|contrecord/i.test(stderr)) {
-    throw new PitrError('waldump_failed', `pg_waldump failed: ${stderr.trim().split('\n').at(-1) ?? `exit ${code}`}`);
-  }
-  return { from: microsToIso(options.since), to: microsToIso(options.until), segments: { first, last }, transactions, commits };
+    open.set(xid, counts);
+  });
+  return { ends, open, code, stderr };
 }
 
 function add(into: Record<string, TupleCounts>, table: string, c: TupleCounts): void {

@@ -1,0 +1,64 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { startCluster, switchAndArchiveWal, type TestCluster } from '../support/cluster.js';
+import { findPostgresBinaries } from '../../src/system/postgres-binaries.js';
+import { mapRelfilenodes, readTimeline, type Timeline } from '../../src/when/timeline.js';
+
+/**
+ * The WAL timeline read by several pg_waldump processes over runs of segments must equal one
+ * pass: records that cross a run's end, a transaction open across runs (with a subtransaction
+ * in a later run), an aborted one and a rolled-back savepoint, on continuous real WAL.
+ */
+describe('WAL timeline read in parallel runs', () => {
+  let prod: TestCluster;
+  let startWal: string;
+  let spanning: string;
+  let relations: Map<string, string>;
+
+  beforeAll(async () => {
+    prod = await startCluster({ archive: true, settings: { track_commit_timestamp: 'on', wal_level: 'replica', full_page_writes: 'on' } });
+    const a = new pg.Client({ connectionString: prod.url });
+    const b = new pg.Client({ connectionString: prod.url });
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query(`create table items(id bigint primary key, note text not null); create table other(id bigint)`);
+      startWal = (await a.query(`select pg_walfile_name(pg_current_wal_lsn()) as w`)).rows[0].w;
+      // Open across runs: its first change is in the first segments, its savepoint's change and commit at the end.
+      await b.query(`begin; insert into items values (-1, 'long'), (-2, 'long')`);
+      spanning = (await b.query(`select txid_current()::text as x`)).rows[0].x;
+      for (let i = 0; i < 5; i++) {
+        // About 14 MB of WAL per round, in many transactions: records cross every segment boundary.
+        await a.query(`insert into items select g, repeat('x', 60) from generate_series(${i * 100_000 + 1}, ${(i + 1) * 100_000}) g`);
+        await a.query(`update items set note = 'u' where id % 1000 = ${i}`);
+        await a.query(`begin; delete from items where id % 997 = ${i}; rollback`);
+        await a.query(`insert into other select g from generate_series(1, 1000) g`);
+      }
+      await b.query(`savepoint s1; delete from items where id = 5; rollback to s1; savepoint s2; update items set note = 'late' where id between 10 and 19; commit`);
+      await a.query(`delete from items where id between 200001 and 200500`);
+      relations = await mapRelfilenodes(a, ['items']);
+    } finally {
+      await a.end();
+      await b.end();
+    }
+    await switchAndArchiveWal(prod);
+  }, 120_000);
+
+  afterAll(async () => {
+    await prod?.destroy();
+  });
+
+  it('several runs give exactly what one pass gives', async () => {
+    const bin = await findPostgresBinaries(15);
+    const until = Date.now() * 1000;
+    const read = (parallel: number): Promise<Timeline> =>
+      readTimeline({ bin, walArchive: prod.archiveDir, backup: { startWal, walSegmentSize: 16 * 1024 * 1024 } as never, relations, since: 0, until, parallel, segmentsPerRun: 1 });
+    const one = await read(1);
+    expect(Number.parseInt(one.segments.last.slice(16), 16) - Number.parseInt(startWal.slice(16), 16)).toBeGreaterThanOrEqual(4);
+    const long = one.transactions.find((t) => t.xid === spanning);
+    expect(long?.tables.items).toEqual({ inserted: 2, updated: 10, deleted: 0 });
+    expect(one.transactions.filter((t) => t.tables.items?.deleted === 500)).toHaveLength(1);
+    expect(one.transactions.some((t) => t.tables.items?.deleted && t.tables.items.deleted !== 500)).toBe(false);
+    for (const parallel of [2, 3, 5]) expect(await read(parallel)).toEqual(one);
+  }, 120_000);
+});
