@@ -33,7 +33,7 @@ export const plansFromDiff = (req: RecoverRequest, s: TableSelection) => s.role 
 export async function planTable(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, file: string, keysOnly: boolean): Promise<TablePlan> {
   if (plansFromDiff(req, s)) {
     const staged = await stageDifferences(p, req, s, n);
-    const tp = await computeTablePlan(p, s, n, req, file, { ...(staged.scope && { scope: staged.scope }) });
+    const tp = await computeTablePlan(p, s, n, req, file, { diff: `pitr_diff_${n}`, ...(staged.scope && { scope: staged.scope }) });
     if (tp.delete > 0) {
       const effects = await findDeleteEffects(p, s, n);
       if (effects.length) throw deleteEffectsRefusal(effects);

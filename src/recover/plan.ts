@@ -1,5 +1,5 @@
 import { copyToFile } from './copy.js';
-import { rowHash } from './hash.js';
+import { columnDiffers, rowHash } from './hash.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
 import { cols, keyMatch, lit, q } from './sql.js';
@@ -28,36 +28,43 @@ export const cascadeReferenceColumns = (s: Pick<TableSelection, 'columns' | 'key
 const changedColumns = (candidates: string[], cond: (c: string) => string) =>
   `array_remove(array[${candidates.map((c) => `case when ${cond(c)} then ${lit(c)} end`).join(', ')}]::text[], null)`;
 
+/** True when any of the columns prints differently on the two sides (the same as comparing their row texts). */
+const anyDiffers = (columns: { name: string; type: string }[], a: string, b: string) => columns.map((c) => `(${columnDiffers(c, a, b)})`).join(' or ');
+
 /**
  * The plan rows of one keyed table, one statement per action. `source` holds the staged branch
  * rows (or only their keys, for a plan that can only insert); `scope`, when --where selected
- * production rows for --delete-extra, holds their keys.
+ * production rows for --delete-extra, holds their keys; `diff`, when the diff engine found the
+ * differing keys, holds each one's kind, so inserts are looked for only among the missing keys
+ * and updates only among the changed ones.
  */
 export function planParts(
   s: Pick<TableSelection, 'columns' | 'key' | 'role' | 'via' | 'production'>,
   n: number,
   mode: RecoverMode,
   deleteExtra: boolean,
-  options: { source?: string; scope?: string } = {},
+  options: { source?: string; scope?: string; diff?: string } = {},
 ): PlanPart[] {
   const names = s.columns.map((c) => c.name);
   const t = s.production.qualified;
   const source = options.source ?? `pitr_src_${n}`;
+  const ofKind = (alias: string, kind: string) => (options.diff ? ` join ${options.diff} d on ${keyMatch(s.key, 'd', alias)} and d.kind = ${lit(kind)}` : '');
   const parts: PlanPart[] = [
     {
       action: 'insert',
       sql: `select ${cols(s.key, 's')}, 'insert'::text as action, null::int8 as old_hash, null::int8 as new_hash, null::text[] as cols
-              from ${source} s where not exists (select 1 from ${t} t where ${keyMatch(s.key, 't', 's')})`,
+              from ${source} s${ofKind('s', 'missing')} where not exists (select 1 from ${t} t where ${keyMatch(s.key, 't', 's')})`,
     },
   ];
   if (s.role === 'root' && mode !== 'missing') {
     const settable = settableColumns(s);
+    const typed = settable.map((name) => s.columns.find((c) => c.name === name)!);
     if (settable.length) {
       parts.push({
         action: 'update',
-        sql: `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null::int8, ${changedColumns(settable, (c) => `s.${q(c)}::text is distinct from t.${q(c)}::text`)}
-                from pitr_src_${n} s join ${t} t on ${keyMatch(s.key, 't', 's')}
-               where row(${cols(settable, 's')})::text is distinct from row(${cols(settable, 't')})::text`,
+        sql: `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null::int8, ${changedColumns(settable, (c) => columnDiffers(typed[settable.indexOf(c)]!, 's', 't'))}
+                from pitr_src_${n} s${ofKind('s', 'changed')} join ${t} t on ${keyMatch(s.key, 't', 's')}
+               where ${anyDiffers(typed, 's', 't')}`,
       });
     }
   }
@@ -131,7 +138,7 @@ export async function computeTablePlan(
   n: number,
   req: RecoverRequest,
   file: string,
-  options: { source?: string; scope?: string } = {},
+  options: { source?: string; scope?: string; diff?: string } = {},
 ): Promise<TablePlan> {
   const plan = tablePlanOf(s, n);
   // One statement per action: each one's row count is that action's count, with no pass over the plan to count it.

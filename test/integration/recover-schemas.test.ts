@@ -149,6 +149,24 @@ describe('recover on real-world schema classes', () => {
     expect(await tableChecksums(s.prodUrl)).toEqual(before);
   });
 
+  // Values equal by their type's = but printed differently: 'alice' = 'ALICE' under a nondeterministic collation, 1.5 = 1.500, 0 = -0.
+  it.each(['dense', 'sparse'])('a corruption invisible to = (nondeterministic collation, numeric scale, -0) is repaired exactly (%s diff)', async (strategy) => {
+    const s = await scenario('select 1', '');
+    const icu = Number((await sql(s.prodUrl, `select count(*) as n from pg_collation where collprovider = 'i'`))[0]!.n) > 0;
+    const collation = icu ? `create collation nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);` : '';
+    for (const url of [s.prodUrl, s.branchUrl, s.expectedUrl]) {
+      await sql(url, `${collation} create table people (id int primary key, handle text ${icu ? 'collate nocase' : ''} not null, score numeric not null, ratio float8 not null);
+                      insert into people select g, 'user' || g, g + 0.5, 0 from generate_series(1, 300) g`);
+    }
+    await sql(s.prodUrl, `update people set handle = upper(handle), score = score::numeric(10, 3), ratio = '-0' where id % 3 = 0`);
+    const r = await runPitr(['recover', 'people', '--mode', 'changed', '--yes', '--branch', s.branchUrl, '--json'], { ...s.env, PITR_RECOVER_DIFF: strategy });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json.totals).toMatchObject({ updated: 100, inserted: 0, deleted: 0, conflicts: 0 });
+    expect(r.json.plan.tables[0].updateColumns).toEqual({ handle: 100, score: 100, ratio: 100 });
+    expect(await sql(s.prodUrl, `select count(*) as n from people where convert_to(handle, 'UTF8') = convert_to('user' || id, 'UTF8') and score::text = (id + 0.5)::text and ratio::text = '0'`)).toEqual([{ n: '300' }]);
+    expect(await tableChecksums(s.prodUrl)).toEqual(await tableChecksums(s.expectedUrl));
+  });
+
   it('a keyless table: missing copies put back, surplus copies removed with --delete-extra, undo exact; --mode changed refused', async () => {
     const s = await scenario(
       `delete from log_lines where kind = 'k1'; insert into log_lines select * from log_lines where kind = 'k0' and account_id < 10`,

@@ -93,9 +93,15 @@ describe('plan SQL', () => {
     const parts = planParts(s, 3, 'all', true, { scope: 'pitr_scope_3' });
     expect(parts.map((p) => p.action)).toEqual(['insert', 'update', 'delete']);
     expect(parts[0]!.sql).toContain('from pitr_src_3 s where not exists (select 1 from "public"."t" t where t."id" = s."id")');
-    expect(parts[1]!.sql).toContain(`case when s."title"::text is distinct from t."title"::text then 'title' end`);
+    expect(parts[1]!.sql).toContain(`case when s."title" collate "C" is distinct from t."title" collate "C" then 'title' end`);
     expect(parts[1]!.sql).not.toContain(`'n'`);
     expect(parts[2]!.sql).toContain('from pitr_scope_3 sc join "public"."t" t on t."id" = sc."id"');
+  });
+
+  it('with the diff engine kinds, inserts come only from missing keys and updates only from changed ones', () => {
+    const parts = planParts(s, 3, 'all', false, { diff: 'pitr_diff_3' });
+    expect(parts[0]!.sql).toContain(`from pitr_src_3 s join pitr_diff_3 d on d."id" = s."id" and d.kind = 'missing' where not exists`);
+    expect(parts[1]!.sql).toContain(`from pitr_src_3 s join pitr_diff_3 d on d."id" = s."id" and d.kind = 'changed' join "public"."t" t`);
   });
 
   it('missing mode plans inserts only; a keys-only source is used for them', () => {
