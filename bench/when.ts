@@ -8,13 +8,17 @@
 import { rm } from 'node:fs/promises';
 import pg from 'pg';
 import { makeTempRoot, localEnv, startCluster } from '../test/support/cluster.js';
-import { runPitr } from '../test/support/cli.js';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { CLI, runPitr } from '../test/support/cli.js';
 import { cleanupOnSignal, fmt, option, pad } from './support.js';
 
 const rows = Number(option('rows', 'BENCH_ROWS') ?? 1_000_000);
 const seconds = Number(option('seconds', 'BENCH_SECONDS') ?? 3600);
 // --skip-count: leave out the time-only bisection (the slowest run) to keep the lock short at scale.
 const skipCount = process.argv.includes('--skip-count');
+// --trace: the exact run once more without --json, its progress lines printed with the seconds since its start (where the time goes).
+const trace = process.argv.includes('--trace');
 // The rows the bad DELETE removes. Not just grp = 7: the workload keeps inserting into every group,
 // so over an hour that count ends far above where it started and never "drops" from its start.
 const AFFECTED = "grp = 7 and note = 'initial'";
@@ -78,10 +82,21 @@ async function main(): Promise<void> {
         ['  of which forward replays', '', '', '', String(exact.json.forwardReplays), ''],
       ]),
     );
+    if (trace) await traced(['when', '--count', 'items', '--where', AFFECTED, '--timeline'], env);
     console.log(JSON.stringify({ rows, seconds, restore: branch.s, whenCount: count.s, timeline: timeline.s, exact: exact.s, exactCorrect: ok, goalMet: exact.s <= 3 * branch.s }));
   } finally {
     await cleanup();
   }
+}
+
+/** Runs pitr with its progress on stderr (not a TTY: one line per phase change) and prints each line with its time. */
+async function traced(args: string[], env: Record<string, string>): Promise<void> {
+  const started = Date.now();
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = createInterface({ input: child.stderr });
+  lines.on('line', (line) => console.log(`${((Date.now() - started) / 1000).toFixed(2).padStart(7)} s  ${line}`));
+  await new Promise((resolve) => child.on('close', resolve));
+  console.log(`${((Date.now() - started) / 1000).toFixed(2).padStart(7)} s  (exit)`);
 }
 
 await main();

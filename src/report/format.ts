@@ -13,13 +13,14 @@ export function formatBytes(bytes: number): string {
 /** Aligned columns for people; the first row is the header. */
 export function renderTable(rows: readonly (readonly string[])[]): string {
   if (rows.length === 0) return '';
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  // A loop, not Math.max(...): a timeline can have more rows than the call stack has room for arguments.
+  const widths = rows[0]!.map((_, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), 0));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
 
 /** Label/value lines, aligned. */
 export function renderFields(fields: readonly (readonly [string, string | number | null | undefined])[]): string {
-  const width = Math.max(...fields.map(([k]) => k.length));
+  const width = fields.reduce((w, [k]) => Math.max(w, k.length), 0);
   return fields
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `  ${k.padEnd(width)}  ${v ?? '-'}`)

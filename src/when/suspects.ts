@@ -60,9 +60,11 @@ export async function testSuspects<V>(o: SuspectOptions<V>): Promise<BisectResul
   };
   // `reached` compares with the end, read after the suspect's commit so every probe moves forward.
   const start = o.question === 'reached' ? undefined : await read(o.since);
+  // Judged as read where the question allows it, so progress never calls the damaged state good.
+  const goodBefore = (v: V) => (o.question === 'dropped' ? asNumber(v) >= asNumber(start) : sameValue(v, start));
   for (const s of tries) {
-    const before = await read(s.at - 1);
-    const after = await read(s.at);
+    const before = await read(s.at - 1, o.question === 'reached' ? undefined : goodBefore);
+    const after = await read(s.at, o.question === 'dropped' ? (v) => asNumber(v) >= asNumber(before) : o.question === 'changed' ? (v) => sameValue(v, start) : undefined);
     let good: boolean;
     let bad: boolean;
     if (o.question === 'dropped') {
@@ -72,7 +74,7 @@ export async function testSuspects<V>(o: SuspectOptions<V>): Promise<BisectResul
     } else if (o.question === 'changed') {
       good = sameValue(before, start);
       // Changed, and not changed back by --until (that would be a non-monotonic result).
-      bad = !sameValue(after, start) && !sameValue(await read(o.until), start);
+      bad = !sameValue(after, start) && !sameValue(await read(o.until, (v) => sameValue(v, start)), start);
     } else {
       const end = await read(o.until);
       good = !sameValue(before, end);

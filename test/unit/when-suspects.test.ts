@@ -63,6 +63,15 @@ describe('timeline suspects', () => {
     expect([...h.calls].sort((a, b) => a - b)).toEqual(h.calls);
   });
 
+  it('progress reports each probe with its verdict as it is read: the state at the bad commit is never shown as good', async () => {
+    for (const question of ['dropped', 'changed'] as const) {
+      const h = history(question === 'dropped' ? commits : commits.map((c) => ({ at: c.at, value: c.at >= T0 + 505_123 ? 'gone' : 'here' })));
+      const shown: string[] = [];
+      await testSuspects({ since, until, question, probe: h.probe, suspects: suspectsOf(txs, question, since, until), onProbe: (p) => shown.push(p.verdict) });
+      expect({ question, shown }).toEqual({ question, shown: question === 'dropped' ? ['good', 'good', 'bad'] : ['good', 'good', 'bad', 'bad'] });
+    }
+  });
+
   it('changed and reached: the suspect is confirmed against --since / --until', async () => {
     const h = history(commits.map((c) => ({ at: c.at, value: c.at >= T0 + 505_123 ? 'gone' : 'here' })));
     const changed = await testSuspects({ since, until, question: 'changed', probe: h.probe, suspects: suspectsOf(txs, 'changed', since, until) });

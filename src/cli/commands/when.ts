@@ -16,8 +16,12 @@ interface WhenOptions {
   minRows?: string;
 }
 
-function renderTimeline(t: Timeline): string {
-  const rows = t.transactions.map((x) => [
+/** With an answer, the timeline is context: its largest transactions, in time order. */
+const LARGEST_SHOWN = 10;
+
+function renderTimeline(t: Timeline, largest?: number): string {
+  const shown = largest !== undefined && t.transactions.length > largest ? new Set([...t.transactions].sort((a, b) => b.rows - a.rows).slice(0, largest)) : null;
+  const rows = t.transactions.filter((x) => !shown || shown.has(x)).map((x) => [
     x.committedAt,
     x.xid,
     x.commitLsn,
@@ -26,7 +30,8 @@ function renderTimeline(t: Timeline): string {
       .join(', '),
   ]);
   const head = `${t.transactions.length} transaction(s) touched the tables between ${t.from} and ${t.to} (WAL ${t.segments.first} → ${t.segments.last}):`;
-  return [head, renderTable([['committed at', 'xid', 'commit LSN', 'rows (+inserted ~updated -deleted)'], ...rows])].join('\n');
+  const more = shown ? [`… and ${t.transactions.length - shown.size} smaller ones (all of them: --json, or pitr when --timeline)`] : [];
+  return [shown ? `${head.slice(0, -1)}; the ${shown.size} largest:` : head, renderTable([['committed at', 'xid', 'commit LSN', 'rows (+inserted ~updated -deleted)'], ...rows]), ...more].join('\n');
 }
 
 const show = (v: unknown): string => {
@@ -36,7 +41,7 @@ const show = (v: unknown): string => {
 
 function render(r: WhenResult): string {
   const exact = r.culprit ? ` by transaction ${r.culprit.xid}, committed at ${r.culprit.committedAt}` : '';
-  const exactLine = r.timeline ? ['', renderTimeline(r.timeline)] : [];
+  const exactLine = r.timeline ? ['', renderTimeline(r.timeline, LARGEST_SHOWN)] : [];
   return [
     `The result changed between ${r.lastGood} and ${r.firstBad}${exact}.`,
     renderFields([
@@ -94,7 +99,7 @@ export const register: CommandRunner = (program, run) => {
         const timeline = o.timeline ? { tables, ...(minRows !== undefined && { minRows }) } : undefined;
         if (!query) {
           const t = await localTimeline(await ctx.localProvider(), { ...timeline!, ...(since && { since }), ...(until && { until }), onProgress: (message) => ctx.output.progress({ phase: 'timeline', message }) });
-          ctx.output.result(t, renderTimeline, { reveal: true });
+          ctx.output.result(t, (x) => renderTimeline(x), { reveal: true });
           return 0;
         }
         const request = {
