@@ -1,4 +1,4 @@
-import { fastRowHash, rowHash } from './hash.js';
+import { columnDiffers, fastRowHash, rowHash } from './hash.js';
 import { verifyKeyless } from './keyless.js';
 import { cascadeReferenceColumns } from './plan.js';
 import type { RecoverySessions } from './session.js';
@@ -65,7 +65,7 @@ async function verifyTable(p: RecoverySessions, w: WrittenTable): Promise<TableV
   // Triggers ran: a row must be there, and every column a trigger did not rewrite must be the branch's; rewritten columns are counted.
   const { rows } = await p.production.query(
     `select count(*) filter (where t.ctid is null or ${partial})::int as missing,
-            ${names.map((c, i) => `count(*) filter (where ${full} and t.ctid is not null and t.${q(c)}::text is distinct from s.${q(c)}::text)::int as c${i}`).join(', ')}
+            ${s.columns.map((c, i) => `count(*) filter (where ${full} and t.ctid is not null and ${columnDiffers(c, 't', 's')})::int as c${i}`).join(', ')}
        from ${from}`,
   );
   const rewritten: Record<string, number> = {};
