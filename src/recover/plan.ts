@@ -25,8 +25,8 @@ export const settableColumns = (s: Pick<TableSelection, 'columns' | 'key'>) => s
 export const cascadeReferenceColumns = (s: Pick<TableSelection, 'columns' | 'key' | 'via'>) =>
   [...new Set(s.via.flatMap((fk) => fk.columns))].filter((c) => s.columns.some((x) => x.name === c) && !s.key.includes(c));
 
-const changedColumns = (candidates: string[], cond: (c: string) => string) =>
-  `array_remove(array[${candidates.map((c) => `case when ${cond(c)} then ${lit(c)} end`).join(', ')}]::text[], null)`;
+const changedColumns = (candidates: string[], cond: (c: string, i: number) => string) =>
+  `array_remove(array[${candidates.map((c, i) => `case when ${cond(c, i)} then ${lit(c)} end`).join(', ')}]::text[], null)`;
 
 /** True when any of the columns prints differently on the two sides (the same as comparing their row texts). */
 const anyDiffers = (columns: { name: string; type: string }[], a: string, b: string) => columns.map((c) => `(${columnDiffers(c, a, b)})`).join(' or ');
@@ -62,7 +62,7 @@ export function planParts(
     if (settable.length) {
       parts.push({
         action: 'update',
-        sql: `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null::int8, ${changedColumns(settable, (c) => columnDiffers(typed[settable.indexOf(c)]!, 's', 't'))}
+        sql: `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null::int8, ${changedColumns(settable, (_, i) => columnDiffers(typed[i]!, 's', 't'))}
                 from pitr_src_${n} s${ofKind('s', 'changed')} join ${t} t on ${keyMatch(s.key, 't', 's')}
                where ${anyDiffers(typed, 's', 't')}`,
       });

@@ -60,21 +60,19 @@ export async function testSuspects<V>(o: SuspectOptions<V>): Promise<BisectResul
   };
   // `reached` compares with the end, read after the suspect's commit so every probe moves forward.
   const start = o.question === 'reached' ? undefined : await read(o.since);
-  // Judged as read where the question allows it, so progress never calls the damaged state good.
+  // dropped: the first descent (nothing below the start before the suspect, and it drops); changed:
+  // the start's value before it, another after. Judged as read, so progress never calls the damaged state good.
   const goodBefore = (v: V) => (o.question === 'dropped' ? asNumber(v) >= asNumber(start) : sameValue(v, start));
+  const goodAfter = (before: V) => (v: V) => (o.question === 'dropped' ? asNumber(v) >= asNumber(before) : sameValue(v, start));
   for (const s of tries) {
     const before = await read(s.at - 1, o.question === 'reached' ? undefined : goodBefore);
-    const after = await read(s.at, o.question === 'dropped' ? (v) => asNumber(v) >= asNumber(before) : o.question === 'changed' ? (v) => sameValue(v, start) : undefined);
+    const after = await read(s.at, o.question === 'reached' ? undefined : goodAfter(before));
     let good: boolean;
     let bad: boolean;
-    if (o.question === 'dropped') {
-      // The first descent: nothing dropped below the start before the suspect, and it drops.
-      good = asNumber(before) >= asNumber(start);
-      bad = asNumber(after) < asNumber(before);
-    } else if (o.question === 'changed') {
-      good = sameValue(before, start);
-      // Changed, and not changed back by --until (that would be a non-monotonic result).
-      bad = !sameValue(after, start) && !sameValue(await read(o.until, (v) => sameValue(v, start)), start);
+    if (o.question !== 'reached') {
+      good = goodBefore(before);
+      // changed: and not changed back by --until (that would be a non-monotonic result).
+      bad = !goodAfter(before)(after) && (o.question === 'dropped' || !sameValue(await read(o.until, goodAfter(before)), start));
     } else {
       const end = await read(o.until);
       good = !sameValue(before, end);

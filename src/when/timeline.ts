@@ -121,7 +121,7 @@ export async function readTimeline(options: {
   // Changes of transactions still open at the end of a run, for their commit in a later run.
   const carried = new Map<string, Record<string, TupleCounts>>();
   const takeCarried = (into: Record<string, TupleCounts>, xid: string) => {
-    for (const [table, c] of Object.entries(carried.get(xid) ?? {})) add(into, table, c);
+    addAll(into, carried.get(xid));
     carried.delete(xid);
   };
   for (const o of outcomes) {
@@ -134,11 +134,7 @@ export async function readTimeline(options: {
       const rows = Object.values(counts).reduce((n, c) => n + c.inserted + c.updated + c.deleted, 0);
       if (rows > 0 && rows >= (options.minRows ?? 1)) transactions.push({ xid: end.xid, committedAt: microsToIso(end.at), commitLsn: end.lsn, tables: counts, rows });
     }
-    for (const [xid, counts] of o.open) {
-      const into = carried.get(xid) ?? {};
-      for (const [table, c] of Object.entries(counts)) add(into, table, c);
-      carried.set(xid, into);
-    }
+    for (const [xid, counts] of o.open) carried.set(xid, addAll(carried.get(xid) ?? {}, counts));
   }
   return { from: microsToIso(options.since), to: microsToIso(options.until), segments: { first, last }, transactions, commits };
 }
@@ -154,7 +150,7 @@ async function readRun(bin: PostgresBinaries, archive: string, run: WaldumpRun, 
       const subs = /subxacts: ([\d ]+)/.exec(rest)?.[1]?.trim().split(/\s+/) ?? [];
       const counts = open.get(xid) ?? {};
       for (const sub of subs) {
-        for (const [table, c] of Object.entries(open.get(sub) ?? {})) add(counts, table, c);
+        addAll(counts, open.get(sub));
         open.delete(sub);
       }
       open.delete(xid);
@@ -186,4 +182,10 @@ function add(into: Record<string, TupleCounts>, table: string, c: TupleCounts): 
   t.inserted += c.inserted;
   t.updated += c.updated;
   t.deleted += c.deleted;
+}
+
+/** Folds one transaction's counts (a subtransaction's, or a run's open part) into another's. */
+function addAll(into: Record<string, TupleCounts>, from: Record<string, TupleCounts> | undefined): Record<string, TupleCounts> {
+  for (const [table, c] of Object.entries(from ?? {})) add(into, table, c);
+  return into;
 }
