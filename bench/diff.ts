@@ -3,6 +3,7 @@
  * the naive full comparison, on a throw-away cluster, optionally over a throttled network link.
  *
  *   npm run bench:diff -- [--rows 1M,10M] [--link 20ms,100] [--jobs N] [--rounds 2] [--stats both|never|analyzed]
+ *                          [--scenarios identical,scattered,clustered]
  *
  * For each N, `orders(id bigint primary key, customer_id int, status text, total numeric(12,2),
  * note text, created_at timestamptz)` (even ids, so rows can be inserted between them) is loaded
@@ -144,6 +145,9 @@ const ROUNDS = roundsSetting(2);
 const statsText = option('stats', 'BENCH_STATS') ?? 'both';
 if (!['both', 'never', 'analyzed'].includes(statsText)) throw new Error(`--stats must be both, never or analyzed, not "${statsText}"`);
 const STATS = (['never analyzed', 'analyzed'] as const).filter((s) => statsText === 'both' || s.startsWith(statsText));
+const scenarioText = option('scenarios', 'BENCH_SCENARIOS');
+const RUN_SCENARIOS = scenarioText ? scenarioText.split(',').map((x) => x.trim()) : SCENARIOS;
+for (const x of RUN_SCENARIOS) if (!SCENARIOS.includes(x as Scenario)) throw new Error(`--scenarios takes ${SCENARIOS.join(',')}, not "${x}"`);
 
 /** A bench helper script in its own process (tsx), resolved with its first line of JSON output. */
 function child<T>(script: string, args: string[]): { process: ChildProcess; first: Promise<T> } {
@@ -194,6 +198,7 @@ try {
     console.log(`N=${human(n)}: loaded in ${fmt((performance.now() - loadStarted) / 1000, 1)} s`);
     for (const stats of STATS) {
       for (const [si, scenario] of SCENARIOS.entries()) {
+        if (!RUN_SCENARIOS.includes(scenario)) continue;
         await c.query('drop database if exists production');
         await c.query('create database production template branch strategy file_copy');
         const changes = plannedChanges(scenario, n, 1000 + si);

@@ -5,9 +5,12 @@
  * person does by hand per guess), (2) `pitr when --count` at 1 s precision, (3) `--timeline`,
  * (4) `when --count --timeline` (exact transaction). Heavy: run under flock /tmp/pitr-heavy.lock.
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import pg from 'pg';
 import { makeTempRoot, localEnv, startCluster } from '../test/support/cluster.js';
+import { findPostgresBinaries } from '../src/system/postgres-binaries.js';
+import { startServer, stopServer } from '../src/system/postgres-server.js';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { CLI, runPitr } from '../test/support/cli.js';
@@ -22,11 +25,48 @@ const trace = process.argv.includes('--trace');
 // The rows the bad DELETE removes. Not just grp = 7: the workload keeps inserting into every group,
 // so over an hour that count ends far above where it started and never "drops" from its start.
 const AFFECTED = "grp = 7 and note = 'initial'";
+// --keep <dir>: after the workload, keep the stopped cluster, its archive and backups and write
+// <dir>/meta.json; --reuse <dir>: measure on that kept workload again (an hour of WAL is made once).
+const keepDir = option('keep', 'BENCH_KEEP');
+const reuseDir = option('reuse', 'BENCH_REUSE');
+
+interface Workload {
+  url: string;
+  archiveDir: string;
+  dataDir: string;
+  logFile: string;
+  root: string;
+  work: string;
+  middle: number;
+  badXid: string;
+  badAt: string;
+  rows: number;
+  seconds: number;
+}
+
+async function reuse(dir: string): Promise<{ w: Workload; cleanup: () => Promise<void> }> {
+  const w = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as Workload;
+  const bin = await findPostgresBinaries();
+  await startServer(bin, w.dataDir, w.logFile, 60, true);
+  return { w, cleanup: () => stopServer(bin, w.dataDir, 'fast') };
+}
 
 async function main(): Promise<void> {
+  if (reuseDir) {
+    const { w, cleanup } = await reuse(reuseDir);
+    cleanupOnSignal(cleanup);
+    try {
+      await measure(w);
+    } finally {
+      await cleanup();
+    }
+    return;
+  }
   const prod = await startCluster({ archive: true, settings: { track_commit_timestamp: 'on', archive_timeout: 60 } });
   const work = await makeTempRoot('pitr-bench-when-');
+  let kept = false;
   const cleanup = async () => {
+    if (kept) return void (await prod.stop());
     await prod.destroy();
     await rm(work, { recursive: true, force: true });
   };
@@ -59,6 +99,20 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 5));
     }
     await client.end();
+    const w: Workload = { url: prod.url, archiveDir: prod.archiveDir, dataDir: prod.dataDir, logFile: prod.logFile, root: prod.root, work, middle, badXid, badAt, rows, seconds };
+    if (keepDir) {
+      await writeFile(join(keepDir, 'meta.json'), JSON.stringify(w, null, 2));
+      kept = true;
+    }
+    await measure(w);
+  } finally {
+    await cleanup();
+  }
+}
+
+async function measure({ url, archiveDir, work, middle, badXid, badAt, rows, seconds }: Workload): Promise<void> {
+  {
+    const env = localEnv({ url, archiveDir }, work);
     const timed = async (args: string[]) => {
       const t = Date.now();
       const r = await runPitr(args, env, { timeoutMs: 7_200_000 });
@@ -84,8 +138,6 @@ async function main(): Promise<void> {
     );
     if (trace) await traced(['when', '--count', 'items', '--where', AFFECTED, '--timeline'], env);
     console.log(JSON.stringify({ rows, seconds, restore: branch.s, whenCount: count.s, timeline: timeline.s, exact: exact.s, exactCorrect: ok, goalMet: exact.s <= 3 * branch.s }));
-  } finally {
-    await cleanup();
   }
 }
 

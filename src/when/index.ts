@@ -15,7 +15,8 @@ import { dateToMicros, microsToIso, microsToPointInTime, pointToMicros } from '.
 import { LocalProbeSession } from './local-probes.js';
 import type { WhenQuery } from './queries.js';
 import { suspectsOf, testSuspects } from './suspects.js';
-import { mapRelfilenodes, readTimeline, type Timeline } from './timeline.js';
+import { mapRelfilenodes, readTimeline, type Timeline, type TimelinePrefix } from './timeline.js';
+import { ReplayAhead } from './replay-ahead.js';
 
 export { countQuery, rowQuery, sqlQuery, type WhenQuery } from './queries.js';
 export type { Timeline, TimelineTransaction } from './timeline.js';
@@ -134,11 +135,15 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
     return seen.get(at)!;
   };
   const onProbe = (p: ProbeRecord<unknown>, n: number, estimate: number) => req.onProbe?.(`${microsToIso(p.at)} ${p.verdict}`, n, estimate);
+  let replayAhead: ReplayAhead | undefined;
   try {
-    // pg_waldump reads the archive while the instance restores the state at --since.
+    // pg_waldump reads the archive while the instance restores the state at --since, then replays
+    // on behind the part of the timeline already read (replayAhead).
     const first = probe(since);
     const wantTimeline = req.timeline && !(req.timeline.whenArchived && !setup.walArchive) ? req.timeline : undefined;
-    const [read, start] = await Promise.allSettled([wantTimeline ? timelineOf(setup, wantTimeline, since, until) : Promise.resolve(undefined), first]);
+    replayAhead = wantTimeline ? new ReplayAhead(session, first, req.query.question, since, until) : undefined;
+    const [read, start] = await Promise.allSettled([wantTimeline ? timelineOf(setup, wantTimeline, since, until, replayAhead) : Promise.resolve(undefined), first]);
+    await replayAhead?.stop();
     if (read.status === 'rejected') throw read.reason;
     if (start.status === 'rejected') throw start.reason;
     const timeline = read.value;
@@ -161,6 +166,7 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
     const summary = summarize('local', req, since, until, started, result, counts());
     return timeline ? { ...summary, timeline } : summary;
   } finally {
+    await replayAhead?.stop();
     await Promise.allSettled(seen.values());
     await session.close();
   }
@@ -168,7 +174,7 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
 
 type ProbeSetup = Awaited<ReturnType<LocalProvider['probeSetup']>>;
 
-async function timelineOf(setup: ProbeSetup, req: TimelineRequest, since: Micros, until: Micros): Promise<Timeline> {
+async function timelineOf(setup: ProbeSetup, req: TimelineRequest, since: Micros, until: Micros, ahead?: ReplayAhead): Promise<Timeline> {
   const client = await connect(setup.url, { timeoutMs: 10_000, driver: 'pg' });
   let relations;
   try {
@@ -177,7 +183,7 @@ async function timelineOf(setup: ProbeSetup, req: TimelineRequest, since: Micros
     await client.end().catch(() => undefined);
   }
   const backup = [...setup.backups].reverse().find((b) => dateToMicros(new Date(b.endedAt)) <= since) ?? setup.backups[0]!;
-  return readTimeline({ bin: setup.bin, walArchive: setup.walArchive, backup, relations, since, until, ...(req.minRows !== undefined && { minRows: req.minRows }) });
+  return readTimeline({ bin: setup.bin, walArchive: setup.walArchive, backup, relations, since, until, ...(req.minRows !== undefined && { minRows: req.minRows }), ...(ahead && { onPrefix: (p: TimelinePrefix) => ahead.read(p) }) });
 }
 
 /** `pitr when --timeline` alone: the transactions that touched the tables inside the window. */

@@ -25,7 +25,7 @@ export interface LocalProbeSettings {
   onProgress?: ProgressSink;
 }
 
-type State = { kind: 'none' } | { kind: 'paused'; at: Micros } | { kind: 'promoted' };
+type State = { kind: 'none' } | { kind: 'paused'; at: Micros; nextCommit: NextCommit | null } | { kind: 'promoted' };
 
 /**
  * One recovery instance reused for every probe: it replays forward (a later
@@ -34,6 +34,8 @@ type State = { kind: 'none' } | { kind: 'paused'; at: Micros } | { kind: 'promot
  */
 export class LocalProbeSession {
   private state: State = { kind: 'none' };
+  /** Moves and reads one at a time: an advance in the background and a probe share the instance. */
+  private queue: Promise<unknown> = Promise.resolve();
   restores = 0;
   forwardReplays = 0;
 
@@ -48,19 +50,49 @@ export class LocalProbeSession {
   }
 
   /** Brings the instance to the state at `at` and runs `read` on it. */
-  async at<T>(at: Micros, read: (client: pg.Client) => Promise<T>): Promise<{ value: T; nextCommit: NextCommit | null }> {
-    const nextCommit = await this.moveTo(at);
-    const client = await connect(this.s.url, { timeoutMs: 5000, driver: 'pg' });
-    try {
-      return { value: await read(client), nextCommit };
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+  at<T>(at: Micros, read: (client: pg.Client) => Promise<T>): Promise<{ value: T; nextCommit: NextCommit | null }> {
+    return this.serially(async () => {
+      const nextCommit = await this.moveTo(at);
+      const client = await connect(this.s.url, { timeoutMs: 5000, driver: 'pg' });
+      try {
+        return { value: await read(client), nextCommit };
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    });
+  }
+
+  /** Where the instance is paused, if it is. */
+  get pausedAt(): Micros | null {
+    return this.state.kind === 'paused' ? this.state.at : null;
+  }
+
+  /**
+   * Replays forward to `at` without reading, so that a later probe at or after it starts from
+   * there: the caller overlaps replay with other work. Never goes back (no restore); a failure
+   * throws the instance away, and the next probe restores anew.
+   */
+  advance(at: Micros): Promise<void> {
+    return this.serially(async () => {
+      if (this.state.kind !== 'paused' || at <= this.state.at) return;
+      await this.moveTo(at).catch(async (err: unknown) => {
+        await this.discardData().catch(() => undefined);
+        throw err;
+      });
+    });
+  }
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   private async moveTo(at: Micros): Promise<NextCommit | null> {
     const target = microsToPointInTime(at);
-    if (this.state.kind === 'paused' && at >= this.state.at) {
+    // Already there (an advance went ahead of this probe): nothing to replay.
+    if (this.state.kind === 'paused' && at === this.state.at) return this.state.nextCommit;
+    if (this.state.kind === 'paused' && at > this.state.at) {
       this.forwardReplays++;
       this.s.onProgress?.({ phase: 'replay', message: `replaying forward to ${microsToPostgres(at)}` });
       await this.stopKeepingReplay();
@@ -101,9 +133,10 @@ export class LocalProbeSession {
       }
       throw new PitrError('recovery_failed', `probe recovery to ${microsToPostgres(at)} failed: ${logReason(log)}`, { detail: log });
     }
-    this.state = outcome === 'paused' ? { kind: 'paused', at } : { kind: 'promoted' };
     const stop = /recovery stopping before commit of transaction (\d+), time (.+)$/m.exec(log);
-    return stop ? { xid: stop[1]!, at: parsePostgresMicros(stop[2]!.trim()) } : null;
+    const nextCommit = stop ? { xid: stop[1]!, at: parsePostgresMicros(stop[2]!.trim()) } : null;
+    this.state = outcome === 'paused' ? { kind: 'paused', at, nextCommit } : { kind: 'promoted' };
+    return nextCommit;
   }
 
   /** Starts the server and waits until recovery pauses at its target (or promotes, or dies). */

@@ -14,14 +14,27 @@ export interface Suspect extends NextCommit {
  */
 export function suspectsOf(transactions: readonly TimelineTransaction[], question: Question, since: Micros, until: Micros): Suspect[] {
   return transactions
-    .map((t) => {
-      const counts = Object.values(t.tables);
-      const rows = question === 'dropped' ? counts.reduce((n, c) => n + c.deleted + c.updated, 0) : t.rows;
-      return { xid: t.xid, at: parsePostgresMicros(t.committedAt), rows };
-    })
+    .map((t) => asSuspect(t, question))
     .filter((s) => s.rows > 0 && s.at > since && s.at <= until)
-    .sort((a, b) => b.rows - a.rows || a.at - b.at);
+    .sort(suspectOrder);
 }
+
+/** The first of suspectsOf(transactions) folded into `best`, without sorting them. */
+export function firstSuspect(best: Suspect | undefined, transactions: readonly TimelineTransaction[], question: Question, since: Micros, until: Micros): Suspect | undefined {
+  for (const t of transactions) {
+    const s = asSuspect(t, question);
+    if (s.rows > 0 && s.at > since && s.at <= until && (!best || suspectOrder(s, best) < 0)) best = s;
+  }
+  return best;
+}
+
+function asSuspect(t: TimelineTransaction, question: Question): Suspect {
+  const counts = Object.values(t.tables);
+  const rows = question === 'dropped' ? counts.reduce((n, c) => n + c.deleted + c.updated, 0) : t.rows;
+  return { xid: t.xid, at: parsePostgresMicros(t.committedAt), rows };
+}
+
+const suspectOrder = (a: Suspect, b: Suspect) => b.rows - a.rows || a.at - b.at;
 
 export interface SuspectOptions<V> {
   since: Micros;

@@ -83,11 +83,21 @@ interface RunOutcome {
   stderr: string;
 }
 
+/** What is known once the timeline's runs up to some point have been merged, in WAL order. */
+export interface TimelinePrefix {
+  /** Commit time of the last commit merged: no commit at or before it is still unknown. */
+  through: Micros;
+  /** The transactions of the window merged since the previous prefix (touching the tables). */
+  added: readonly TimelineTransaction[];
+}
+
 /**
  * Reads archived WAL with pg_waldump (streamed; runs of segments read in parallel, one per
  * core) and lists the transactions that touched the mapped relations, with commit time, commit
  * LSN and tuple counts. Subtransactions are folded into their top-level transaction; aborted
- * ones are dropped.
+ * ones are dropped. With `onPrefix`, the WAL is cut into more runs than cores, read in order by
+ * a pool, and each run is merged (and reported) as soon as every run before it is: a caller can
+ * act on the early part of the window while the rest is read.
  */
 export async function readTimeline(options: {
   bin: PostgresBinaries;
@@ -101,6 +111,9 @@ export async function readTimeline(options: {
   parallel?: number;
   /** The fewest segments one of them reads (tests make it 1). */
   segmentsPerRun?: number;
+  onPrefix?: (prefix: TimelinePrefix) => void;
+  /** With onPrefix: about how many segments a run reads (default PREFIX_SEGMENTS). */
+  prefixSegments?: number;
 }): Promise<Timeline> {
   if (!options.walArchive) throw badInput('timeline_needs_archive_dir', '--timeline reads the archive directly: pass --wal-archive <dir> (a restore_command archive cannot be listed)');
   const archive = options.walArchive;
@@ -108,14 +121,12 @@ export async function readTimeline(options: {
   const last = listing.newestName;
   if (!last) throw new PitrError('wal_missing', `the WAL archive ${archive} is empty`);
   const first = options.backup.startWal;
-  const runs = planWaldumpRuns(listing.segments, first, last, options.backup.walSegmentSize, options.parallel ?? availableParallelism(), options.segmentsPerRun);
-  const outcomes = await Promise.all(runs.map((run) => readRun(options.bin, archive, run, options.relations)));
-  // Runs end in order: an early error in any of them is a failure; the last always ends in one.
-  for (const o of outcomes) {
-    if (o.code !== 0 && !/invalid record length|could not find a valid record|could not find file|invalid magic number|error in WAL record|contrecord/i.test(o.stderr)) {
-      throw new PitrError('waldump_failed', `pg_waldump failed: ${o.stderr.trim().split('\n').at(-1) ?? `exit ${o.code}`}`);
-    }
-  }
+  const parallel = Math.max(1, options.parallel ?? availableParallelism());
+  // Streaming: runs of about PREFIX_SEGMENTS segments, so the merged prefix advances steadily.
+  const inWindow = listing.segments.filter((n) => n >= first && n <= last).length;
+  const wanted = options.onPrefix ? Math.max(parallel, Math.ceil(inWindow / (options.prefixSegments ?? PREFIX_SEGMENTS))) : parallel;
+  const runs = planWaldumpRuns(listing.segments, first, last, options.backup.walSegmentSize, wanted, options.segmentsPerRun);
+
   const transactions: TimelineTransaction[] = [];
   const commits: NextCommit[] = [];
   // Changes of transactions still open at the end of a run, for their commit in a later run.
@@ -124,19 +135,51 @@ export async function readTimeline(options: {
     addAll(into, carried.get(xid));
     carried.delete(xid);
   };
-  for (const o of outcomes) {
+  let through = options.since;
+  const merge = (o: RunOutcome) => {
+    // Runs end in order: an early error in any of them is a failure; the last always ends in one.
+    if (o.code !== 0 && !/invalid record length|could not find a valid record|could not find file|invalid magic number|error in WAL record|contrecord/i.test(o.stderr)) {
+      throw new PitrError('waldump_failed', `pg_waldump failed: ${o.stderr.trim().split('\n').at(-1) ?? `exit ${o.code}`}`);
+    }
+    const before = transactions.length;
     for (const end of o.ends) {
       const counts = end.counts;
       takeCarried(counts, end.xid);
       for (const sub of end.subs) takeCarried(counts, sub);
+      if (end.at !== null && end.at > through) through = end.at;
       if (end.aborted || end.at === null || end.at < options.since || end.at > options.until) continue;
       commits.push({ xid: end.xid, at: end.at });
       const rows = Object.values(counts).reduce((n, c) => n + c.inserted + c.updated + c.deleted, 0);
       if (rows > 0 && rows >= (options.minRows ?? 1)) transactions.push({ xid: end.xid, committedAt: microsToIso(end.at), commitLsn: end.lsn, tables: counts, rows });
     }
     for (const [xid, counts] of o.open) carried.set(xid, addAll(carried.get(xid) ?? {}, counts));
-  }
+    options.onPrefix?.({ through, added: transactions.slice(before) });
+  };
+  await inOrderPool(runs, parallel, (run) => readRun(options.bin, archive, run, options.relations), merge);
   return { from: microsToIso(options.since), to: microsToIso(options.until), segments: { first, last }, transactions, commits };
+}
+
+const PREFIX_SEGMENTS = 8;
+
+/** Runs `work` on every item, `width` at a time in item order, handing results to `take` in item order. */
+async function inOrderPool<I, R>(items: readonly I[], width: number, work: (item: I) => Promise<R>, take: (result: R) => void): Promise<void> {
+  const results: Promise<R>[] = [];
+  let failed = false;
+  // The next item starts as soon as any one ends, so every core keeps reading.
+  const startNext = () => {
+    if (failed || results.length >= items.length) return;
+    const result = work(items[results.length]!);
+    results.push(result);
+    result.then(startNext, () => undefined);
+  };
+  for (let i = 0; i < width; i++) startNext();
+  try {
+    for (let i = 0; i < items.length; i++) take(await results[i]!);
+  } catch (err) {
+    failed = true;
+    for (const r of results) r.catch(() => undefined);
+    throw err;
+  }
 }
 
 const COMMIT_TIME = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? (?:[A-Z]+|[+-]\d\d(?::?\d\d)?))/;

@@ -46,17 +46,17 @@ export interface WaldumpRun {
 }
 
 /**
- * Splits first..last into `parallel` runs of whole segments. A record that starts in one run
+ * Splits first..last into `wanted` runs of whole segments (fewer when short). A record that starts in one run
  * and ends in the next is read by the first (it reads on into the next run's first segment and
  * keeps only records that start before it); the next run's pg_waldump skips the continuation.
  * One run when the segments are not one contiguous timeline: pg_waldump then reads as it can.
  */
-export function planWaldumpRuns(archived: readonly string[], first: string, last: string, segmentSize: number, parallel: number, segmentsPerRun = 4): WaldumpRun[] {
+export function planWaldumpRuns(archived: readonly string[], first: string, last: string, segmentSize: number, wanted: number, segmentsPerRun = 4): WaldumpRun[] {
   const segments = archived.filter((n) => n >= first && n <= last && parseSegmentName(n, segmentSize));
   const numbers = segments.map((n) => parseSegmentName(n, segmentSize)!);
   const contiguous = numbers.every((s, i) => i === 0 || (s.timeline === numbers[0]!.timeline && s.number === numbers[i - 1]!.number + 1n));
   // A run's overlap is one segment: runs shorter than a few segments would read mostly overlap.
-  const runs = Math.max(1, Math.min(parallel, Math.floor(segments.length / segmentsPerRun)));
+  const runs = Math.max(1, Math.min(wanted, Math.floor(segments.length / segmentsPerRun)));
   if (!contiguous || runs === 1) return [{ from: first, to: last, before: null }];
   const size = Math.ceil(segments.length / runs);
   const out: WaldumpRun[] = [];

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { startCluster, switchAndArchiveWal, type TestCluster } from '../support/cluster.js';
 import { findPostgresBinaries } from '../../src/system/postgres-binaries.js';
-import { mapRelfilenodes, readTimeline, type Timeline } from '../../src/when/timeline.js';
+import { mapRelfilenodes, readTimeline, type Timeline, type TimelinePrefix } from '../../src/when/timeline.js';
 
 /**
  * The WAL timeline read by several pg_waldump processes over runs of segments must equal one
@@ -60,5 +60,23 @@ describe('WAL timeline read in parallel runs', () => {
     expect(one.transactions.filter((t) => t.tables.items?.deleted === 500)).toHaveLength(1);
     expect(one.transactions.some((t) => t.tables.items?.deleted && t.tables.items.deleted !== 500)).toBe(false);
     for (const parallel of [2, 3, 5]) expect(await read(parallel)).toEqual(one);
+  }, 120_000);
+
+  it('read with prefixes (more runs than cores, merged in order): the same timeline, reported in WAL order as it is read', async () => {
+    const bin = await findPostgresBinaries(15);
+    const until = Date.now() * 1000;
+    const base = { bin, walArchive: prod.archiveDir, backup: { startWal, walSegmentSize: 16 * 1024 * 1024 } as never, relations, since: 0, until, segmentsPerRun: 1 };
+    const one = await readTimeline({ ...base, parallel: 1 });
+    for (const parallel of [1, 2]) {
+      const prefixes: TimelinePrefix[] = [];
+      const streamed = await readTimeline({ ...base, parallel, prefixSegments: 1, onPrefix: (p) => prefixes.push({ through: p.through, added: [...p.added] }) });
+      expect(streamed).toEqual(one);
+      // One prefix per run (segments are 1 per run here), each known through a later commit, and
+      // the pieces add up to the whole list in order: nothing reported before everything before it.
+      expect(prefixes.length).toBeGreaterThanOrEqual(4);
+      for (let i = 1; i < prefixes.length; i++) expect(prefixes[i]!.through).toBeGreaterThanOrEqual(prefixes[i - 1]!.through);
+      expect(prefixes.flatMap((p) => p.added)).toEqual(one.transactions);
+      for (const p of prefixes) for (const t of p.added) expect(Date.parse(t.committedAt) * 1000).toBeLessThanOrEqual(p.through + 1000);
+    }
   }, 120_000);
 });

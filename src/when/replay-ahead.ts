@@ -1,0 +1,74 @@
+import type { Micros, Question } from './bisect.js';
+import type { LocalProbeSession } from './local-probes.js';
+import { firstSuspect, type Suspect } from './suspects.js';
+import type { TimelinePrefix } from './timeline.js';
+
+/**
+ * Replays the probe instance forward while the WAL timeline is still being read, so that the
+ * exact answer costs about the larger of the two instead of their sum.
+ *
+ * How far is safe: the suspects are tried largest first, starting just before the first one. The
+ * instance never passes the largest suspect of the part read so far (it stops just before it),
+ * nor the last commit read (a larger one may come after it). A suspect found later either is
+ * smaller (tried after the current one, the fallback's business) or lies ahead. So the first try
+ * finds the instance at or behind its instant and only replays forward.
+ */
+export class ReplayAhead {
+  private best: Suspect | undefined;
+  private target: Micros;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private started = false;
+
+  constructor(
+    private readonly session: Pick<LocalProbeSession, 'advance' | 'pausedAt'>,
+    /** The first probe (at --since): nothing moves before it is read. */
+    first: Promise<unknown>,
+    private readonly question: Question,
+    private readonly since: Micros,
+    private readonly until: Micros,
+  ) {
+    this.target = since;
+    first.then(
+      () => {
+        this.started = true;
+        this.kick();
+      },
+      () => (this.stopped = true),
+    );
+  }
+
+  /** A new prefix of the timeline: moves the target on. */
+  read(prefix: TimelinePrefix): void {
+    this.best = firstSuspect(this.best, prefix.added, this.question, this.since, this.until);
+    // Just before the last commit read: recovery then has a commit to stop at (it never promotes).
+    let target = Math.min(prefix.through - 1, this.until);
+    if (this.best) target = Math.min(target, this.best.at - 1);
+    if (target > this.target) this.target = target;
+    this.kick();
+  }
+
+  /** Stops moving on and waits for a move in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+
+  private kick(): void {
+    if (this.running || this.stopped || !this.started) return;
+    const at = this.session.pausedAt;
+    if (at === null || this.target <= at) return;
+    const target = this.target;
+    this.running = this.session.advance(target).then(
+      () => {
+        this.running = undefined;
+        this.kick();
+      },
+      // The instance was thrown away; the probes restore anew. Nothing more to gain here.
+      () => {
+        this.running = undefined;
+        this.stopped = true;
+      },
+    );
+  }
+}
