@@ -11,7 +11,7 @@ export interface Checksum {
 export const EMPTY: Checksum = { n: 0, h: 0n };
 export const sameChecksum = (a: Checksum, b: Checksum) => a.n === b.n && a.h === b.h;
 
-const hashOf = (plan: Plan) => `hashtextextended(${plan.rowText}, 0)`;
+const hashOf = (plan: Plan) => plan.rowHash;
 
 /**
  * The first pass on one side: count and hash sum per bucket in one scan. With several jobs a

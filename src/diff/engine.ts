@@ -5,7 +5,7 @@ import { bucketChecksums, EMPTY, rangeChecksum, sameChecksum, splitRange, type C
 import { fetchDifferences } from './fetch.js';
 import { narrowBatch, settleBatch, type DirtySegment } from './hash-stream.js';
 import { defaultJobs, inOrder, openJobs } from './jobs.js';
-import { planRowDiff, useKeyCollation, type Plan } from './plan.js';
+import { planRowDiff, useFastRowHash, useKeyCollation, type Plan } from './plan.js';
 import { segmentTable, type KeyRange, type Segmentation } from './segments.js';
 import type { DiffKeysOptions, KeyDifference, RowDifference, RowDiffSummary } from './types.js';
 
@@ -53,6 +53,7 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
     await Promise.all([checkWhere(options.branch, options.branchTable.qualified, options.where), checkWhere(options.production, options.productionTable.qualified, options.where)]);
   }
   plan = await useKeyCollation(plan, options.branch, options.production, tables);
+  plan = await useFastRowHash(plan, options.branch, options.production);
   const segmentRows = Math.max(1, options.segmentRows ?? DEFAULT_SEGMENT_ROWS);
   const rttStart = now();
   await Promise.all([options.branch.query('select 1'), options.production.query('select 1')]);

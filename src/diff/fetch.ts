@@ -34,7 +34,7 @@ async function rowsByHash(client: pg.ClientBase, table: TableInfo, plan: Plan, h
   const cols = plan.compared.map((c) => `${quoteIdent(c.name)}::text`).join(', ');
   const names = plan.compared.map((c) => quoteIdent(c.name)).join(', ');
   const { rows } = await client.query({
-    text: `select ${cols}, h::text, count(*)::int8 from (select ${names}, hashtextextended(${plan.rowText}, 0) as h from ${table.qualified} where ${plan.where} offset 0) x
+    text: `select ${cols}, h::text, count(*)::int8 from (select ${names}, ${plan.rowHash} as h from ${table.qualified} where ${plan.where} offset 0) x
             where h = any($1::int8[]) group by ${plan.compared.map((_, i) => i + 1).join(', ')}, h`,
     values: [hashes],
     rowMode: 'array',

@@ -50,7 +50,7 @@ export async function narrowBatch(sides: { branch: { client: pg.ClientBase; tabl
   const sums = async (client: pg.ClientBase, table: TableInfo) => {
     const { rows } = await client.query({
       text: `select r.i, x.s, count(*)::int8, sum(x.h)::text from ${rangesSql(plan, batch, false)}
-        cross join lateral (select ${subOf(plan)} as s, hashtextextended(${plan.rowText}, 0) as h from ${table.qualified} where ${plan.where} and ${inRange(plan)}) x group by 1, 2`,
+        cross join lateral (select ${subOf(plan)} as s, ${plan.rowHash} as h from ${table.qualified} where ${plan.where} and ${inRange(plan)}) x group by 1, 2`,
       rowMode: 'array',
     });
     return new Map((rows as [string, number, string, string][]).map(([i, sub, n, h]) => [`${i}:${sub}`, `${n}:${h}`]));
@@ -122,7 +122,7 @@ async function copyRows(client: pg.ClientBase, select: string, onRow: (fields: (
 const keyId = (key: string[]) => (key.length === 1 ? key[0]! : JSON.stringify(key));
 
 function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: DirtySegment[]): string {
-  const hash = `hashtextextended(${plan.rowText}, 0)`;
+  const hash = plan.rowHash;
   // Aliased: an output column named like the key would make `order by <key>` sort by its text.
   const keyTexts = plan.keyColumns.map((c, i) => `${quoteIdent(c.name)}::text as k${i}`).join(', ');
   if (plan.mode === 'key' && batch.every((s) => s.range)) {

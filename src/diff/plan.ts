@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import type { ColumnInfo, TableInfo } from '../db/introspect.js';
+import { fastRowHashSql, HAS_RECORD_HASH } from '../db/row-hash.js';
 import { quoteIdent } from '../db/sql.js';
 import { comparableColumns } from './schema.js';
 
@@ -12,6 +13,11 @@ export interface Plan {
   compared: ColumnInfo[];
   skipped: string[];
   rowText: string;
+  /**
+   * A row's 64-bit hash, what segments are summed and rows compared by: over the row's text, or
+   * the fast exact hash (src/db/row-hash.ts) when both servers have it (useFastRowHash).
+   */
+  rowHash: string;
   /** The --where filter, parenthesized, or `true`. */
   where: string;
   /** Segments are ranges of this: the first key column, or the row hash without a key. */
@@ -57,6 +63,7 @@ export function planRowDiff(branchTable: TableInfo, productionTable: TableInfo, 
       compared,
       skipped,
       rowText,
+      rowHash: `hashtextextended(${rowText}, 0)`,
       where: filter,
       segmentExpr: first.collatable ? `${quoteIdent(first.name)} collate "C"` : quoteIdent(first.name),
       segmentType: first.type,
@@ -72,6 +79,8 @@ export function planRowDiff(branchTable: TableInfo, productionTable: TableInfo, 
     compared,
     skipped,
     rowText,
+    // Without a key the hash is the row's identity (fetched by it, reported): always the text's.
+    rowHash: `hashtextextended(${rowText}, 0)`,
     where: filter,
     segmentExpr: `hashtextextended(${rowText}, 0)`,
     segmentType: 'bigint',
@@ -79,6 +88,18 @@ export function planRowDiff(branchTable: TableInfo, productionTable: TableInfo, 
     indexRanges: false,
     keyCollate: '',
   };
+}
+
+/**
+ * With a key, rows are compared by the fast exact hash when both servers can compute it: the
+ * first pass then costs a fraction of printing every row. Results are the same (equal hashes
+ * exactly when the texts are equal); only the hash values differ, and they never leave the diff.
+ */
+export async function useFastRowHash(plan: Plan, branch: pg.ClientBase, production: pg.ClientBase): Promise<Plan> {
+  if (plan.mode !== 'key' || process.env.PITR_DIFF_HASH === 'text') return plan;
+  const [b, p] = await Promise.all([branch.query(HAS_RECORD_HASH), production.query(HAS_RECORD_HASH)]);
+  if (!b.rows[0]?.ok || !p.rows[0]?.ok) return plan;
+  return { ...plan, rowHash: fastRowHashSql(plan.compared, quoteIdent) };
 }
 
 function sameKeyOnBoth(cols: string[], production: TableInfo): boolean {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { fastRowHashSql, hashesExactlyInBinary, HAS_RECORD_HASH, isTextLike } from '../db/row-hash.js';
 import { cols } from './sql.js';
 
 /**
@@ -26,7 +27,8 @@ export async function bulkRowHash(
   branchSql: string,
 ): Promise<string> {
   const text = `hashtextextended(row(${cols(names, 'x')})::text, 0)`;
-  const binary = `hash_record_extended(row(${cols(names, 'x')}), 0)`;
+  // Mixed once more per row: sums of raw record hashes miss values swapped between rows (src/db/row-hash.ts).
+  const binary = `hashint8extended(hash_record_extended(row(${cols(names, 'x')}), 0), 0)`;
   const builtin = `select current_setting('server_version_num')::int >= 140000
                           and bool_and(t.oid < 16384 and t.typtype = 'b') as ok
                      from pg_attribute a join pg_type t on t.oid = a.atttypid
@@ -46,25 +48,11 @@ export async function bulkRowHash(
 }
 
 /**
- * Built-in types whose binary hash (PostgreSQL 14+) is exactly as discriminating as their text:
- * equal values always print the same and different values never do (not numeric, whose scale
- * only the text shows; not floats, where -0 = 0; text compared byte for byte under "C").
+ * A row hash for comparing whole tables fast (src/db/row-hash.ts): binary where that is exact,
+ * the row text of the other columns. Equal rows hash equal on any two servers of version 14 or
+ * later; `rowHash` otherwise.
  */
-const EXACT_BINARY = /^(smallint|integer|bigint|boolean|uuid|date|bytea|text|character varying(\(\d+\))?|timestamp(\(\d\))? with(out)? time zone)$/;
-const TEXTLIKE = /^(text|character varying(\(\d+\))?)$/;
-
-/**
- * A row hash for comparing whole tables fast: columns of the types above hashed in binary (a
- * quarter of the cost of printing them), the rest as their row text in one field. Equal rows
- * hash equal on any two servers of version 14 or later; `rowHash` otherwise.
- */
-export function fastRowHash(columns: { name: string; type: string }[], alias: string): string {
-  const binary = columns.filter((c) => EXACT_BINARY.test(c.type));
-  const printed = columns.filter((c) => !EXACT_BINARY.test(c.type));
-  const fields = binary.map((c) => `${cols([c.name], alias)}${TEXTLIKE.test(c.type) ? ' collate "C"' : ''}`);
-  if (printed.length) fields.push(`row(${cols(printed.map((c) => c.name), alias)})::text collate "C"`);
-  return `hash_record_extended(row(${fields.join(', ')}), 0)`;
-}
+export const fastRowHash = (columns: { name: string; type: string }[], alias: string): string => fastRowHashSql(columns, (name) => cols([name], alias));
 
 /**
  * SQL that is true when a column's two values print differently: for the types above the typed
@@ -72,15 +60,14 @@ export function fastRowHash(columns: { name: string; type: string }[], alias: st
  */
 export function columnDiffers(c: { name: string; type: string }, a: string, b: string): string {
   const [x, y] = [cols([c.name], a), cols([c.name], b)];
-  if (TEXTLIKE.test(c.type)) return `${x} collate "C" is distinct from ${y} collate "C"`;
-  if (EXACT_BINARY.test(c.type)) return `${x} is distinct from ${y}`;
+  if (isTextLike(c.type)) return `${x} collate "C" is distinct from ${y} collate "C"`;
+  if (hashesExactlyInBinary(c.type)) return `${x} is distinct from ${y}`;
   // Under "C": a column's own collation (a nondeterministic one says 'a' = 'A') would follow its text.
   return `${x}::text collate "C" is distinct from ${y}::text collate "C"`;
 }
 
 /** Whether both servers have hash_record_extended (PostgreSQL 14+). */
 export async function bothHashRecords(branch: pg.ClientBase, production: pg.ClientBase): Promise<boolean> {
-  const version = `select current_setting('server_version_num')::int >= 140000 as ok`;
-  const [b, p] = await Promise.all([branch.query(version), production.query(version)]);
+  const [b, p] = await Promise.all([branch.query(HAS_RECORD_HASH), production.query(HAS_RECORD_HASH)]);
   return b.rows[0].ok && p.rows[0].ok;
 }

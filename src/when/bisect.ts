@@ -68,6 +68,9 @@ export function asNumber(v: unknown): number {
 }
 
 /** Probes needed to go from a window to the precision: what the progress line counts to. */
+/** The i-th of `scan` evenly spaced points inside (since, until): where bisection reads first. */
+export const scanPoint = (since: Micros, until: Micros, scan: number, i = 1): Micros => Math.floor(since + ((until - since) * i) / (scan + 1));
+
 export function estimateProbes(since: Micros, until: Micros, precision: Micros, scan = 0): number {
   return 2 + scan + Math.max(0, Math.ceil(Math.log2(Math.max(1, (until - since) / Math.max(1, precision)))));
 }
@@ -103,7 +106,7 @@ export async function bisect<V>(options: BisectOptions<V>): Promise<BisectResult
   const first: V = await read(since);
   // The reference for `reached` is the end; read it before judging the start.
   let points: Micros[] = [];
-  for (let i = 1; i <= scan; i++) points.push(Math.floor(since + ((until - since) * i) / (scan + 1)));
+  for (let i = 1; i <= scan; i++) points.push(scanPoint(since, until, scan, i));
   points = [...new Set(points)].filter((p) => p > since && p < until);
   const scanned: Array<[Micros, V]> = [];
   for (const p of points) {

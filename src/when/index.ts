@@ -10,7 +10,7 @@ import { branchUrl } from '../providers/local/urls.js';
 import type { Provider } from '../providers/types.js';
 import { freeLoopbackPort } from '../system/ports.js';
 import { parseDuration, type PointInTime } from '../time/index.js';
-import { bisect, estimateProbes, type Micros, type NextCommit, type ProbeRecord, type ProbeResult } from './bisect.js';
+import { bisect, estimateProbes, scanPoint, type Micros, type NextCommit, type ProbeRecord, type ProbeResult } from './bisect.js';
 import { dateToMicros, microsToIso, microsToPointInTime, pointToMicros } from './instants.js';
 import { LocalProbeSession } from './local-probes.js';
 import type { WhenQuery } from './queries.js';
@@ -141,7 +141,7 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
     // on behind the part of the timeline already read (replayAhead).
     const first = probe(since);
     const wantTimeline = req.timeline && !(req.timeline.whenArchived && !setup.walArchive) ? req.timeline : undefined;
-    replayAhead = wantTimeline ? new ReplayAhead(session, first, req.query.question, since, until) : undefined;
+    replayAhead = wantTimeline ? new ReplayAhead(session, first, req.query.question, since, until, scanPoint(since, until, FALLBACK_SCAN)) : undefined;
     const [read, start] = await Promise.allSettled([wantTimeline ? timelineOf(setup, wantTimeline, since, until, replayAhead) : Promise.resolve(undefined), first]);
     await replayAhead?.stop();
     if (read.status === 'rejected') throw read.reason;
@@ -158,7 +158,7 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
         until,
         precision: req.precision,
         question: req.query.question,
-        scan: 3,
+        scan: FALLBACK_SCAN,
         ...(timeline || req.commits ? { commits: timeline?.commits ?? req.commits! } : {}),
         probe,
         onProbe,
@@ -171,6 +171,9 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
     await session.close();
   }
 }
+
+/** Points the fallback bisection reads across the window first (a result that changes and changes back shows). */
+const FALLBACK_SCAN = 3;
 
 type ProbeSetup = Awaited<ReturnType<LocalProvider['probeSetup']>>;
 

@@ -9,10 +9,13 @@ import type { TimelinePrefix } from './timeline.js';
  *
  * How far is safe: the suspects are tried largest first, starting just before the first one. The
  * instance never passes the largest suspect of the part read so far (it stops just before it),
- * nor the last commit read (a larger one may come after it). A suspect found later either is
+ * nor (by a second) the last commit read (a larger one may come after it). A suspect found later either is
  * smaller (tried after the current one, the fallback's business) or lies ahead. So the first try
- * finds the instance at or behind its instant and only replays forward.
+ * finds the instance at or behind its instant and only replays forward. Without any suspect it
+ * goes no further than the fallback bisection's first probe.
  */
+const TIME_ORDER_SLACK = 1_000_000;
+
 export class ReplayAhead {
   private best: Suspect | undefined;
   private target: Micros;
@@ -27,6 +30,8 @@ export class ReplayAhead {
     private readonly question: Question,
     private readonly since: Micros,
     private readonly until: Micros,
+    /** Where the fallback bisection probes first: as far as it goes while no suspect is known. */
+    private readonly withoutSuspect: Micros = until,
   ) {
     this.target = since;
     first.then(
@@ -41,9 +46,11 @@ export class ReplayAhead {
   /** A new prefix of the timeline: moves the target on. */
   read(prefix: TimelinePrefix): void {
     this.best = firstSuspect(this.best, prefix.added, this.question, this.since, this.until);
-    // Just before the last commit read: recovery then has a commit to stop at (it never promotes).
-    let target = Math.min(prefix.through - 1, this.until);
-    if (this.best) target = Math.min(target, this.best.at - 1);
+    // A second behind the last commit read: commit times are taken before their WAL records are
+    // written, so concurrent commits can reach the WAL slightly out of time order. Recovery also
+    // then has a commit to stop at (it never promotes).
+    let target = Math.min(prefix.through - TIME_ORDER_SLACK, this.until);
+    target = Math.min(target, this.best ? this.best.at - 1 : this.withoutSuspect);
     if (target > this.target) this.target = target;
     this.kick();
   }

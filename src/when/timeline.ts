@@ -155,7 +155,13 @@ export async function readTimeline(options: {
     for (const [xid, counts] of o.open) carried.set(xid, addAll(carried.get(xid) ?? {}, counts));
     options.onPrefix?.({ through, added: transactions.slice(before) });
   };
-  await inOrderPool(runs, parallel, (run) => readRun(options.bin, archive, run, options.relations), merge);
+  const failed = new AbortController();
+  try {
+    await inOrderPool(runs, parallel, (run) => readRun(options.bin, archive, run, options.relations, failed.signal), merge);
+  } catch (err) {
+    failed.abort();
+    throw err;
+  }
   return { from: microsToIso(options.since), to: microsToIso(options.until), segments: { first, last }, transactions, commits };
 }
 
@@ -184,7 +190,7 @@ async function inOrderPool<I, R>(items: readonly I[], width: number, work: (item
 
 const COMMIT_TIME = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? (?:[A-Z]+|[+-]\d\d(?::?\d\d)?))/;
 
-async function readRun(bin: PostgresBinaries, archive: string, run: WaldumpRun, relations: Map<string, string>): Promise<RunOutcome> {
+async function readRun(bin: PostgresBinaries, archive: string, run: WaldumpRun, relations: Map<string, string>, signal: AbortSignal): Promise<RunOutcome> {
   const open = new Map<string, Record<string, TupleCounts>>();
   const ends: RunOutcome['ends'] = [];
   const { code, stderr } = await dumpRun(bin, archive, run, ({ rmgr, xid, lsnText, op, rest }) => {
@@ -216,7 +222,7 @@ async function readRun(bin: PostgresBinaries, archive: string, run: WaldumpRun, 
     const counts = open.get(xid) ?? {};
     add(counts, table, delta);
     open.set(xid, counts);
-  });
+  }, signal);
   return { ends, open, code, stderr };
 }
 

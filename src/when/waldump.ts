@@ -81,8 +81,12 @@ export async function dumpRun(
   archive: string,
   run: WaldumpRun,
   onRecord: (r: WalRecordLine) => void,
+  /** Aborted when another run failed: this one's pg_waldump is stopped rather than left reading. */
+  signal?: AbortSignal,
 ): Promise<{ code: number; stderr: string }> {
   const child = spawn(bin.path('pg_waldump'), ['-p', archive, '-r', 'Heap', '-r', 'Heap2', '-r', 'Transaction', run.from, run.to], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stop = () => child.kill('SIGTERM');
+  signal?.addEventListener('abort', stop, { once: true });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d.slice(0, 4000 - stderr.length)));
   let partial = '';
@@ -112,6 +116,7 @@ export async function dumpRun(
   const code = await new Promise<number>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (c) => {
+      signal?.removeEventListener('abort', stop);
       if (partial) take(partial);
       resolve(past ? 0 : (c ?? 1));
     });

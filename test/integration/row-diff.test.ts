@@ -86,6 +86,11 @@ function mutations(seed: number): string[] {
   out.push(`delete from icu_keys where k in ('é', 'B', 'ß')`, `insert into icu_keys values ('Ω', 1), ('0', 2)`);
   out.push(`insert into nokey values (7, 'dup7'), (7, 'dup7'), (999, 'only in production')`);
   out.push(`insert into composite values (99, 'new', 'n')`, `insert into events values (9999, '2026-03-01', 'new')`);
+  // Values swapped between two neighbouring rows (one segment): a row hash that combines its
+  // columns linearly, summed per segment, would not see it.
+  const swap = (table: string, key: string, column: string, a: number, b: number) =>
+    `update ${table} o set ${column} = (select ${column} from ${table} x where x.${key} = case o.${key} when ${a} then ${b} else ${a} end) where ${key} in (${a}, ${b})`;
+  out.push(swap('"Order Items"', '"Order Id"', '"Qty"', 201, 202), swap('typed', 'id', 'ts', 301, 302), swap('typed', 'id', 'u', 303, 304));
   return out;
 }
 

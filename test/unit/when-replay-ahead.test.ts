@@ -75,17 +75,28 @@ describe('replaying ahead of the suspects while the timeline is read', () => {
     for (let i = 1; i < f.moves.length; i++) expect(f.moves[i]!).toBeGreaterThan(f.moves[i - 1]!);
   });
 
-  it('without any suspect it follows the read part of the window, stopping before its last commit', async () => {
+  it('without any suspect it goes no further than the first probe of the fallback, and keeps a second behind the last commit read', async () => {
     const f = fakeSession(T0);
-    const ahead = new ReplayAhead(f.session, Promise.resolve(), 'dropped', T0, T0 + 100 * S);
+    // The fallback bisection would first read at +25 s: going past it would cost a restore.
+    const ahead = new ReplayAhead(f.session, Promise.resolve(), 'dropped', T0, T0 + 100 * S, T0 + 25 * S);
     await settle();
-    ahead.read({ through: T0 + 50 * S, added: [tx('1', T0 + 20 * S, 0, 10)] });
+    ahead.read({ through: T0 + 10 * S, added: [tx('1', T0 + 5 * S, 0, 10)] });
     await settle();
-    expect(f.session.pausedAt).toBe(T0 + 50 * S - 1);
-    // Past --until it does not go.
-    ahead.read({ through: T0 + 500 * S, added: [] });
+    // Commits reach the WAL slightly out of time order: a second of slack behind the last one read.
+    expect(f.session.pausedAt).toBe(T0 + 9 * S);
+    ahead.read({ through: T0 + 50 * S, added: [] });
+    await settle();
+    expect(f.session.pausedAt).toBe(T0 + 25 * S);
+    // A suspect appears: on to just before it, and never past --until.
+    ahead.read({ through: T0 + 500 * S, added: [tx('2', T0 + 70 * S, 3)] });
     await ahead.stop();
-    expect(f.session.pausedAt).toBe(T0 + 100 * S);
+    expect(f.session.pausedAt).toBe(T0 + 70 * S - 1);
+    const g = fakeSession(T0);
+    const late = new ReplayAhead(g.session, Promise.resolve(), 'dropped', T0, T0 + 100 * S);
+    await settle();
+    late.read({ through: T0 + 500 * S, added: [] });
+    await late.stop();
+    expect(g.session.pausedAt).toBe(T0 + 100 * S);
   });
 
   it('a failed move or a failed first probe stops it; stop() waits for the move in progress', async () => {
