@@ -212,7 +212,7 @@ const count = (summary: RowDiffSummary, d: { kind: KeyDifference['kind']; count:
 export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDifference[]) => void | Promise<void>): Promise<RowDiffSummary> {
   return run<KeyDifference>(
     options,
-    async (p, batch, w) => settleBatch(w, p.plan, p.seg, p.narrow ? await narrowBatch(w, p.plan, batch) : batch, options.signal),
+    async (p, batch, w) => settleBatch(w, p.plan, p.seg, p.narrow ? await narrowBatch(w, p.plan, p.seg, batch) : batch, options.signal),
     async (items, summary) => {
       for (const d of items) count(summary, d);
       if (items.length) await onKeys(items);
@@ -223,7 +223,7 @@ export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDiffe
 export async function diffRowsWith(options: DiffKeysOptions & { onDifference?: (d: RowDifference) => void | Promise<void> }): Promise<RowDiffSummary> {
   return run<RowDifference>(
     options,
-    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, p.narrow ? await narrowBatch(w, p.plan, batch) : batch, options.signal)),
+    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, p.narrow ? await narrowBatch(w, p.plan, p.seg, batch) : batch, options.signal)),
     async (items, summary) => {
       for (const d of items) {
         count(summary, d);

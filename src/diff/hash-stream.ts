@@ -25,9 +25,39 @@ export interface DirtySegment {
 }
 
 const SUB_BITS = 3;
-const ALL_SUBS = (1 << (1 << SUB_BITS)) - 1;
-/** A key's sub-bucket: the same on both sides, since key text renders the same. */
-const subOf = (plan: Plan) => `(hashtext(${plan.keyColumns.length === 1 ? `${quoteIdent(plan.keyColumns[0]!.name)}::text` : `row(${plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ')})::text`}) & ${(1 << SUB_BITS) - 1})`;
+const SUBS = 1 << SUB_BITS;
+const ALL_SUBS = (1 << SUBS) - 1;
+
+/**
+ * A key's sub-bucket within its segment, the same on both sides: for integer ranges the key's
+ * eighth of the range (so a dirty eighth is streamed by an index range scan of its own rows), else
+ * the key text's hash & 7 (rows of a dirty eighth are then picked out of the segment's rows).
+ */
+function subOf(plan: Plan, seg: Segmentation): string {
+  if (seg.integerRanges) {
+    const k = `${plan.segmentExpr}::int8`;
+    return `((${k} - r.lo::int8) / ((r.hi::int8 - r.lo::int8) / ${SUBS} + 1))::int`;
+  }
+  const keyText = plan.keyColumns.length === 1 ? `${quoteIdent(plan.keyColumns[0]!.name)}::text` : `row(${plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ')})::text`;
+  return `(hashtext(${keyText}) & ${SUBS - 1})`;
+}
+
+/** The key sub-ranges (inclusive) of an integer range's eighths set in mask, as subOf numbers them. */
+export function integerSubRanges(range: KeyRange, mask: number): { lo: string; hi: string }[] {
+  const lo = BigInt(range.lo);
+  // The step from the range's own hi, as subOf computes it in SQL; the last key from whether hi is in.
+  const step = (BigInt(range.hi) - lo) / BigInt(SUBS) + 1n;
+  const last = range.hiInclusive ? BigInt(range.hi) : BigInt(range.hi) - 1n;
+  const out: { lo: string; hi: string }[] = [];
+  for (let i = 0; i < SUBS; i++) {
+    if (!((mask >> i) & 1)) continue;
+    const from = lo + BigInt(i) * step;
+    if (from > last) break;
+    const to = from + step - 1n;
+    out.push({ lo: from.toString(), hi: (to > last ? last : to).toString() });
+  }
+  return out;
+}
 
 function rangesSql(plan: Plan, batch: DirtySegment[], withMask: boolean): string {
   const type = plan.segmentType;
@@ -45,12 +75,17 @@ const inRange = (plan: Plan) => `${plan.segmentExpr} >= r.lo and ${plan.segmentE
  * and hash sum per (segment, key hash & 7). Only the sub-buckets that differ are streamed, so
  * about an eighth of a scattered change's segment crosses the wire and is merged here.
  */
-export async function narrowBatch(sides: { branch: { client: pg.ClientBase; table: TableInfo }; production: { client: pg.ClientBase; table: TableInfo } }, plan: Plan, batch: DirtySegment[]): Promise<DirtySegment[]> {
+export async function narrowBatch(
+  sides: { branch: { client: pg.ClientBase; table: TableInfo }; production: { client: pg.ClientBase; table: TableInfo } },
+  plan: Plan,
+  seg: Segmentation,
+  batch: DirtySegment[],
+): Promise<DirtySegment[]> {
   if (plan.mode !== 'key' || !batch.every((s) => s.range)) return batch;
   const sums = async (client: pg.ClientBase, table: TableInfo) => {
     const { rows } = await client.query({
       text: `select r.i, x.s, count(*)::int8, sum(x.h)::text from ${rangesSql(plan, batch, false)}
-        cross join lateral (select ${subOf(plan)} as s, ${plan.rowHash} as h from ${table.qualified} where ${plan.where} and ${inRange(plan)}) x group by 1, 2`,
+        cross join lateral (select ${subOf(plan, seg)} as s, ${plan.rowHash} as h from ${table.qualified} where ${plan.where} and ${inRange(plan)}) x group by 1, 2`,
       rowMode: 'array',
     });
     return new Map((rows as [string, number, string, string][]).map(([i, sub, n, h]) => [`${i}:${sub}`, `${n}:${h}`]));
@@ -128,9 +163,17 @@ function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: Dirty
   if (plan.mode === 'key' && batch.every((s) => s.range)) {
     const masked = batch.some((s) => s.mask !== undefined);
     const order = plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ');
+    if (masked && seg.integerRanges) {
+      // Only the dirty eighths' rows are read: each is a range of its own, filed under its segment.
+      const subs = batch.flatMap((s, i) => integerSubRanges(s.range!, s.mask ?? ALL_SUBS).map((r) => ({ ...r, i: i + 1 })));
+      const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
+      return `select r.i, x.* from unnest(${arr(subs.map((r) => r.lo), plan.segmentType)}, ${arr(subs.map((r) => r.hi), plan.segmentType)}, ${arr(subs.map((r) => String(r.i)), 'int')}) as r(lo, hi, i)
+      cross join lateral (select ${keyTexts}, ${hash}::text as h from ${table.qualified}
+        where ${plan.where} and ${plan.segmentExpr} >= r.lo and ${plan.segmentExpr} <= r.hi order by ${order}) x`;
+    }
     return `select r.i, x.* from ${rangesSql(plan, batch, masked)}
       cross join lateral (select ${keyTexts}, ${hash}::text as h from ${table.qualified}
-        where ${plan.where} and ${inRange(plan)}${masked ? ` and (r.mask >> ${subOf(plan)}) & 1 = 1` : ''} order by ${order}) x`;
+        where ${plan.where} and ${inRange(plan)}${masked ? ` and (r.mask >> ${subOf(plan, seg)}) & 1 = 1` : ''} order by ${order}) x`;
   }
   const buckets = quoteLiteral(pgArray(batch.map((s) => String(s.bucket)))) + '::int[]';
   if (plan.mode === 'key') {

@@ -27,6 +27,11 @@ export interface Segmentation {
   range(bucket: number): KeyRange | null;
   /** Rows the larger side is estimated to hold. */
   estimatedRows: number;
+  /**
+   * Ranges are of an integer key with int8 arithmetic inside them: a range can be cut into
+   * equal key sub-ranges arithmetically (and each ranged through the index on its own).
+   */
+  integerRanges?: boolean;
 }
 
 const MAX_SEGMENTS = 131_072;
@@ -122,7 +127,7 @@ export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; 
     // key - min stays within int8 only when the span does; otherwise numeric arithmetic.
     const cast = span < 2n ** 62n ? 'int8' : 'numeric';
     const bucketSql = count === 1 ? '0' : `((${plan.segmentExpr})::${cast} - ${min}::${cast}) / ${step}::${cast}`;
-    return { count, bucketSql: cast === 'numeric' ? `floor(${bucketSql})::int` : `(${bucketSql})::int`, range: rangeOf, estimatedRows };
+    return { count, bucketSql: cast === 'numeric' ? `floor(${bucketSql})::int` : `(${bucketSql})::int`, range: rangeOf, estimatedRows, integerRanges: cast === 'int8' };
   }
 
   // Other keys: quantiles of the larger side's sample, in the order the segment expression sorts.
