@@ -35,7 +35,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseLink, type Link } from './link-proxy.js';
 import type { NaiveResult } from './naive-diff.js';
-import { cleanupOnSignal, fmt, option, pad, round, roundsSetting } from './support.js';
+import { cleanupOnSignal, fmt, option, pad, round, roundsSetting, traceQueries } from './support.js';
+
+// PITR_T=1: the slowest statements of each pitr round on stderr (where the time goes).
+const trace = traceQueries();
 
 const CHANGE_FRACTION = 0.001;
 const COLUMNS = 'id, customer_id, status, total, note, created_at';
@@ -235,11 +238,13 @@ try {
             const f = await inSession(() => measure(() => Promise.all([branch, production].map((cl) => cl.query('select sum(hashtextextended(t::text, 0)) from public.orders t')))));
             floor = Math.min(floor, f.seconds);
             let differences = 0;
+            trace.reset();
             const m = await inSession(() =>
               measure(() =>
                 diffRows({ branch, production, branchTable: tables.branch, productionTable: tables.production, connect: { branch: () => connect(bUrl), production: () => connect(pUrl) }, ...(JOBS !== undefined && { jobs: JOBS }), onDifference: () => void differences++ }),
               ),
             );
+            trace.report(`pitr ${scenario}, ${stats}, ${fmt(m.seconds)} s`);
             if (differences !== m.result.missing + m.result.changed + m.result.extra) throw new Error('pitr reported a different number of differences than it counted');
             if (m.seconds < pitr) [pitr, pitrRun] = [m.seconds, m];
           }
