@@ -25,8 +25,11 @@ export function fastRowHashSql(columns: readonly { name: string; type: string }[
   const printed = columns.filter((c) => !EXACT_BINARY.test(c.type));
   const fields = binary.map((c) => `${ref(c.name)}${TEXTLIKE.test(c.type) ? ' collate "C"' : ''}`);
   if (printed.length) fields.push(`row(${printed.map((c) => ref(c.name)).join(', ')})::text collate "C"`);
-  return `hashint8extended(hash_record_extended(row(${fields.join(', ')}), 0), 0)`;
+  return mixedRecordHash(fields);
 }
+
+/** The record hash of these fields, mixed once more so that sums over rows see swapped values. */
+export const mixedRecordHash = (fields: readonly string[]) => `hashint8extended(hash_record_extended(row(${fields.join(', ')}), 0), 0)`;
 
 /** SQL: whether the server has hash_record_extended (PostgreSQL 14+). */
 export const HAS_RECORD_HASH = `select current_setting('server_version_num')::int >= 140000 as ok`;

@@ -59,9 +59,11 @@ export function integerSubRanges(range: KeyRange, mask: number): { lo: string; h
   return out;
 }
 
+/** An array literal of SQL type t[] (COPY takes no parameters). */
+const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
+
 function rangesSql(plan: Plan, batch: DirtySegment[], withMask: boolean): string {
   const type = plan.segmentType;
-  const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
   const ranges = batch.map((s) => s.range!);
   const mask = withMask ? `, ${arr(batch.map((s) => String(s.mask ?? ALL_SUBS)), 'int')}` : '';
   return `unnest(${arr(ranges.map((r) => r.lo), type)}, ${arr(ranges.map((r) => r.hi), type)}, ${arr(ranges.map((r) => String(r.hiInclusive)), 'bool')}${mask})
@@ -166,7 +168,6 @@ function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: Dirty
     if (masked && seg.integerRanges) {
       // Only the dirty eighths' rows are read: each is a range of its own, filed under its segment.
       const subs = batch.flatMap((s, i) => integerSubRanges(s.range!, s.mask ?? ALL_SUBS).map((r) => ({ ...r, i: i + 1 })));
-      const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
       return `select r.i, x.* from unnest(${arr(subs.map((r) => r.lo), plan.segmentType)}, ${arr(subs.map((r) => r.hi), plan.segmentType)}, ${arr(subs.map((r) => String(r.i)), 'int')}) as r(lo, hi, i)
       cross join lateral (select ${keyTexts}, ${hash}::text as h from ${table.qualified}
         where ${plan.where} and ${plan.segmentExpr} >= r.lo and ${plan.segmentExpr} <= r.hi order by ${order}) x`;

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { fastRowHashSql, hashesExactlyInBinary, HAS_RECORD_HASH, isTextLike } from '../db/row-hash.js';
+import { fastRowHashSql, hashesExactlyInBinary, HAS_RECORD_HASH, isTextLike, mixedRecordHash } from '../db/row-hash.js';
 import { cols } from './sql.js';
 
 /**
@@ -27,8 +27,7 @@ export async function bulkRowHash(
   branchSql: string,
 ): Promise<string> {
   const text = `hashtextextended(row(${cols(names, 'x')})::text, 0)`;
-  // Mixed once more per row: sums of raw record hashes miss values swapped between rows (src/db/row-hash.ts).
-  const binary = `hashint8extended(hash_record_extended(row(${cols(names, 'x')}), 0), 0)`;
+  const binary = mixedRecordHash(names.map((n) => cols([n], 'x')));
   const builtin = `select current_setting('server_version_num')::int >= 140000
                           and bool_and(t.oid < 16384 and t.typtype = 'b') as ok
                      from pg_attribute a join pg_type t on t.oid = a.atttypid

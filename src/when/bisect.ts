@@ -67,10 +67,10 @@ export function asNumber(v: unknown): number {
   return n;
 }
 
-/** Probes needed to go from a window to the precision: what the progress line counts to. */
 /** The i-th of `scan` evenly spaced points inside (since, until): where bisection reads first. */
 export const scanPoint = (since: Micros, until: Micros, scan: number, i = 1): Micros => Math.floor(since + ((until - since) * i) / (scan + 1));
 
+/** Probes needed to go from a window to the precision: what the progress line counts to. */
 export function estimateProbes(since: Micros, until: Micros, precision: Micros, scan = 0): number {
   return 2 + scan + Math.max(0, Math.ceil(Math.log2(Math.max(1, (until - since) / Math.max(1, precision)))));
 }

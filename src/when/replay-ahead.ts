@@ -3,6 +3,9 @@ import type { LocalProbeSession } from './local-probes.js';
 import { firstSuspect, type Suspect } from './suspects.js';
 import type { TimelinePrefix } from './timeline.js';
 
+/** How far behind the last commit read the instance stays: commits reach the WAL slightly out of time order. */
+const TIME_ORDER_SLACK = 1_000_000;
+
 /**
  * Replays the probe instance forward while the WAL timeline is still being read, so that the
  * exact answer costs about the larger of the two instead of their sum.
@@ -14,8 +17,6 @@ import type { TimelinePrefix } from './timeline.js';
  * finds the instance at or behind its instant and only replays forward. Without any suspect it
  * goes no further than the fallback bisection's first probe.
  */
-const TIME_ORDER_SLACK = 1_000_000;
-
 export class ReplayAhead {
   private best: Suspect | undefined;
   private target: Micros;

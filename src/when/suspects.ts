@@ -15,7 +15,7 @@ export interface Suspect extends NextCommit {
 export function suspectsOf(transactions: readonly TimelineTransaction[], question: Question, since: Micros, until: Micros): Suspect[] {
   return transactions
     .map((t) => asSuspect(t, question))
-    .filter((s) => s.rows > 0 && s.at > since && s.at <= until)
+    .filter((s) => couldBe(s, since, until))
     .sort(suspectOrder);
 }
 
@@ -23,7 +23,7 @@ export function suspectsOf(transactions: readonly TimelineTransaction[], questio
 export function firstSuspect(best: Suspect | undefined, transactions: readonly TimelineTransaction[], question: Question, since: Micros, until: Micros): Suspect | undefined {
   for (const t of transactions) {
     const s = asSuspect(t, question);
-    if (s.rows > 0 && s.at > since && s.at <= until && (!best || suspectOrder(s, best) < 0)) best = s;
+    if (couldBe(s, since, until) && (!best || suspectOrder(s, best) < 0)) best = s;
   }
   return best;
 }
@@ -33,6 +33,9 @@ function asSuspect(t: TimelineTransaction, question: Question): Suspect {
   const rows = question === 'dropped' ? counts.reduce((n, c) => n + c.deleted + c.updated, 0) : t.rows;
   return { xid: t.xid, at: parsePostgresMicros(t.committedAt), rows };
 }
+
+/** It changed rows of the kind asked about, inside the window. */
+const couldBe = (s: Suspect, since: Micros, until: Micros) => s.rows > 0 && s.at > since && s.at <= until;
 
 const suspectOrder = (a: Suspect, b: Suspect) => b.rows - a.rows || a.at - b.at;
 
