@@ -113,9 +113,9 @@ async function main(): Promise<void> {
 async function measure({ url, archiveDir, work, middle, badXid, badAt, rows, seconds }: Workload): Promise<void> {
   {
     const env = localEnv({ url, archiveDir }, work);
-    const timed = async (args: string[]) => {
+    const timed = async (args: string[], extra: Record<string, string> = {}) => {
       const t = Date.now();
-      const r = await runPitr(args, env, { timeoutMs: 7_200_000 });
+      const r = await runPitr(args, { ...env, ...extra }, { timeoutMs: 7_200_000 });
       if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
       return { s: (Date.now() - t) / 1000, json: r.json };
     };
@@ -123,6 +123,9 @@ async function measure({ url, archiveDir, work, middle, badXid, badAt, rows, sec
     await runPitr(['branches', 'delete', branch.json.id], env);
     const count = skipCount ? { s: NaN, json: { probes: [], restores: NaN, lastGood: 'skipped', firstBad: '' } } : await timed(['when', '--count', 'items', '--where', AFFECTED, '--json']);
     const timeline = await timed(['when', '--timeline', '--tables', 'items', '--min-rows', '100', '--json']);
+    // The same timeline through pg_waldump's text (the reader pitr used before it read WAL itself): the baseline of the native reader.
+    const waldump = await timed(['when', '--timeline', '--tables', 'items', '--min-rows', '100', '--json'], { PITR_WAL_READER: 'waldump' });
+    if (JSON.stringify(waldump.json.transactions) !== JSON.stringify(timeline.json.transactions)) throw new Error('the native and pg_waldump timelines differ');
     const exact = await timed(['when', '--count', 'items', '--where', AFFECTED, '--timeline', '--json']);
     const ok = exact.json.culprit?.xid === badXid;
     console.log(`rows ${rows}, workload ${seconds} s, bad xid ${badXid} at ${badAt}`);
@@ -132,12 +135,13 @@ async function measure({ url, archiveDir, work, middle, badXid, badAt, rows, sec
         ['one restore (pitr --at middle)', fmt(branch.s), '1.00', '-', '1', '-'],
         ['when --count --where grp=7 (1 s)', fmt(count.s), fmt(count.s / branch.s), String(count.json.probes.length), String(count.json.restores), `${count.json.lastGood} .. ${count.json.firstBad}`],
         ['when --timeline', fmt(timeline.s), fmt(timeline.s / branch.s), '-', '0', `${timeline.json.transactions.length} tx ≥ 100 rows`],
+        ['  the same through pg_waldump', fmt(waldump.s), fmt(waldump.s / branch.s), '-', '0', `native reader ${fmt(waldump.s / timeline.s)}× faster`],
         ['when --count --timeline (exact)', fmt(exact.s), fmt(exact.s / branch.s), String(exact.json.probes.length), String(exact.json.restores), `${exact.json.at} ${ok ? '(correct)' : '(WRONG)'}`],
         ['  of which forward replays', '', '', '', String(exact.json.forwardReplays), ''],
       ]),
     );
     if (trace) await traced(['when', '--count', 'items', '--where', AFFECTED, '--timeline'], env);
-    console.log(JSON.stringify({ rows, seconds, restore: branch.s, whenCount: count.s, timeline: timeline.s, exact: exact.s, exactCorrect: ok, goalMet: exact.s <= 3 * branch.s }));
+    console.log(JSON.stringify({ rows, seconds, restore: branch.s, whenCount: count.s, timeline: timeline.s, timelineWaldump: waldump.s, exact: exact.s, exactCorrect: ok, goalMet: exact.s <= 3 * branch.s }));
   }
 }
 

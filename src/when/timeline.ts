@@ -1,12 +1,14 @@
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type pg from 'pg';
 import { badInput, PitrError } from '../errors.js';
 import type { PostgresBinaries } from '../system/postgres-binaries.js';
 import type { BackupInfo } from '../providers/local/backups.js';
-import { listArchive } from '../providers/local/wal-archive.js';
+import { listArchive, parseSegmentName } from '../providers/local/wal-archive.js';
 import type { Micros, NextCommit } from './bisect.js';
-import { microsToIso, parsePostgresMicros } from './instants.js';
-import { dumpRun, planWaldumpRuns, type WaldumpRun } from './waldump.js';
+import { microsToIso } from './instants.js';
+import { dumpRun, planWaldumpRuns, waldumpSink, type WaldumpRun } from './waldump.js';
+import { readWalRun, walFormatOf, type TimelineSink, type WalFormat } from './wal-reader.js';
 
 export interface TupleCounts {
   inserted: number;
@@ -81,6 +83,7 @@ interface RunOutcome {
   open: Map<string, Record<string, TupleCounts>>;
   code: number;
   stderr: string;
+  damaged?: boolean;
 }
 
 /** What is known once the timeline's runs up to some point have been merged, in WAL order. */
@@ -126,6 +129,7 @@ export async function readTimeline(options: {
   const inWindow = listing.segments.filter((n) => n >= first && n <= last).length;
   const wanted = options.onPrefix ? Math.max(parallel, Math.ceil(inWindow / (options.prefixSegments ?? PREFIX_SEGMENTS))) : parallel;
   const runs = planWaldumpRuns(listing.segments, first, last, options.backup.walSegmentSize, wanted, options.segmentsPerRun);
+  const format = await nativeFormat(archive, listing.segments, first, last, options.backup.walSegmentSize);
 
   const transactions: TimelineTransaction[] = [];
   const commits: NextCommit[] = [];
@@ -138,8 +142,9 @@ export async function readTimeline(options: {
   let through = options.since;
   const merge = (o: RunOutcome) => {
     // Runs end in order: an early error in any of them is a failure; the last always ends in one.
-    if (o.code !== 0 && !/invalid record length|could not find a valid record|could not find file|invalid magic number|error in WAL record|contrecord/i.test(o.stderr)) {
-      throw new PitrError('waldump_failed', `pg_waldump failed: ${o.stderr.trim().split('\n').at(-1) ?? `exit ${o.code}`}`);
+    if (o.code !== 0 && (o.damaged || !/invalid record length|could not find a valid record|could not find file|invalid magic number|error in WAL record|contrecord/i.test(o.stderr))) {
+      const why = o.stderr.trim().split('\n').at(-1) ?? `exit ${o.code}`;
+      throw new PitrError('waldump_failed', o.damaged ? `reading the WAL archive failed: ${why}` : `pg_waldump failed: ${why}`);
     }
     const before = transactions.length;
     for (const end of o.ends) {
@@ -157,7 +162,7 @@ export async function readTimeline(options: {
   };
   const failed = new AbortController();
   try {
-    await inOrderPool(runs, parallel, (run) => readRun(options.bin, archive, run, options.relations, failed.signal), merge);
+    await inOrderPool(runs, parallel, (run) => readRun(options.bin, archive, run, options.relations, format, failed.signal), merge);
   } catch (err) {
     failed.abort();
     throw err;
@@ -166,6 +171,20 @@ export async function readTimeline(options: {
 }
 
 const PREFIX_SEGMENTS = 8;
+
+/**
+ * The WAL format when pitr reads the archive itself: a version it knows, one timeline of
+ * contiguous segments (else pg_waldump, which follows what it finds). PITR_WAL_READER=waldump
+ * always takes pg_waldump (a cross-check, and a way out should the native reader be wrong).
+ */
+async function nativeFormat(archive: string, segments: readonly string[], first: string, last: string, segmentSize: number): Promise<WalFormat | null> {
+  if (process.env.PITR_WAL_READER === 'waldump') return null;
+  const names = segments.filter((n) => n >= first && n <= last).map((n) => parseSegmentName(n, segmentSize));
+  const contiguous = names.every((s, i) => s && (i === 0 || (s.timeline === names[0]!.timeline && s.number === names[i - 1]!.number + 1n)));
+  if (!contiguous || names.length === 0) return null;
+  const format = await walFormatOf(join(archive, first));
+  return format && format.segmentSize === segmentSize && format.pageSize >= 1024 ? format : null;
+}
 
 /** Runs `work` on every item, `width` at a time in item order, handing results to `take` in item order. */
 async function inOrderPool<I, R>(items: readonly I[], width: number, work: (item: I) => Promise<R>, take: (result: R) => void): Promise<void> {
@@ -188,42 +207,29 @@ async function inOrderPool<I, R>(items: readonly I[], width: number, work: (item
   }
 }
 
-const COMMIT_TIME = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? (?:[A-Z]+|[+-]\d\d(?::?\d\d)?))/;
-
-async function readRun(bin: PostgresBinaries, archive: string, run: WaldumpRun, relations: Map<string, string>, signal: AbortSignal): Promise<RunOutcome> {
+/** Reads one run into its outcome, natively when the WAL's format is known, else through pg_waldump. */
+async function readRun(bin: PostgresBinaries, archive: string, run: WaldumpRun, relations: Map<string, string>, format: WalFormat | null, signal: AbortSignal): Promise<RunOutcome> {
   const open = new Map<string, Record<string, TupleCounts>>();
   const ends: RunOutcome['ends'] = [];
-  const { code, stderr } = await dumpRun(bin, archive, run, ({ rmgr, xid, lsnText, op, rest }) => {
-    if (rmgr === 'Transaction') {
-      if (op !== 'COMMIT' && op !== 'ABORT') return;
-      const subs = /subxacts: ([\d ]+)/.exec(rest)?.[1]?.trim().split(/\s+/) ?? [];
+  const sink: TimelineSink = {
+    change(xid, table, kind, n) {
+      let counts = open.get(xid);
+      if (!counts) open.set(xid, (counts = {}));
+      const t = (counts[table] ??= { inserted: 0, updated: 0, deleted: 0 });
+      t[kind] += n;
+    },
+    end(xid, aborted, subs, at, lsn) {
       const counts = open.get(xid) ?? {};
       for (const sub of subs) {
         addAll(counts, open.get(sub));
         open.delete(sub);
       }
       open.delete(xid);
-      const time = op === 'COMMIT' ? COMMIT_TIME.exec(rest)?.[1] : undefined;
-      ends.push({ xid, aborted: op === 'ABORT', subs, at: time ? parsePostgresMicros(time) : null, lsn: lsnText, counts });
-      return;
-    }
-    const relAt = rest.indexOf('blkref #0: rel ');
-    if (relAt < 0) return;
-    const relEnd = rest.indexOf(' ', relAt + 15);
-    const table = relations.get(relEnd < 0 ? rest.slice(relAt + 15) : rest.slice(relAt + 15, relEnd));
-    if (!table) return;
-    const kind = op.endsWith('+INIT') ? op.slice(0, -5) : op;
-    const delta: TupleCounts = { inserted: 0, updated: 0, deleted: 0 };
-    if (kind === 'INSERT') delta.inserted = 1;
-    else if (kind === 'MULTI_INSERT') delta.inserted = Number(/ntuples:? (\d+)/.exec(rest)?.[1] ?? 1);
-    else if (kind === 'UPDATE' || kind === 'HOT_UPDATE') delta.updated = 1;
-    else if (kind === 'DELETE') delta.deleted = 1;
-    else return;
-    const counts = open.get(xid) ?? {};
-    add(counts, table, delta);
-    open.set(xid, counts);
-  }, signal);
-  return { ends, open, code, stderr };
+      ends.push({ xid, aborted, subs, at, lsn, counts });
+    },
+  };
+  const end = format ? await readWalRun(archive, run, format, relations, sink, signal) : await dumpRun(bin, archive, run, waldumpSink(relations, sink), signal);
+  return { ends, open, ...end };
 }
 
 function add(into: Record<string, TupleCounts>, table: string, c: TupleCounts): void {

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import type { PostgresBinaries } from '../system/postgres-binaries.js';
 import { parseSegmentName } from '../providers/local/wal-archive.js';
+import { parsePostgresMicros } from './instants.js';
+import type { TimelineSink } from './wal-reader.js';
 
 /** One pg_waldump record line, cut into the fields the timeline reads. */
 export interface WalRecordLine {
@@ -122,4 +124,33 @@ export async function dumpRun(
     });
   });
   return { code, stderr };
+}
+
+const COMMIT_TIME = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? (?:[A-Z]+|[+-]\d\d(?::?\d\d)?))/;
+
+/** pg_waldump's record lines, turned into what the timeline takes (heap changes of the mapped relations, commits and aborts). */
+export function waldumpSink(relations: Map<string, string>, sink: TimelineSink): (r: WalRecordLine) => void {
+  return ({ rmgr, xid, lsnText, op, rest }) => {
+    if (rmgr === 'Transaction') {
+      if (op !== 'COMMIT' && op !== 'ABORT') return;
+      const subs = /subxacts: ([\d ]+)/.exec(rest)?.[1]?.trim().split(/\s+/) ?? [];
+      const time = op === 'COMMIT' ? COMMIT_TIME.exec(rest)?.[1] : undefined;
+      sink.end(xid, op === 'ABORT', subs, time ? parsePostgresMicros(time) : null, lsnText);
+      return;
+    }
+    const relAt = rest.indexOf('blkref #0: rel ');
+    if (relAt < 0) return;
+    const relEnd = rest.indexOf(' ', relAt + 15);
+    const table = relations.get(relEnd < 0 ? rest.slice(relAt + 15) : rest.slice(relAt + 15, relEnd));
+    if (!table) return;
+    const kind = op.endsWith('+INIT') ? op.slice(0, -5) : op;
+    if (kind === 'INSERT') sink.change(xid, table, 'inserted', 1);
+    else if (kind === 'MULTI_INSERT') {
+      // "%d tuples flags …" up to 15, "ntuples: %d, …" from 16.
+      const m = /(\d+) tuples|ntuples:? (\d+)/.exec(rest);
+      sink.change(xid, table, 'inserted', Number(m?.[1] ?? m?.[2] ?? 1));
+    }
+    else if (kind === 'UPDATE' || kind === 'HOT_UPDATE') sink.change(xid, table, 'updated', 1);
+    else if (kind === 'DELETE') sink.change(xid, table, 'deleted', 1);
+  };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseWaldumpLine, planWaldumpRuns } from '../../src/when/waldump.js';
+import { parseWaldumpLine, planWaldumpRuns, waldumpSink } from '../../src/when/waldump.js';
 
 const SEG = 16 * 1024 * 1024;
 const name = (n: number, tli = 1) => `${tli.toString(16).padStart(8, '0').toUpperCase()}00000000${n.toString(16).padStart(8, '0').toUpperCase()}`;
@@ -20,6 +20,21 @@ describe('pg_waldump lines', () => {
     expect(parseWaldumpLine('pg_waldump: error: error in WAL record at 0/21FFFF60: invalid record length')).toBeNull();
     expect(parseWaldumpLine('rmgr: Heap len garbage')).toBeNull();
     expect(parseWaldumpLine('')).toBeNull();
+  });
+});
+
+describe('pg_waldump lines into the timeline', () => {
+  it('counts the tuples of a multi-insert as pg_waldump 15 and 16 print them', () => {
+    const changes: [string, string, string, number][] = [];
+    const sink = waldumpSink(new Map([['1663/5/16384', 'items']]), { change: (...c) => changes.push(c), end: () => undefined });
+    const line = (desc: string) => parseWaldumpLine(`rmgr: Heap2       len (rec/tot):   2000/  2000, tx:        900, lsn: 0/01000028, prev 0/01000000, desc: ${desc}`)!;
+    sink(line('MULTI_INSERT+INIT 166 tuples flags 0x02, blkref #0: rel 1663/5/16384 blk 7'));
+    sink(line('MULTI_INSERT ntuples: 12, flags: 0x00, offsets: [1, 2], blkref #0: rel 1663/5/16384 blk 8'));
+    sink(line('MULTI_INSERT 3 tuples flags 0x00, blkref #0: rel 1663/5/99999 blk 8'));
+    expect(changes).toEqual([
+      ['900', 'items', 'inserted', 166],
+      ['900', 'items', 'inserted', 12],
+    ]);
   });
 });
 

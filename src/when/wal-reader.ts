@@ -1,0 +1,293 @@
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseSegmentName, segmentFileName } from '../providers/local/wal-archive.js';
+import type { Micros } from './bisect.js';
+import type { WaldumpRun } from './waldump.js';
+
+/**
+ * The timeline's records read straight from archived WAL segment files, without pg_waldump.
+ * pg_waldump decodes and prints every record as text, and the text is parsed again here: for an
+ * hour of WAL that is most of `when --timeline`'s time. This reader walks the record headers of
+ * PostgreSQL 13–17 WAL (the format of xlogrecord.h, stable across them but for the image flags)
+ * and decodes only what the timeline needs: heap inserts, updates and deletes with the relation
+ * of their first block, and commits and aborts with their time and subtransactions. Full-page
+ * images and every other resource manager are skipped by length. Records are not CRC-checked;
+ * each one's back link (xl_prev) and each page's address are, which is how the end of valid WAL
+ * (zeroed or recycled space) is found.
+ */
+
+/** What the timeline takes from the WAL: both readers (this one and pg_waldump's) feed it. */
+export interface TimelineSink {
+  change(xid: string, table: string, kind: 'inserted' | 'updated' | 'deleted', n: number): void;
+  end(xid: string, aborted: boolean, subs: string[], at: Micros | null, lsnText: string): void;
+}
+
+/** How a run ended; `damaged` when it stopped short of WAL that follows (never a normal end). */
+export interface RunEnd {
+  code: number;
+  stderr: string;
+  damaged?: boolean;
+}
+
+/** Page magic of each supported server version (XLOG_PAGE_MAGIC). */
+const PAGE_MAGIC = new Map([
+  [0xd106, 13],
+  [0xd10d, 14],
+  [0xd110, 15],
+  [0xd113, 16],
+  [0xd116, 17],
+]);
+
+const SHORT_PAGE_HEADER = 24;
+const LONG_PAGE_HEADER = 40;
+const XLP_FIRST_IS_CONTRECORD = 0x1;
+const XLP_LONG_HEADER = 0x2;
+/** A record cut off by a crash was abandoned; this page starts afresh (15+). */
+const XLP_FIRST_IS_OVERWRITE_CONTRECORD = 0x8;
+const RECORD_HEADER = 24;
+const RM_XLOG = 0;
+const RM_XACT = 1;
+const RM_HEAP2 = 9;
+const RM_HEAP = 10;
+const XLOG_SWITCH = 0x40;
+const XACT_COMMIT = 0x00;
+const XACT_ABORT = 0x20;
+const XACT_HAS_INFO = 0x80;
+const XINFO_HAS_DBINFO = 0x1;
+const XINFO_HAS_SUBXACTS = 0x2;
+const BKPBLOCK_HAS_IMAGE = 0x10;
+const BKPBLOCK_SAME_REL = 0x80;
+const BKPIMAGE_HAS_HOLE = 0x1;
+/** Microseconds from the Unix epoch to PostgreSQL's (2000-01-01). */
+const PG_EPOCH = 946_684_800_000_000;
+const TWO_32 = 0x1_0000_0000;
+
+const HEAP_KIND: Record<number, 'inserted' | 'updated' | 'deleted'> = { 0x00: 'inserted', 0x10: 'deleted', 0x20: 'updated', 0x40: 'updated' };
+const HEAP2_MULTI_INSERT = 0x50;
+
+const align8 = (n: number) => (n + 7) & ~7;
+const u64 = (b: Buffer, o: number) => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * TWO_32;
+
+export function lsnText(lsn: number): string {
+  return `${Math.floor(lsn / TWO_32).toString(16).toUpperCase()}/${(lsn % TWO_32).toString(16).toUpperCase().padStart(8, '0')}`;
+}
+
+export interface WalFormat {
+  version: number;
+  pageSize: number;
+  segmentSize: number;
+}
+
+/** The format of a segment file from its first page, or null when this reader does not know it (pg_waldump then reads). */
+export async function walFormatOf(path: string): Promise<WalFormat | null> {
+  const fh = await open(path, 'r').catch(() => null);
+  if (!fh) return null;
+  try {
+    const b = Buffer.alloc(LONG_PAGE_HEADER);
+    const { bytesRead } = await fh.read(b, 0, LONG_PAGE_HEADER, 0);
+    const version = PAGE_MAGIC.get(b.readUInt16LE(0));
+    if (bytesRead < LONG_PAGE_HEADER || version === undefined || !(b.readUInt16LE(2) & XLP_LONG_HEADER)) return null;
+    return { version, segmentSize: b.readUInt32LE(32), pageSize: b.readUInt32LE(36) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Whether a block image is compressed, by the flag bits of the version (they moved in 15). */
+const compressedImage = (version: number, info: number) => (version >= 15 ? (info & 0x1c) !== 0 : (info & 0x02) !== 0);
+
+/**
+ * Reads one run of segments (run.from..run.to, one timeline) into the sink in WAL order, keeping
+ * only records that start before run.before. Resolves like pg_waldump would: code 0 at the run's
+ * end or at the end of valid WAL, non-zero with a message when a record is cut off mid-run.
+ */
+export async function readWalRun(
+  archive: string,
+  run: WaldumpRun,
+  format: WalFormat,
+  relations: Map<string, string>,
+  sink: TimelineSink,
+  signal?: AbortSignal,
+): Promise<RunEnd> {
+  const { pageSize, segmentSize, version } = format;
+  const first = parseSegmentName(run.from, segmentSize)!;
+  const last = parseSegmentName(run.to, segmentSize)!;
+  // By relation number first: most heap records are of other relations, and no string is built for them.
+  const byRelNode = new Map<number, { spc: number; db: number; table: string }[]>();
+  for (const [node, table] of relations) {
+    const [spc, db, rel] = node.split('/').map(Number) as [number, number, number];
+    byRelNode.set(rel, [...(byRelNode.get(rel) ?? []), { spc, db, table }]);
+  }
+  let lastXid = -1;
+  let lastXidText = '';
+  const xidText = (xid: number) => (xid === lastXid ? lastXidText : ((lastXid = xid), (lastXidText = String(xid))));
+  const magic = [...PAGE_MAGIC].find(([, v]) => v === version)![0];
+  let assembly = Buffer.allocUnsafe(64 * 1024);
+  // A record being assembled across pages: its start, bytes still to come, bytes so far.
+  let partialLsn = -1;
+  let partialNeed = 0;
+  let partialHave = 0;
+  let prevLsn = -1;
+  let switched = false;
+
+  const decode = (b: Buffer, o: number, lsn: number): string | null => {
+    const tot = b.readUInt32LE(o);
+    if (prevLsn >= 0 && u64(b, o + 8) !== prevLsn) return `record with incorrect prev-link at ${lsnText(lsn)}`;
+    prevLsn = lsn;
+    const info = b[o + 16]!;
+    const rmid = b[o + 17]!;
+    if (rmid === RM_HEAP || rmid === RM_HEAP2) {
+      const op = info & 0x70;
+      const kind = rmid === RM_HEAP ? HEAP_KIND[op] : op === HEAP2_MULTI_INSERT ? 'inserted' : undefined;
+      if (!kind || b[o + RECORD_HEADER] !== 0) return null;
+      const flags = b[o + RECORD_HEADER + 1]!;
+      let p = o + RECORD_HEADER + 4;
+      if (flags & BKPBLOCK_HAS_IMAGE) p += (b[p + 4]! & BKPIMAGE_HAS_HOLE) && compressedImage(version, b[p + 4]!) ? 7 : 5;
+      if (flags & BKPBLOCK_SAME_REL) return null;
+      const candidates = byRelNode.get(b.readUInt32LE(p + 8));
+      if (!candidates) return null;
+      const spc = b.readUInt32LE(p);
+      const db = b.readUInt32LE(p + 4);
+      const table = candidates.find((c) => c.spc === spc && c.db === db)?.table;
+      if (!table) return null;
+      let n = 1;
+      if (rmid === RM_HEAP2) {
+        // xl_heap_multi_insert: uint8 flags, then uint16 ntuples.
+        const main = mainData(b, o, tot, version);
+        if (main < 0) return `invalid record at ${lsnText(lsn)}`;
+        n = b.readUInt16LE(main + 2);
+      }
+      sink.change(xidText(b.readUInt32LE(o + 4)), table, kind, n);
+    } else if (rmid === RM_XACT) {
+      const op = info & 0x70;
+      if (op !== XACT_COMMIT && op !== XACT_ABORT) return null;
+      const main = mainData(b, o, tot, version);
+      if (main < 0) return `invalid record at ${lsnText(lsn)}`;
+      // xl_xact_commit / xl_xact_abort: the time, then with HAS_INFO the xinfo word and what it announces.
+      const at = op === XACT_COMMIT ? b.readUInt32LE(main) + b.readInt32LE(main + 4) * TWO_32 + PG_EPOCH : null;
+      const subs: string[] = [];
+      if (info & XACT_HAS_INFO) {
+        const xinfo = b.readUInt32LE(main + 8);
+        let q = main + 12;
+        if (xinfo & XINFO_HAS_DBINFO) q += 8;
+        if (xinfo & XINFO_HAS_SUBXACTS) {
+          const count = b.readInt32LE(q);
+          for (let i = 0; i < count; i++) subs.push(String(b.readUInt32LE(q + 4 + 4 * i)));
+        }
+      }
+      sink.end(xidText(b.readUInt32LE(o + 4)), op === XACT_ABORT, subs, at, lsnText(lsn));
+    } else if (rmid === RM_XLOG && (info & 0xf0) === XLOG_SWITCH) switched = true;
+    return null;
+  };
+
+  // Two buffers: the next segment is read while this one is decoded.
+  const buffers = [Buffer.allocUnsafe(segmentSize), Buffer.allocUnsafe(segmentSize)];
+  const load = (seg: bigint, into: Buffer) => readSegment(join(archive, segmentFileName(first.timeline, seg, segmentSize)), into);
+  let next: Promise<string | null> | null = load(first.number, buffers[0]!);
+  try {
+    for (let seg = first.number; seg <= last.number; seg++) {
+      signal?.throwIfAborted();
+      const buf = buffers[Number(seg - first.number) % 2]!;
+      const failure = await next!;
+      next = seg < last.number ? load(seg + 1n, buffers[Number(seg + 1n - first.number) % 2]!) : null;
+      if (failure) return ended(run, seg === last.number, failure, partialLsn);
+      const segLsn = Number(seg) * segmentSize;
+      switched = false;
+      for (let page = 0; page < segmentSize && !switched; page += pageSize) {
+        const pageLsn = segLsn + page;
+        if (buf.readUInt16LE(page) !== magic) return ended(run, seg === last.number, `invalid magic number ${buf.readUInt16LE(page).toString(16)} at ${lsnText(pageLsn)}`, partialLsn);
+        if (u64(buf, page + 8) !== pageLsn) return ended(run, seg === last.number, `unexpected pageaddr at ${lsnText(pageLsn)}`, partialLsn);
+        const pageInfo = buf.readUInt16LE(page + 2);
+        const pageEnd = page + pageSize;
+        let pos = page + (pageInfo & XLP_LONG_HEADER ? LONG_PAGE_HEADER : SHORT_PAGE_HEADER);
+        if (pageInfo & XLP_FIRST_IS_CONTRECORD) {
+          const rem = buf.readUInt32LE(page + 16);
+          const take = Math.min(rem, pageEnd - pos);
+          if (partialLsn >= 0) {
+            if (rem !== partialNeed) return ended(run, seg === last.number, `contrecord length ${rem} at ${lsnText(pageLsn)}, ${partialNeed} expected`, partialLsn);
+            buf.copy(assembly, partialHave, pos, pos + take);
+            partialHave += take;
+            partialNeed -= take;
+            if (partialNeed > 0) continue;
+            const lsn = partialLsn;
+            partialLsn = -1;
+            const bad = decode(assembly, 0, lsn);
+            if (bad) return ended(run, seg === last.number, bad, -1);
+            if (switched) break;
+          } else if (rem >= pageEnd - pos) continue; // the tail of a record begun before this run
+          pos = align8(pos + take);
+        } else if (partialLsn >= 0) {
+          if (!(pageInfo & XLP_FIRST_IS_OVERWRITE_CONTRECORD)) return ended(run, seg === last.number, `there is no contrecord flag at ${lsnText(pageLsn)}`, partialLsn);
+          partialLsn = -1;
+        }
+
+        while (pos < pageEnd && !switched) {
+          const lsn = segLsn + pos;
+          if (run.before !== null && lsn >= run.before) return { code: 0, stderr: '' };
+          const tot = buf.readUInt32LE(pos);
+          if (tot < RECORD_HEADER) return ended(run, seg === last.number, `invalid record length at ${lsnText(lsn)}: expected at least ${RECORD_HEADER}, got ${tot}`, -1);
+          if (pos + tot <= pageEnd) {
+            const bad = decode(buf, pos, lsn);
+            if (bad) return ended(run, seg === last.number, bad, -1);
+            pos = align8(pos + tot);
+            continue;
+          }
+          if (assembly.length < tot) assembly = Buffer.allocUnsafe(Math.max(tot, assembly.length * 2));
+          buf.copy(assembly, 0, pos, pageEnd);
+          partialLsn = lsn;
+          partialHave = pageEnd - pos;
+          partialNeed = tot - partialHave;
+          pos = pageEnd;
+        }
+      }
+    }
+  } finally {
+    // An early return leaves the next segment's read running: it must not fail unobserved.
+    await next?.catch(() => undefined);
+  }
+  return ended(run, true, `end of run ${run.to}`, partialLsn);
+}
+
+/** Reads a whole segment file into `into`; a message when it cannot. */
+async function readSegment(path: string, into: Buffer): Promise<string | null> {
+  const fh = await open(path, 'r').catch(() => null);
+  if (!fh) return `could not find file "${path}"`;
+  try {
+    const { bytesRead } = await fh.read(into, 0, into.length, 0);
+    return bytesRead < into.length ? `could not read file "${path}": read ${bytesRead} of ${into.length}` : null;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Where the reading stopped: fine in the last segment of the last run (archived WAL ends in an
+ * invalid record or at the end of its newest segment), a failure anywhere else: a segment after
+ * it holds more WAL, so this is damage, and the timeline would silently miss what follows.
+ */
+function ended(run: WaldumpRun, inLastSegment: boolean, why: string, partialLsn: number): RunEnd {
+  if (run.before === null && inLastSegment) return { code: 0, stderr: '' };
+  const at = partialLsn >= 0 ? ` (a record at ${lsnText(partialLsn)} is cut off)` : '';
+  return { code: 1, stderr: `WAL of ${run.from}..${run.to} ends before its last segment: ${why}${at}`, damaged: true };
+}
+
+/** The offset of a record's main data (at its end), walking its block headers; -1 if malformed. */
+function mainData(b: Buffer, o: number, tot: number, version: number): number {
+  const end = o + tot;
+  let p = o + RECORD_HEADER;
+  while (p < end) {
+    const id = b[p]!;
+    if (id === 255) return end - b[p + 1]!;
+    if (id === 254) return end - b.readUInt32LE(p + 1);
+    if (id === 253) p += 3; // replication origin
+    else if (id === 252) p += 5; // top-level xid
+    else if (id <= 32) {
+      const flags = b[p + 1]!;
+      p += 4;
+      if (flags & BKPBLOCK_HAS_IMAGE) p += (b[p + 4]! & BKPIMAGE_HAS_HOLE) && compressedImage(version, b[p + 4]!) ? 7 : 5;
+      if (!(flags & BKPBLOCK_SAME_REL)) p += 12;
+      p += 4;
+    } else return -1;
+  }
+  return end;
+}
