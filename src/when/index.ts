@@ -25,7 +25,7 @@ export interface TimelineRequest {
   /** Tables whose transactions are listed (partitions included); every user table when empty. */
   tables: string[];
   minRows?: number;
-  /** Skip the timeline (bisect over time) when the archive is not a directory pg_waldump can read. */
+  /** Skip the timeline (bisect over time) when the archive is not a directory pitr can read. */
   whenArchived?: boolean;
 }
 
@@ -137,7 +137,7 @@ export async function whenLocal(provider: LocalProvider, req: WhenRequest): Prom
   const onProbe = (p: ProbeRecord<unknown>, n: number, estimate: number) => req.onProbe?.(`${microsToIso(p.at)} ${p.verdict}`, n, estimate);
   let replayAhead: ReplayAhead | undefined;
   try {
-    // pg_waldump reads the archive while the instance restores the state at --since, then replays
+    // The timeline is read from the archive while the instance restores the state at --since, then replays
     // on behind the part of the timeline already read (replayAhead).
     const first = probe(since);
     const wantTimeline = req.timeline && !(req.timeline.whenArchived && !setup.walArchive) ? req.timeline : undefined;

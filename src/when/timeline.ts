@@ -77,7 +77,7 @@ async function mapRelfilenodesInPublic(client: pg.ClientBase, tables: readonly s
   return new Map(rows.map((r) => [r.node, r.name]));
 }
 
-/** What one run of pg_waldump saw: its commits and aborts in order, and the changes still open at its end. */
+/** What one run of the WAL saw: its commits and aborts in order, and the changes still open at its end. */
 interface RunOutcome {
   ends: Array<{ xid: string; aborted: boolean; subs: string[]; at: Micros | null; lsn: string; counts: Record<string, TupleCounts> }>;
   open: Map<string, Record<string, TupleCounts>>;
@@ -95,8 +95,8 @@ export interface TimelinePrefix {
 }
 
 /**
- * Reads archived WAL with pg_waldump (streamed; runs of segments read in parallel, one per
- * core) and lists the transactions that touched the mapped relations, with commit time, commit
+ * Reads archived WAL (wal-reader.ts, or pg_waldump for formats it does not know; runs of
+ * segments read in parallel, one per core) and lists the transactions that touched the mapped relations, with commit time, commit
  * LSN and tuple counts. Subtransactions are folded into their top-level transaction; aborted
  * ones are dropped. With `onPrefix`, the WAL is cut into more runs than cores, read in order by
  * a pool, and each run is merged (and reported) as soon as every run before it is: a caller can
@@ -110,7 +110,7 @@ export async function readTimeline(options: {
   since: Micros;
   until: Micros;
   minRows?: number;
-  /** pg_waldump processes at once (default: the cores). */
+  /** Runs read at once (default: the cores). */
   parallel?: number;
   /** The fewest segments one of them reads (tests make it 1). */
   segmentsPerRun?: number;

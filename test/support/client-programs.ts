@@ -16,8 +16,8 @@ export const CLIENT_PROGRAMS_NEEDED: Readonly<Record<string, readonly string[]>>
   'test/integration/export.test.ts': ['pg_dump', 'pg_restore'],
   'test/integration/export-restore.test.ts': ['pg_dump', 'pg_restore'],
   'test/integration/scratch-cluster.test.ts': ['psql', 'pg_dump', 'pg_restore'],
-  // `pitr when --timeline` reads the archived WAL with pg_waldump.
-  'test/integration/when-local.test.ts': ['pg_waldump'],
+  // The timeline read by pitr itself is checked against pg_waldump's.
+  'test/integration/when-timeline-runs.test.ts': ['pg_waldump'],
   // Its failing-migration playbook step runs psql.
   'test/integration/neon-snapshots.test.ts': ['psql'],
 };

@@ -81,7 +81,7 @@ export const register: CommandRunner = (program, run) => {
     .option('--where <condition>', 'with --count: count only the rows that match')
     .option('--since <time>', 'start of the search (default: the start of the recoverable window)')
     .option('--until <time>', 'end of the search (default: now)')
-    .option('--timeline', 'local: list the transactions that touched the tables, from the archived WAL (pg_waldump); with a question, name the exact transaction')
+    .option('--timeline', 'local: list the transactions that touched the tables, from the archived WAL; with a question, name the exact transaction')
     .option('--tables <list>', 'with --timeline: comma-separated tables (partitions included; default: the tables of the question, else all)')
     .option('--min-rows <n>', 'with --timeline: only transactions that touched at least n rows')
     .option('--precision <span>', 'stop when the change is pinned this closely (1s, 250ms, or exact to name the transaction)', '1s')
