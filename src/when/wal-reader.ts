@@ -42,9 +42,11 @@ const SHORT_PAGE_HEADER = 24;
 const LONG_PAGE_HEADER = 40;
 const XLP_FIRST_IS_CONTRECORD = 0x1;
 const XLP_LONG_HEADER = 0x2;
-/** A record cut off by a crash was abandoned; this page starts afresh (15+). */
+/** A record cut off by a crash was abandoned; this page starts afresh (back-patched to 13 and 14). */
 const XLP_FIRST_IS_OVERWRITE_CONTRECORD = 0x8;
 const RECORD_HEADER = 24;
+/** XLogRecordMaxSize (16+; earlier versions cap at about 1 GB too): a longer length is garbage. */
+const MAX_RECORD = 1020 * 1024 * 1024;
 const RM_XLOG = 0;
 const RM_XACT = 1;
 const RM_HEAP2 = 9;
@@ -180,23 +182,41 @@ export async function readWalRun(
     return null;
   };
 
+  // A record's fields are read at offsets its own lengths give: garbage that points outside it is an invalid record.
+  const decodeChecked = (b: Buffer, o: number, lsn: number): string | null => {
+    try {
+      return decode(b, o, lsn);
+    } catch (err) {
+      if (err instanceof RangeError) return `invalid record at ${lsnText(lsn)}`;
+      throw err;
+    }
+  };
+  const OK = { code: 0, stderr: '' };
+  // A run with a successor reads into that run's first segment only to finish a record begun before it.
+  const finishedAt = (seg: bigint) => run.before !== null && seg === last.number;
+
   // Two buffers: the next segment is read while this one is decoded.
   const buffers = [Buffer.allocUnsafe(segmentSize), Buffer.allocUnsafe(segmentSize)];
   const load = (seg: bigint, into: Buffer) => readSegment(join(archive, segmentFileName(first.timeline, seg, segmentSize)), into);
-  let next: Promise<string | null> | null = load(first.number, buffers[0]!);
+  let next: Promise<Loaded> | null = load(first.number, buffers[0]!);
+  // Skipped the tail of a record begun before this run: zeros after it mean that record was a WAL switch.
+  let skippedStartTail = false;
   try {
     for (let seg = first.number; seg <= last.number; seg++) {
       signal?.throwIfAborted();
+      if (finishedAt(seg) && partialLsn < 0) return OK;
       const buf = buffers[Number(seg - first.number) % 2]!;
-      const failure = await next!;
+      const loaded = await next!;
       next = seg < last.number ? load(seg + 1n, buffers[Number(seg + 1n - first.number) % 2]!) : null;
-      if (failure) return ended(run, seg === last.number, failure, partialLsn);
+      const stop = (why: string, partial = partialLsn) => ended(run, seg === last.number, why, partial);
       const segLsn = Number(seg) * segmentSize;
       switched = false;
       for (let page = 0; page < segmentSize && !switched; page += pageSize) {
         const pageLsn = segLsn + page;
-        if (buf.readUInt16LE(page) !== magic) return ended(run, seg === last.number, `invalid magic number ${buf.readUInt16LE(page).toString(16)} at ${lsnText(pageLsn)}`, partialLsn);
-        if (u64(buf, page + 8) !== pageLsn) return ended(run, seg === last.number, `unexpected pageaddr at ${lsnText(pageLsn)}`, partialLsn);
+        // A file still being copied into the archive: its first pages may be all a run needs.
+        if (page + pageSize > loaded.have) return stop(loaded.error ?? `short file at ${lsnText(pageLsn)}`);
+        if (buf.readUInt16LE(page) !== magic) return stop(`invalid magic number ${buf.readUInt16LE(page).toString(16)} at ${lsnText(pageLsn)}`);
+        if (u64(buf, page + 8) !== pageLsn) return stop(`unexpected pageaddr at ${lsnText(pageLsn)}`);
         const pageInfo = buf.readUInt16LE(page + 2);
         const pageEnd = page + pageSize;
         let pos = page + (pageInfo & XLP_LONG_HEADER ? LONG_PAGE_HEADER : SHORT_PAGE_HEADER);
@@ -204,34 +224,46 @@ export async function readWalRun(
           const rem = buf.readUInt32LE(page + 16);
           const take = Math.min(rem, pageEnd - pos);
           if (partialLsn >= 0) {
-            if (rem !== partialNeed) return ended(run, seg === last.number, `contrecord length ${rem} at ${lsnText(pageLsn)}, ${partialNeed} expected`, partialLsn);
+            if (rem !== partialNeed) return stop(`contrecord length ${rem} at ${lsnText(pageLsn)}, ${partialNeed} expected`);
             buf.copy(assembly, partialHave, pos, pos + take);
             partialHave += take;
             partialNeed -= take;
             if (partialNeed > 0) continue;
             const lsn = partialLsn;
             partialLsn = -1;
-            const bad = decode(assembly, 0, lsn);
-            if (bad) return ended(run, seg === last.number, bad, -1);
+            const bad = decodeChecked(assembly, 0, lsn);
+            if (bad) return stop(bad, -1);
+            if (finishedAt(seg)) return OK;
             if (switched) break;
-          } else if (rem >= pageEnd - pos) continue; // the tail of a record begun before this run
+          } else if (prevLsn >= 0) return stop(`unexpected contrecord at ${lsnText(pageLsn)}`);
+          else {
+            // The tail of a record begun before this run.
+            skippedStartTail = true;
+            if (rem >= pageEnd - pos) continue;
+          }
           pos = align8(pos + take);
         } else if (partialLsn >= 0) {
-          if (!(pageInfo & XLP_FIRST_IS_OVERWRITE_CONTRECORD)) return ended(run, seg === last.number, `there is no contrecord flag at ${lsnText(pageLsn)}`, partialLsn);
+          if (!(pageInfo & XLP_FIRST_IS_OVERWRITE_CONTRECORD)) return stop(`there is no contrecord flag at ${lsnText(pageLsn)}`);
           partialLsn = -1;
         }
 
         while (pos < pageEnd && !switched) {
           const lsn = segLsn + pos;
-          if (run.before !== null && lsn >= run.before) return { code: 0, stderr: '' };
+          if (run.before !== null && lsn >= run.before) return OK;
           const tot = buf.readUInt32LE(pos);
-          if (tot < RECORD_HEADER) return ended(run, seg === last.number, `invalid record length at ${lsnText(lsn)}: expected at least ${RECORD_HEADER}, got ${tot}`, -1);
+          if (tot === 0 && skippedStartTail && prevLsn < 0) {
+            switched = true;
+            break;
+          }
+          if (tot < RECORD_HEADER || tot > MAX_RECORD) return stop(`invalid record length at ${lsnText(lsn)}: ${tot}`, -1);
           if (pos + tot <= pageEnd) {
-            const bad = decode(buf, pos, lsn);
-            if (bad) return ended(run, seg === last.number, bad, -1);
+            const bad = decodeChecked(buf, pos, lsn);
+            if (bad) return stop(bad, -1);
             pos = align8(pos + tot);
             continue;
           }
+          // Before buffering a record that goes on: its back link, when its header is all on this page.
+          if (prevLsn >= 0 && pos + RECORD_HEADER <= pageEnd && u64(buf, pos + 8) !== prevLsn) return stop(`record with incorrect prev-link at ${lsnText(lsn)}`, -1);
           if (assembly.length < tot) assembly = Buffer.allocUnsafe(Math.max(tot, assembly.length * 2));
           buf.copy(assembly, 0, pos, pageEnd);
           partialLsn = lsn;
@@ -245,16 +277,28 @@ export async function readWalRun(
     // An early return leaves the next segment's read running: it must not fail unobserved.
     await next?.catch(() => undefined);
   }
-  return ended(run, true, `end of run ${run.to}`, partialLsn);
+  return partialLsn < 0 ? OK : ended(run, true, `a record goes on past ${run.to}`, partialLsn);
 }
 
-/** Reads a whole segment file into `into`; a message when it cannot. */
-async function readSegment(path: string, into: Buffer): Promise<string | null> {
+interface Loaded {
+  /** Bytes read from the start of the file. */
+  have: number;
+  error: string | null;
+}
+
+/** Reads a whole segment file into `into`, or as much of it as there is. */
+async function readSegment(path: string, into: Buffer): Promise<Loaded> {
   const fh = await open(path, 'r').catch(() => null);
-  if (!fh) return `could not find file "${path}"`;
+  if (!fh) return { have: 0, error: `could not find file "${path}"` };
   try {
-    const { bytesRead } = await fh.read(into, 0, into.length, 0);
-    return bytesRead < into.length ? `could not read file "${path}": read ${bytesRead} of ${into.length}` : null;
+    // Until the buffer is full or the file ends: network file systems return short reads.
+    let have = 0;
+    while (have < into.length) {
+      const { bytesRead } = await fh.read(into, have, into.length - have, have);
+      if (bytesRead === 0) break;
+      have += bytesRead;
+    }
+    return { have, error: have < into.length ? `could not read file "${path}": read ${have} of ${into.length}` : null };
   } finally {
     await fh.close();
   }
@@ -268,7 +312,7 @@ async function readSegment(path: string, into: Buffer): Promise<string | null> {
 function ended(run: WaldumpRun, inLastSegment: boolean, why: string, partialLsn: number): RunEnd {
   if (run.before === null && inLastSegment) return { code: 0, stderr: '' };
   const at = partialLsn >= 0 ? ` (a record at ${lsnText(partialLsn)} is cut off)` : '';
-  return { code: 1, stderr: `WAL of ${run.from}..${run.to} ends before its last segment: ${why}${at}`, damaged: true };
+  return { code: 1, stderr: `WAL of ${run.from}..${run.to} stops short: ${why}${at}`, damaged: true };
 }
 
 /** The offset of a record's main data (at its end), walking its block headers; -1 if malformed. */
