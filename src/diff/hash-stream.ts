@@ -13,7 +13,8 @@ import type { KeyDifference } from './types.js';
  * STDOUT, a batch of segments per query, and the two streams are merged here segment by
  * segment. Only keys and hashes cross the wire; whole rows are fetched later for the keys that
  * differ. Segments are ranged through the key's index when possible (a nested loop over the
- * ranges, so each segment's rows arrive together), else picked out of one scan by bucket.
+ * ranges, so each segment's rows arrive together), else picked out of one scan by bucket. A
+ * single integer key skips COPY: a text of `key:hash` pairs per range (see packsPairs).
  */
 
 /** A segment to settle: a key range (index mode) or an initial bucket (scan mode). */
@@ -22,6 +23,8 @@ export interface DirtySegment {
   range: KeyRange | null;
   /** After narrowing: the sub-buckets (bit i = key hash & 7 == i) whose checksums differ. */
   mask?: number;
+  /** Whether its pairs may come back as one text per side (few rows: a skewed key can make one segment hold most of a table). */
+  packed?: boolean;
 }
 
 const SUB_BITS = 3;
@@ -73,33 +76,47 @@ function rangesSql(plan: Plan, batch: DirtySegment[], withMask: boolean): string
 const inRange = (plan: Plan) => `${plan.segmentExpr} >= r.lo and ${plan.segmentExpr} <= r.hi and (r.inc or ${plan.segmentExpr} < r.hi)`;
 
 /**
- * Before streaming, dirty key-range segments are narrowed in one grouped query per side: count
- * and hash sum per (segment, key hash & 7). Only the sub-buckets that differ are streamed, so
- * about an eighth of a scattered change's segment crosses the wire and is merged here.
+ * Before streaming, dirty key-range segments are narrowed in one query per side: count and hash
+ * sum per eighth (subOf) of each segment. Only the eighths that differ are streamed, so about an
+ * eighth of a scattered change's segment crosses the wire and is merged here.
+ *
+ * Each segment is one index range scan under a plain aggregate: eight filtered counts and sums,
+ * the row hash computed once per row (offset 0 keeps the subquery), sent back as one text per
+ * segment. Grouping by (segment, eighth) instead sorted every segment's full-width rows before
+ * hashing them, and sent a row per eighth for the client to parse.
  */
-export async function narrowBatch(
+export async function narrowBatch<S extends DirtySegment>(
   sides: { branch: { client: pg.ClientBase; table: TableInfo }; production: { client: pg.ClientBase; table: TableInfo } },
   plan: Plan,
   seg: Segmentation,
-  batch: DirtySegment[],
-): Promise<DirtySegment[]> {
-  if (plan.mode !== 'key' || !batch.every((s) => s.range)) return batch;
+  batch: S[],
+): Promise<S[]> {
+  if (plan.mode !== 'key' || batch.length === 0 || !batch.every((s) => s.range)) return batch;
+  const parts = Array.from({ length: SUBS }, (_, k) => `count(*) filter (where y.s = ${k}), coalesce(sum(y.h) filter (where y.s = ${k}), 0)`).join(', ');
   const sums = async (client: pg.ClientBase, table: TableInfo) => {
     const { rows } = await client.query({
-      text: `select r.i, x.s, count(*)::int8, sum(x.h)::text from ${rangesSql(plan, batch, false)}
-        cross join lateral (select ${subOf(plan, seg)} as s, ${plan.rowHash} as h from ${table.qualified} where ${plan.where} and ${inRange(plan)}) x group by 1, 2`,
+      text: `select r.i, x.v from ${rangesSql(plan, batch, false)}
+        cross join lateral (select concat_ws(' ', ${parts}) as v
+          from (select ${subOf(plan, seg)} as s, ${plan.rowHash} as h from ${table.qualified} where ${plan.where} and ${inRange(plan)} offset 0) y) x`,
       rowMode: 'array',
     });
-    return new Map((rows as [string, number, string, string][]).map(([i, sub, n, h]) => [`${i}:${sub}`, `${n}:${h}`]));
+    const out: string[] = [];
+    for (const [i, v] of rows as [string, string][]) out[Number(i) - 1] = v;
+    return out;
   };
   const [b, p] = await Promise.all([sums(sides.branch.client, sides.branch.table), sums(sides.production.client, sides.production.table)]);
-  const masks = batch.map(() => 0);
-  for (const key of new Set([...b.keys(), ...p.keys()])) {
-    if (b.get(key) === p.get(key)) continue;
-    const [i, sub] = key.split(':').map(Number) as [number, number];
-    masks[i - 1]! |= 1 << sub;
-  }
-  return batch.map((s, i) => ({ ...s, mask: masks[i]! })).filter((s) => s.mask !== 0);
+  const out: S[] = [];
+  batch.forEach((s, i) => {
+    const [bv, pv] = [b[i], p[i]];
+    if (bv === undefined || pv === undefined) throw new Error(`internal: no narrowing sums for segment ${i + 1} of a batch of ${batch.length}`);
+    if (bv === pv) return;
+    // count and sum of eighth k are fields 2k and 2k + 1.
+    const [bf, pf] = [bv.split(' '), pv.split(' ')];
+    let mask = 0;
+    for (let k = 0; k < SUBS; k++) if (bf[2 * k] !== pf[2 * k] || bf[2 * k + 1] !== pf[2 * k + 1]) mask |= 1 << k;
+    if (mask) out.push({ ...s, mask });
+  });
+  return out;
 }
 
 /** One side's rows of one segment: key identity → hash (key mode) or row hash → copies (multiset). */
@@ -221,13 +238,94 @@ export async function settleBatch(
   batch: DirtySegment[],
   signal?: AbortSignal,
 ): Promise<KeyDifference[]> {
+  const out: KeyDifference[] = [];
+  if (packsPairs(plan, seg, batch)) {
+    const whole = (r: KeyRange) => (r.hiInclusive || BigInt(r.hi) > BigInt(r.lo) ? [{ lo: r.lo, hi: r.hiInclusive ? r.hi : (BigInt(r.hi) - 1n).toString() }] : []);
+    const subs = batch.flatMap((s, i) => (s.mask === undefined ? whole(s.range!) : integerSubRanges(s.range!, s.mask)).map((r) => ({ ...r, segment: i })));
+    const [b, p] = await Promise.all([packedSide(sides.branch.client, sides.branch.table, plan, subs), packedSide(sides.production.client, sides.production.table, plan, subs)]);
+    let k = 0;
+    for (let s = 0; s < batch.length; s++) {
+      const first = k;
+      const pairs = { b: [] as string[], p: [] as string[] };
+      for (; k < subs.length && subs[k]!.segment === s; k++) differingPairs(b[k] ?? '', p[k] ?? '', pairs);
+      if (pairs.b.length === 0 && pairs.p.length === 0) continue;
+      const [bRows, pRows] = [sortedPairs(pairs.b), sortedPairs(pairs.p)];
+      if (bRows.ids.some((id) => !pRows.values.has(id)) && pRows.ids.some((id) => !bRows.values.has(id))) {
+        // Keys only in the branch and keys only in production: where mergeSegment puts them
+        // depends on the equal rows between them, so it gets all the rows, as streamed.
+        const all = (texts: (string | undefined)[]) => sortedPairs(texts.slice(first, k).flatMap((t) => (t ? t.split(' ') : [])));
+        mergeSegment(plan, all(b), all(p), out);
+      } else mergeSegment(plan, bRows, pRows, out);
+    }
+    return out;
+  }
   const [b, p] = await Promise.all([
     streamSide(sides.branch.client, sides.branch.table, plan, seg, batch, signal),
     streamSide(sides.production.client, sides.production.table, plan, seg, batch, signal),
   ]);
-  const out: KeyDifference[] = [];
   for (let s = 0; s < batch.length; s++) mergeSegment(plan, b[s]!, p[s]!, out);
   return out;
+}
+
+/**
+ * A single integer key ranged by integer segments: each range (or dirty eighth of one) comes
+ * back as one text of `key:hash` pairs, a row per range instead of a row per key, in the order
+ * the range was read (the same on both sides in practice, which only speeds things up). The
+ * texts' common beginning and end are rows equal on both sides and are skipped unparsed; the
+ * pairs in between that only one side holds are the differing rows. Receiving and filing a COPY
+ * row per key cost the client more CPU than the server spent reading the rows.
+ */
+const packsPairs = (plan: Plan, seg: Segmentation, batch: DirtySegment[]) =>
+  plan.mode === 'key' && seg.integerRanges === true && plan.keyColumns.length === 1 && batch.every((s) => s.range && s.packed);
+
+/** One side's text of `key:hash` pairs per sub-range (undefined when it has no rows). */
+async function packedSide(client: pg.ClientBase, table: TableInfo, plan: Plan, subs: { lo: string; hi: string }[]): Promise<(string | undefined)[]> {
+  const key = quoteIdent(plan.keyColumns[0]!.name);
+  const { rows } = await client.query({
+    text: `select r.i, x.v from unnest(${arr(subs.map((r) => r.lo), plan.segmentType)}, ${arr(subs.map((r) => r.hi), plan.segmentType)}) with ordinality as r(lo, hi, i)
+      cross join lateral (select string_agg(${key}::text || ':' || (${plan.rowHash})::text, ' ') as v from ${table.qualified}
+        where ${plan.where} and ${key} >= r.lo and ${key} <= r.hi) x where x.v is not null`,
+    rowMode: 'array',
+  });
+  const out: (string | undefined)[] = [];
+  for (const [i, v] of rows as [string, string][]) out[Number(i) - 1] = v;
+  return out;
+}
+
+/** Adds the pairs of one sub-range that are not in the other side's text to pairs.b / pairs.p. */
+export function differingPairs(b: string, p: string, pairs: { b: string[]; p: string[] }): void {
+  if (b === p) return;
+  // Common beginning, cut back to a pair boundary (a space both texts have at the same place).
+  const n = Math.min(b.length, p.length);
+  let i = 0;
+  while (i < n && b.charCodeAt(i) === p.charCodeAt(i)) i++;
+  const start = i === b.length && i === p.length ? i : b.lastIndexOf(' ', i - 1) + 1;
+  // Common end, not overlapping the beginning, cut forward to a pair boundary.
+  let j = 0;
+  while (j < n - start && b.charCodeAt(b.length - 1 - j) === p.charCodeAt(p.length - 1 - j)) j++;
+  const space = b.indexOf(' ', b.length - j);
+  const [bEnd, pEnd] = space < 0 ? [b.length, p.length] : [space, space - b.length + p.length];
+  const bMid = start < bEnd ? b.slice(start, bEnd).split(' ') : [];
+  const pMid = start < pEnd ? p.slice(start, pEnd).split(' ') : [];
+  const [bSet, pSet] = [new Set(bMid), new Set(pMid)];
+  for (const x of bMid) if (x && !pSet.has(x)) pairs.b.push(x);
+  for (const x of pMid) if (x && !bSet.has(x)) pairs.p.push(x);
+}
+
+/**
+ * `key:hash` pairs as one side's rows of a segment, in key order as the streams are: then
+ * mergeSegment emits missing, changed and extra keys in the order it gives the streamed rows,
+ * the rows equal on both sides left out (they only matter between a key only in the branch and
+ * one only in production, and then it gets all the rows).
+ */
+function sortedPairs(pairs: string[]): SideRows {
+  const parsed = pairs
+    .map((x) => {
+      const colon = x.indexOf(':');
+      return { id: x.slice(0, colon), h: x.slice(colon + 1), n: BigInt(x.slice(0, colon)) };
+    })
+    .sort((x, y) => (x.n < y.n ? -1 : x.n > y.n ? 1 : 0));
+  return { ids: parsed.map((r) => r.id), values: new Map(parsed.map((r) => [r.id, r.h])), keys: new Map(parsed.map((r) => [r.id, [r.id]])) };
 }
 
 function mergeSegment(plan: Plan, b: SideRows, p: SideRows, out: KeyDifference[]): void {

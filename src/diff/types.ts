@@ -78,6 +78,8 @@ export interface DiffKeysOptions {
   strategy?: 'auto' | 'bisect' | 'stream';
   /** Rows (both sides) per streamed batch, the unit of parallel work and of memory (default 50,000). */
   batchRows?: number;
+  /** The most rows (both sides) a segment may hold for its `key:hash` pairs to come back as one text per side instead of COPY rows (default 100,000). */
+  packedRows?: number;
   onProgress?: ProgressSink;
   signal?: AbortSignal;
 }
