@@ -11,7 +11,7 @@ import pg from 'pg';
 import { makeTempRoot, localEnv, startCluster } from '../test/support/cluster.js';
 import { findPostgresBinaries } from '../src/system/postgres-binaries.js';
 import { startServer, stopServer } from '../src/system/postgres-server.js';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { CLI, runPitr } from '../test/support/cli.js';
 import { cleanupOnSignal, fmt, option, pad } from './support.js';
@@ -114,6 +114,8 @@ async function measure({ url, archiveDir, work, middle, badXid, badAt, rows, sec
   {
     const env = localEnv({ url, archiveDir }, work);
     const timed = async (args: string[], extra: Record<string, string> = {}) => {
+      // Every run starts with the previous one's writes on disk: a restore leaves a data directory's worth of dirty pages behind.
+      spawnSync('sync');
       const t = Date.now();
       const r = await runPitr(args, { ...env, ...extra }, { timeoutMs: 7_200_000 });
       if (r.code !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
@@ -140,6 +142,7 @@ async function measure({ url, archiveDir, work, middle, badXid, badAt, rows, sec
         ['  of which forward replays', '', '', '', String(exact.json.forwardReplays), ''],
       ]),
     );
+    if (trace) spawnSync('sync');
     if (trace) await traced(['when', '--count', 'items', '--where', AFFECTED, '--timeline'], env);
     console.log(JSON.stringify({ rows, seconds, restore: branch.s, whenCount: count.s, timeline: timeline.s, timelineWaldump: waldump.s, exact: exact.s, exactCorrect: ok, goalMet: exact.s <= 3 * branch.s }));
   }

@@ -20,9 +20,16 @@ export function microsToPointInTime(us: Micros): Extract<PointInTime, { kind: 't
 
 /** `2026-12-02T14:03:00.123456Z`: always six digits, so instants a microsecond apart differ. */
 export function microsToIso(us: Micros): string {
-  const ms = Math.floor(us / 1000);
-  return new Date(ms).toISOString().replace(/Z$/, `${String(us - ms * 1000).padStart(3, '0')}Z`);
+  const second = Math.floor(us / 1_000_000);
+  // A timeline formats every commit, hundreds in a second: the date part is made once per second.
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, -5);
+  }
+  return `${isoPrefix}.${String(us - second * 1_000_000).padStart(6, '0')}Z`;
 }
+let isoSecond = NaN;
+let isoPrefix = '';
 
 /** As recovery_target_time reads it: explicit +00 offset. */
 export function microsToPostgres(us: Micros): string {

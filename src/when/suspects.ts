@@ -1,6 +1,5 @@
 import { asNumber, sameValue, type BisectResult, type Micros, type NextCommit, type Prober, type ProbeRecord, type Question } from './bisect.js';
-import type { TimelineTransaction } from './timeline.js';
-import { parsePostgresMicros } from './instants.js';
+import { commitMicrosOf, type TimelineTransaction } from './timeline.js';
 
 /** A transaction of the WAL timeline that may have made the change, with its size. */
 export interface Suspect extends NextCommit {
@@ -31,7 +30,7 @@ export function firstSuspect(best: Suspect | undefined, transactions: readonly T
 function asSuspect(t: TimelineTransaction, question: Question): Suspect {
   const counts = Object.values(t.tables);
   const rows = question === 'dropped' ? counts.reduce((n, c) => n + c.deleted + c.updated, 0) : t.rows;
-  return { xid: t.xid, at: parsePostgresMicros(t.committedAt), rows };
+  return { xid: t.xid, at: commitMicrosOf(t), rows };
 }
 
 /** It changed rows of the kind asked about, inside the window. */

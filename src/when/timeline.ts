@@ -6,7 +6,7 @@ import type { PostgresBinaries } from '../system/postgres-binaries.js';
 import type { BackupInfo } from '../providers/local/backups.js';
 import { listArchive, parseSegmentName } from '../providers/local/wal-archive.js';
 import type { Micros, NextCommit } from './bisect.js';
-import { microsToIso } from './instants.js';
+import { microsToIso, parsePostgresMicros } from './instants.js';
 import { dumpRun, planWaldumpRuns, waldumpSink, type WaldumpRun } from './waldump.js';
 import { readWalRun, walFormatOf, type TimelineSink, type WalFormat } from './wal-reader.js';
 
@@ -33,6 +33,33 @@ export interface Timeline {
   /** Every commit in the window (touching the tables or not): what exact bisection needs. */
   commits: NextCommit[];
 }
+
+/**
+ * A transaction as read, with its commit time kept as a number (a private field, so it stays
+ * out of --json): callers need not parse committedAt back, and an hour holds hundreds of thousands.
+ */
+class ReadTransaction implements TimelineTransaction {
+  readonly xid: string;
+  readonly committedAt: string;
+  readonly commitLsn: string;
+  readonly tables: Record<string, TupleCounts>;
+  readonly rows: number;
+  readonly #at: Micros;
+  constructor(xid: string, at: Micros, commitLsn: string, tables: Record<string, TupleCounts>, rows: number) {
+    this.xid = xid;
+    this.committedAt = microsToIso(at);
+    this.commitLsn = commitLsn;
+    this.tables = tables;
+    this.rows = rows;
+    this.#at = at;
+  }
+  get at(): Micros {
+    return this.#at;
+  }
+}
+
+/** A transaction's commit time in microseconds. */
+export const commitMicrosOf = (t: TimelineTransaction): Micros => (t instanceof ReadTransaction ? t.at : parsePostgresMicros(t.committedAt));
 
 /**
  * Production's relfilenodes (`spcnode/dbnode/relnode`, as pg_waldump prints them) of the given
@@ -79,7 +106,7 @@ async function mapRelfilenodesInPublic(client: pg.ClientBase, tables: readonly s
 
 /** What one run of the WAL saw: its commits and aborts in order, and the changes still open at its end. */
 interface RunOutcome {
-  ends: Array<{ xid: string; aborted: boolean; subs: string[]; at: Micros | null; lsn: string; counts: Record<string, TupleCounts> }>;
+  ends: Array<{ xid: string; aborted: boolean; subs: readonly string[]; at: Micros | null; lsn: string; counts: Record<string, TupleCounts> }>;
   open: Map<string, Record<string, TupleCounts>>;
   code: number;
   stderr: string;
@@ -136,7 +163,9 @@ export async function readTimeline(options: {
   // Changes of transactions still open at the end of a run, for their commit in a later run.
   const carried = new Map<string, Record<string, TupleCounts>>();
   const takeCarried = (into: Record<string, TupleCounts>, xid: string) => {
-    addAll(into, carried.get(xid));
+    const open = carried.get(xid);
+    if (!open) return;
+    addAll(into, open);
     carried.delete(xid);
   };
   let through = options.since;
@@ -154,8 +183,9 @@ export async function readTimeline(options: {
       if (end.at !== null && end.at > through) through = end.at;
       if (end.aborted || end.at === null || end.at < options.since || end.at > options.until) continue;
       commits.push({ xid: end.xid, at: end.at });
-      const rows = Object.values(counts).reduce((n, c) => n + c.inserted + c.updated + c.deleted, 0);
-      if (rows > 0 && rows >= (options.minRows ?? 1)) transactions.push({ xid: end.xid, committedAt: microsToIso(end.at), commitLsn: end.lsn, tables: counts, rows });
+      let rows = 0;
+      for (const table in counts) rows += counts[table]!.inserted + counts[table]!.updated + counts[table]!.deleted;
+      if (rows > 0 && rows >= (options.minRows ?? 1)) transactions.push(new ReadTransaction(end.xid, end.at, end.lsn, counts, rows));
     }
     for (const [xid, counts] of o.open) carried.set(xid, addAll(carried.get(xid) ?? {}, counts));
     options.onPrefix?.({ through, added: transactions.slice(before) });

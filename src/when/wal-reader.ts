@@ -19,7 +19,7 @@ import type { WaldumpRun } from './waldump.js';
 /** What the timeline takes from the WAL: both readers (this one and pg_waldump's) feed it. */
 export interface TimelineSink {
   change(xid: string, table: string, kind: 'inserted' | 'updated' | 'deleted', n: number): void;
-  end(xid: string, aborted: boolean, subs: string[], at: Micros | null, lsnText: string): void;
+  end(xid: string, aborted: boolean, subs: readonly string[], at: Micros | null, lsnText: string): void;
 }
 
 /** How a run ended; `damaged` when it stopped short of WAL that follows (never a normal end). */
@@ -66,6 +66,8 @@ const TWO_32 = 0x1_0000_0000;
 
 const HEAP_KIND: Record<number, 'inserted' | 'updated' | 'deleted'> = { 0x00: 'inserted', 0x10: 'deleted', 0x20: 'updated', 0x40: 'updated' };
 const HEAP2_MULTI_INSERT = 0x50;
+/** Shared by every commit without subtransactions (never written to). */
+const NO_SUBS: readonly string[] = [];
 
 const align8 = (n: number) => (n + 7) & ~7;
 const u64 = (b: Buffer, o: number) => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * TWO_32;
@@ -167,14 +169,16 @@ export async function readWalRun(
       if (main < 0) return `invalid record at ${lsnText(lsn)}`;
       // xl_xact_commit / xl_xact_abort: the time, then with HAS_INFO the xinfo word and what it announces.
       const at = op === XACT_COMMIT ? b.readUInt32LE(main) + b.readInt32LE(main + 4) * TWO_32 + PG_EPOCH : null;
-      const subs: string[] = [];
+      let subs = NO_SUBS;
       if (info & XACT_HAS_INFO) {
         const xinfo = b.readUInt32LE(main + 8);
         let q = main + 12;
         if (xinfo & XINFO_HAS_DBINFO) q += 8;
         if (xinfo & XINFO_HAS_SUBXACTS) {
           const count = b.readInt32LE(q);
-          for (let i = 0; i < count; i++) subs.push(String(b.readUInt32LE(q + 4 + 4 * i)));
+          const listed: string[] = [];
+          for (let i = 0; i < count; i++) listed.push(String(b.readUInt32LE(q + 4 + 4 * i)));
+          subs = listed;
         }
       }
       sink.end(xidText(b.readUInt32LE(o + 4)), op === XACT_ABORT, subs, at, lsnText(lsn));

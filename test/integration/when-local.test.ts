@@ -82,6 +82,8 @@ describe('pitr when / --at xid: on the local provider', () => {
     expect(all.code, all.stderr).toBe(0);
     // Each legitimate write touched items and audit: 40 + 20 of them, plus the bad one.
     expect(all.json.transactions.length).toBe(61);
+    // Every commit of the window is bisection's working set, not output.
+    expect(all.json.commits).toBeUndefined();
   }, 240_000);
 
   for (const [name, args] of [
@@ -94,6 +96,11 @@ describe('pitr when / --at xid: on the local provider', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(r.json.culprit).toEqual({ xid: incident.badXid, committedAt: incident.badCommit });
       expect(r.json.at).toBe(`xid:${incident.badXid}`);
+      // With an answer, the timeline is context: the largest transactions (the culprit among them) and how many there are.
+      expect(r.json.timeline.commits).toBeUndefined();
+      expect(r.json.timeline.transactions.length).toBeLessThanOrEqual(10);
+      expect(r.json.timeline.transactions.map((t: { xid: string }) => t.xid)).toContain(incident.badXid);
+      expect(r.json.timeline.count ?? r.json.timeline.transactions.length).toBeGreaterThan(10);
       expect(micros(r.json.firstBad)).toBe(micros(incident.badCommit));
       expect(micros(r.json.lastGood)).toBe(micros(incident.badCommit) - 1);
       // The largest suspect is the bad DELETE: --since, just before it, at it (and --until), all forward.

@@ -19,9 +19,26 @@ interface WhenOptions {
 /** With an answer, the timeline is context: its largest transactions, in time order. */
 const LARGEST_SHOWN = 10;
 
-function renderTimeline(t: Timeline, largest?: number): string {
-  const shown = largest !== undefined && t.transactions.length > largest ? new Set([...t.transactions].sort((a, b) => b.rows - a.rows).slice(0, largest)) : null;
-  const rows = t.transactions.filter((x) => !shown || shown.has(x)).map((x) => [
+/** The timeline as printed: `commits` (every commit in the window) is bisection's working set, not output. */
+type PrintedTimeline = Omit<Timeline, 'commits'> & { count?: number };
+type PrintedResult = Omit<WhenResult, 'timeline'> & { timeline?: PrintedTimeline };
+
+const printable = ({ commits: _all, ...t }: Timeline): PrintedTimeline => t;
+
+/**
+ * With an answer the timeline is context: its largest transactions in time order and how many
+ * there are. An hour of WAL holds hundreds of thousands, which made --json a 100 MB document;
+ * `pitr when --timeline --json` lists them all.
+ */
+function asContext(t: Timeline): PrintedTimeline {
+  if (t.transactions.length <= LARGEST_SHOWN) return printable(t);
+  const largest = new Set([...t.transactions].sort((a, b) => b.rows - a.rows).slice(0, LARGEST_SHOWN));
+  return { ...printable(t), transactions: t.transactions.filter((x) => largest.has(x)), count: t.transactions.length };
+}
+
+function renderTimeline(t: PrintedTimeline): string {
+  const total = t.count ?? t.transactions.length;
+  const rows = t.transactions.map((x) => [
     x.committedAt,
     x.xid,
     x.commitLsn,
@@ -29,9 +46,9 @@ function renderTimeline(t: Timeline, largest?: number): string {
       .map(([name, c]) => `${name} +${c.inserted} ~${c.updated} -${c.deleted}`)
       .join(', '),
   ]);
-  const head = `${t.transactions.length} transaction(s) touched the tables between ${t.from} and ${t.to} (WAL ${t.segments.first} → ${t.segments.last}):`;
-  const more = shown ? [`… and ${t.transactions.length - shown.size} smaller ones (all of them: --json, or pitr when --timeline)`] : [];
-  return [shown ? `${head.slice(0, -1)}; the ${shown.size} largest:` : head, renderTable([['committed at', 'xid', 'commit LSN', 'rows (+inserted ~updated -deleted)'], ...rows]), ...more].join('\n');
+  const head = `${total} transaction(s) touched the tables between ${t.from} and ${t.to} (WAL ${t.segments.first} → ${t.segments.last})`;
+  const more = total > t.transactions.length ? [`… and ${total - t.transactions.length} smaller ones (all of them: pitr when --timeline)`] : [];
+  return [total > t.transactions.length ? `${head}; the ${t.transactions.length} largest:` : `${head}:`, renderTable([['committed at', 'xid', 'commit LSN', 'rows (+inserted ~updated -deleted)'], ...rows]), ...more].join('\n');
 }
 
 const show = (v: unknown): string => {
@@ -39,9 +56,9 @@ const show = (v: unknown): string => {
   return text.length > 200 ? `${text.slice(0, 197)}...` : text;
 };
 
-function render(r: WhenResult): string {
+function render(r: PrintedResult): string {
   const exact = r.culprit ? ` by transaction ${r.culprit.xid}, committed at ${r.culprit.committedAt}` : '';
-  const exactLine = r.timeline ? ['', renderTimeline(r.timeline, LARGEST_SHOWN)] : [];
+  const exactLine = r.timeline ? ['', renderTimeline(r.timeline)] : [];
   return [
     `The result changed between ${r.lastGood} and ${r.firstBad}${exact}.`,
     renderFields([
@@ -99,7 +116,7 @@ export const register: CommandRunner = (program, run) => {
         const timeline = o.timeline ? { tables, ...(minRows !== undefined && { minRows }) } : undefined;
         if (!query) {
           const t = await localTimeline(await ctx.localProvider(), { ...timeline!, ...(since && { since }), ...(until && { until }), onProgress: (message) => ctx.output.progress({ phase: 'timeline', message }) });
-          ctx.output.result(t, (x) => renderTimeline(x), { reveal: true });
+          ctx.output.result(printable(t), renderTimeline, { reveal: true });
           return 0;
         }
         const request = {
@@ -113,7 +130,8 @@ export const register: CommandRunner = (program, run) => {
           onProgress: (message: string) => ctx.output.progress({ phase: 'probe', message }),
         };
         const result = provider.kind === 'local' ? await whenLocal(await ctx.localProvider(), request) : await whenTimeTravel(provider, request);
-        ctx.output.result(result, render, { reveal: true });
+        const { timeline: read, ...answer } = result;
+        ctx.output.result<PrintedResult>(read ? { ...answer, timeline: asContext(read) } : answer, render, { reveal: true });
         return 0;
       }),
     );
