@@ -54,9 +54,16 @@ const RM_HEAP = 10;
 const XLOG_SWITCH = 0x40;
 const XACT_COMMIT = 0x00;
 const XACT_ABORT = 0x20;
+const XACT_COMMIT_PREPARED = 0x30;
+const XACT_ABORT_PREPARED = 0x40;
 const XACT_HAS_INFO = 0x80;
 const XINFO_HAS_DBINFO = 0x1;
 const XINFO_HAS_SUBXACTS = 0x2;
+const XINFO_HAS_RELFILENODES = 0x4;
+const XINFO_HAS_INVALS = 0x8;
+const XINFO_HAS_TWOPHASE = 0x10;
+/** 15+: items of 12 bytes (kind, database, object) up to 17. */
+const XINFO_HAS_DROPPED_STATS = 0x100;
 const BKPBLOCK_HAS_IMAGE = 0x10;
 const BKPBLOCK_SAME_REL = 0x80;
 const BKPIMAGE_HAS_HOLE = 0x1;
@@ -164,12 +171,15 @@ export async function readWalRun(
       sink.change(xidText(b.readUInt32LE(o + 4)), table, kind, n);
     } else if (rmid === RM_XACT) {
       const op = info & 0x70;
-      if (op !== XACT_COMMIT && op !== XACT_ABORT) return null;
+      const commit = op === XACT_COMMIT || op === XACT_COMMIT_PREPARED;
+      if (!commit && op !== XACT_ABORT && op !== XACT_ABORT_PREPARED) return null;
       const main = mainData(b, o, tot, version);
       if (main < 0) return `invalid record at ${lsnText(lsn)}`;
-      // xl_xact_commit / xl_xact_abort: the time, then with HAS_INFO the xinfo word and what it announces.
-      const at = op === XACT_COMMIT ? b.readUInt32LE(main) + b.readInt32LE(main + 4) * TWO_32 + PG_EPOCH : null;
+      // xl_xact_commit / xl_xact_abort: the time, then with HAS_INFO the xinfo word and what it announces, in this order.
+      const at = commit ? b.readUInt32LE(main) + b.readInt32LE(main + 4) * TWO_32 + PG_EPOCH : null;
       let subs = NO_SUBS;
+      // A prepared transaction ends in a record of the backend that finishes it: its own xid is in the record.
+      let xid = b.readUInt32LE(o + 4);
       if (info & XACT_HAS_INFO) {
         const xinfo = b.readUInt32LE(main + 8);
         let q = main + 12;
@@ -179,9 +189,16 @@ export async function readWalRun(
           const listed: string[] = [];
           for (let i = 0; i < count; i++) listed.push(String(b.readUInt32LE(q + 4 + 4 * i)));
           subs = listed;
+          q += 4 + 4 * count;
+        }
+        if (xinfo & XINFO_HAS_TWOPHASE) {
+          if (xinfo & XINFO_HAS_RELFILENODES) q += 4 + 12 * b.readInt32LE(q);
+          if (version >= 15 && xinfo & XINFO_HAS_DROPPED_STATS) q += 4 + 12 * b.readInt32LE(q);
+          if (commit && xinfo & XINFO_HAS_INVALS) q += 4 + 16 * b.readInt32LE(q);
+          xid = b.readUInt32LE(q);
         }
       }
-      sink.end(xidText(b.readUInt32LE(o + 4)), op === XACT_ABORT, subs, at, lsnText(lsn));
+      sink.end(xidText(xid), !commit, subs, at, lsnText(lsn));
     } else if (rmid === RM_XLOG && (info & 0xf0) === XLOG_SWITCH) switched = true;
     return null;
   };

@@ -132,10 +132,16 @@ const COMMIT_TIME = /^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? (?:[A-Z]+|[+-
 export function waldumpSink(relations: Map<string, string>, sink: TimelineSink): (r: WalRecordLine) => void {
   return ({ rmgr, xid, lsnText, op, rest }) => {
     if (rmgr === 'Transaction') {
-      if (op !== 'COMMIT' && op !== 'ABORT') return;
-      const subs = /subxacts: ([\d ]+)/.exec(rest)?.[1]?.trim().split(/\s+/) ?? [];
-      const time = op === 'COMMIT' ? COMMIT_TIME.exec(rest)?.[1] : undefined;
-      sink.end(xid, op === 'ABORT', subs, time ? parsePostgresMicros(time) : null, lsnText);
+      const prepared = op === 'COMMIT_PREPARED' || op === 'ABORT_PREPARED';
+      if (op !== 'COMMIT' && op !== 'ABORT' && !prepared) return;
+      // A prepared transaction's own xid comes first: "COMMIT_PREPARED 745: 2026-… UTC; …".
+      const own = prepared ? /^\s*(\d+): /.exec(rest) : null;
+      if (prepared && !own) return;
+      const after = own ? rest.slice(own[0].length - 1) : rest;
+      const subs = /subxacts: ([\d ]+)/.exec(after)?.[1]?.trim().split(/\s+/) ?? [];
+      const commit = op === 'COMMIT' || op === 'COMMIT_PREPARED';
+      const time = commit ? COMMIT_TIME.exec(after)?.[1] : undefined;
+      sink.end(own ? own[1]! : xid, !commit, subs, time ? parsePostgresMicros(time) : null, lsnText);
       return;
     }
     const relAt = rest.indexOf('blkref #0: rel ');

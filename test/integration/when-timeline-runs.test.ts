@@ -19,10 +19,11 @@ describe('WAL timeline read in parallel runs', () => {
   let prod: TestCluster;
   let startWal: string;
   let spanning: string;
+  let prepared: string;
   let relations: Map<string, string>;
 
   beforeAll(async () => {
-    prod = await startCluster({ archive: true, settings: { track_commit_timestamp: 'on', wal_level: 'replica', full_page_writes: 'on' } });
+    prod = await startCluster({ archive: true, settings: { track_commit_timestamp: 'on', wal_level: 'replica', full_page_writes: 'on', max_prepared_transactions: 4 } });
     const a = new pg.Client({ connectionString: prod.url });
     const b = new pg.Client({ connectionString: prod.url });
     await a.connect();
@@ -47,6 +48,13 @@ describe('WAL timeline read in parallel runs', () => {
         await copyInto(a, 'parts', Array.from({ length: 1000 }, (_, j) => `${j}\tc${i}`).join('\n') + '\n');
         await a.query(`begin; savepoint a; delete from parts where id % 7 = ${i}; release savepoint a; savepoint b; update parts set note = 'r' where id % 11 = ${i}; rollback to savepoint b; commit`);
       }
+      // Two-phase: the changes are the prepared transaction's, its end a record of the backend that finishes it.
+      await a.query(`begin; insert into items values (-3, 'prepared'), (-4, 'prepared')`);
+      prepared = (await a.query(`select txid_current()::text as x`)).rows[0].x;
+      await a.query(`prepare transaction 'pitr_p1'`);
+      await a.query(`commit prepared 'pitr_p1'`);
+      await a.query(`begin; delete from items where id between 1 and 100; prepare transaction 'pitr_p2'`);
+      await a.query(`rollback prepared 'pitr_p2'`);
       await b.query(`savepoint s1; delete from items where id = 5; rollback to s1; savepoint s2; update items set note = 'late' where id between 10 and 19; commit`);
       await a.query(`delete from items where id between 200001 and 200500`);
       relations = await mapRelfilenodes(a, ['items', 'parts']);
@@ -95,6 +103,9 @@ describe('WAL timeline read in parallel runs', () => {
     expect(copies).toHaveLength(5);
     expect(native.transactions.filter((t) => t.tables.parts?.deleted && !t.tables.parts.updated)).toHaveLength(5);
     expect(native.commits.length).toBeGreaterThan(30);
+    // A committed prepared transaction is listed under its own xid; a rolled-back one is not.
+    expect(native.transactions.find((t) => t.xid === prepared)?.tables).toEqual({ items: { inserted: 2, updated: 0, deleted: 0 } });
+    expect(native.transactions.some((t) => t.tables.items?.deleted === 100)).toBe(false);
   }, 120_000);
 
   it('a page of zeros in the middle of the window is an error, not a shorter timeline', async () => {
