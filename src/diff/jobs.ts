@@ -1,5 +1,7 @@
 import type pg from 'pg';
-import { normalizeSession } from '../db/session.js';
+import { normalSessionSql } from '../db/session.js';
+
+const NORMAL_SESSION_SQL = normalSessionSql('pitr diff');
 import type { Connector } from './types.js';
 
 /**
@@ -31,11 +33,8 @@ export async function openJobs(main: pg.ClientBase, connect: Connector | undefin
       Array.from({ length: jobs - 1 }, async () => {
         const c = await connect();
         extra.push(c);
-        await c.query('begin isolation level repeatable read read only');
-        await c.query(`set transaction snapshot '${snapshot}'`);
-        await normalizeSession(c, 'pitr diff');
-        await tuneDiffSession(c);
-        await tuneJob(c);
+        // One round trip (the snapshot id is checked above): over a 20 ms link each statement alone cost as much as hashing thousands of rows.
+        await c.query(`begin isolation level repeatable read read only; set transaction snapshot '${snapshot}'; ${NORMAL_SESSION_SQL}; ${DIFF_SESSION_SQL}; ${JOB_SQL}`);
       }),
     );
     await tuneJob(main);
@@ -53,13 +52,15 @@ export async function openJobs(main: pg.ClientBase, connect: Connector | undefin
  * are high, JIT compiles for hundreds of milliseconds, and the work is in hashing, not expressions.
  */
 export async function tuneDiffSession(client: pg.ClientBase): Promise<void> {
-  await client.query(`select set_config('work_mem', '32MB', true), set_config('jit', 'off', true)`);
+  await client.query(DIFF_SESSION_SQL);
 }
+const DIFF_SESSION_SQL = `select set_config('work_mem', '32MB', true), set_config('jit', 'off', true)`;
 
 /** The jobs are the parallelism: Postgres's own parallel workers would only compete with them. */
 async function tuneJob(client: pg.ClientBase): Promise<void> {
-  await client.query(`select set_config('max_parallel_workers_per_gather', '0', true)`);
+  await client.query(JOB_SQL);
 }
+const JOB_SQL = `select set_config('max_parallel_workers_per_gather', '0', true)`;
 
 /** Default jobs: what one parallel query would use on the weaker side, between 1 and 4. */
 export async function defaultJobs(branch: pg.ClientBase, production: pg.ClientBase): Promise<number> {
