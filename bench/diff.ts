@@ -3,7 +3,7 @@
  * the naive full comparison, on a throw-away cluster, optionally over a throttled network link.
  *
  *   npm run bench:diff -- [--rows 1M,10M] [--link 20ms,100] [--jobs N] [--rounds 2] [--stats both|never|analyzed]
- *                          [--scenarios identical,scattered,clustered]
+ *                          [--scenarios identical,scattered,clustered] [--changed 0.1]
  *
  * For each N, `orders(id bigint primary key, customer_id int, status text, total numeric(12,2),
  * note text, created_at timestamptz)` (even ids, so rows can be inserted between them) is loaded
@@ -40,7 +40,9 @@ import { cleanupOnSignal, fmt, option, pad, round, roundsSetting, traceQueries }
 // PITR_T=1: the slowest statements of each pitr round on stderr (where the time goes).
 const trace = traceQueries();
 
-const CHANGE_FRACTION = 0.001;
+// --changed <percent>: the share of rows the scattered and clustered scenarios change (default 0.1).
+const CHANGE_FRACTION = Number(option('changed', 'BENCH_CHANGED') ?? '0.1') / 100;
+if (!(CHANGE_FRACTION > 0 && CHANGE_FRACTION < 1)) throw new Error('--changed takes a percentage between 0 and 100');
 const COLUMNS = 'id, customer_id, status, total, note, created_at';
 
 function rowsSetting(): number[] {
