@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { normalSessionSql } from '../db/session.js';
+import type { Connector } from './types.js';
 
 const NORMAL_SESSION_SQL = normalSessionSql('pitr diff');
-import type { Connector } from './types.js';
 
 /**
  * Several connections per side reading one snapshot: the caller's session exports its snapshot

@@ -4,10 +4,10 @@ import type pg from 'pg';
 import { badInput, PitrError } from '../errors.js';
 import type { PostgresBinaries } from '../system/postgres-binaries.js';
 import type { BackupInfo } from '../providers/local/backups.js';
-import { listArchive, parseSegmentName } from '../providers/local/wal-archive.js';
+import { listArchive } from '../providers/local/wal-archive.js';
 import type { Micros, NextCommit } from './bisect.js';
 import { microsToIso, parsePostgresMicros } from './instants.js';
-import { dumpRun, planWaldumpRuns, waldumpSink, type WaldumpRun } from './waldump.js';
+import { dumpRun, planWaldumpRuns, segmentsInWindow, waldumpSink, type WaldumpRun } from './waldump.js';
 import { readWalRun, walFormatOf, type TimelineSink, type WalFormat } from './wal-reader.js';
 
 export interface TupleCounts {
@@ -153,10 +153,10 @@ export async function readTimeline(options: {
   const first = options.backup.startWal;
   const parallel = Math.max(1, options.parallel ?? availableParallelism());
   // Streaming: runs of about PREFIX_SEGMENTS segments, so the merged prefix advances steadily.
-  const inWindow = listing.segments.filter((n) => n >= first && n <= last).length;
-  const wanted = options.onPrefix ? Math.max(parallel, Math.ceil(inWindow / (options.prefixSegments ?? PREFIX_SEGMENTS))) : parallel;
+  const window = segmentsInWindow(listing.segments, first, last, options.backup.walSegmentSize);
+  const wanted = options.onPrefix ? Math.max(parallel, Math.ceil(window.segments.length / (options.prefixSegments ?? PREFIX_SEGMENTS))) : parallel;
   const runs = planWaldumpRuns(listing.segments, first, last, options.backup.walSegmentSize, wanted, options.segmentsPerRun);
-  const format = await nativeFormat(archive, listing.segments, first, last, options.backup.walSegmentSize);
+  const format = window.contiguous && window.segments.length > 0 ? await nativeFormat(archive, first, options.backup.walSegmentSize) : null;
 
   const transactions: TimelineTransaction[] = [];
   const commits: NextCommit[] = [];
@@ -203,15 +203,12 @@ export async function readTimeline(options: {
 const PREFIX_SEGMENTS = 8;
 
 /**
- * The WAL format when pitr reads the archive itself: a version it knows, one timeline of
- * contiguous segments (else pg_waldump, which follows what it finds). PITR_WAL_READER=waldump
+ * The WAL format when pitr reads the archive itself (the caller has checked the window is one
+ * timeline of contiguous segments; else pg_waldump, which follows what it finds): a version it knows. PITR_WAL_READER=waldump
  * always takes pg_waldump (a cross-check, and a way out should the native reader be wrong).
  */
-async function nativeFormat(archive: string, segments: readonly string[], first: string, last: string, segmentSize: number): Promise<WalFormat | null> {
+async function nativeFormat(archive: string, first: string, segmentSize: number): Promise<WalFormat | null> {
   if (process.env.PITR_WAL_READER === 'waldump') return null;
-  const names = segments.filter((n) => n >= first && n <= last).map((n) => parseSegmentName(n, segmentSize));
-  const contiguous = names.every((s, i) => s && (i === 0 || (s.timeline === names[0]!.timeline && s.number === names[i - 1]!.number + 1n)));
-  if (!contiguous || names.length === 0) return null;
   const format = await walFormatOf(join(archive, first));
   return format && format.segmentSize === segmentSize && format.pageSize >= 1024 ? format : null;
 }

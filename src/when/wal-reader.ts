@@ -107,6 +107,9 @@ export async function walFormatOf(path: string): Promise<WalFormat | null> {
 /** Whether a block image is compressed, by the flag bits of the version (they moved in 15). */
 const compressedImage = (version: number, info: number) => (version >= 15 ? (info & 0x1c) !== 0 : (info & 0x02) !== 0);
 
+/** A block image's header: 5 bytes, and the hole's length when the image has a hole and is compressed. */
+const imageHeaderLength = (bimgInfo: number, version: number) => ((bimgInfo & BKPIMAGE_HAS_HOLE) && compressedImage(version, bimgInfo) ? 7 : 5);
+
 /**
  * Reads one run of segments (run.from..run.to, one timeline) into the sink in WAL order, keeping
  * only records that start before run.before. Resolves like pg_waldump would: code 0 at the run's
@@ -153,7 +156,7 @@ export async function readWalRun(
       if (!kind || b[o + RECORD_HEADER] !== 0) return null;
       const flags = b[o + RECORD_HEADER + 1]!;
       let p = o + RECORD_HEADER + 4;
-      if (flags & BKPBLOCK_HAS_IMAGE) p += (b[p + 4]! & BKPIMAGE_HAS_HOLE) && compressedImage(version, b[p + 4]!) ? 7 : 5;
+      if (flags & BKPBLOCK_HAS_IMAGE) p += imageHeaderLength(b[p + 4]!, version);
       if (flags & BKPBLOCK_SAME_REL) return null;
       const candidates = byRelNode.get(b.readUInt32LE(p + 8));
       if (!candidates) return null;
@@ -349,7 +352,7 @@ function mainData(b: Buffer, o: number, tot: number, version: number): number {
     else if (id <= 32) {
       const flags = b[p + 1]!;
       p += 4;
-      if (flags & BKPBLOCK_HAS_IMAGE) p += (b[p + 4]! & BKPIMAGE_HAS_HOLE) && compressedImage(version, b[p + 4]!) ? 7 : 5;
+      if (flags & BKPBLOCK_HAS_IMAGE) p += imageHeaderLength(b[p + 4]!, version);
       if (!(flags & BKPBLOCK_SAME_REL)) p += 12;
       p += 4;
     } else return -1;

@@ -47,6 +47,13 @@ export interface WaldumpRun {
   before: number | null;
 }
 
+/** The segment files of first..last in an archive listing, and whether they are one timeline without a gap. */
+export function segmentsInWindow(archived: readonly string[], first: string, last: string, segmentSize: number): { segments: string[]; contiguous: boolean } {
+  const segments = archived.filter((n) => n >= first && n <= last && parseSegmentName(n, segmentSize));
+  const numbers = segments.map((n) => parseSegmentName(n, segmentSize)!);
+  return { segments, contiguous: numbers.every((s, i) => i === 0 || (s.timeline === numbers[0]!.timeline && s.number === numbers[i - 1]!.number + 1n)) };
+}
+
 /**
  * Splits first..last into `wanted` runs of whole segments (fewer when short). A record that starts in one run
  * and ends in the next is read by the first (it reads on into the next run's first segment and
@@ -54,9 +61,8 @@ export interface WaldumpRun {
  * One run when the segments are not one contiguous timeline: pg_waldump then reads as it can.
  */
 export function planWaldumpRuns(archived: readonly string[], first: string, last: string, segmentSize: number, wanted: number, segmentsPerRun = 4): WaldumpRun[] {
-  const segments = archived.filter((n) => n >= first && n <= last && parseSegmentName(n, segmentSize));
+  const { segments, contiguous } = segmentsInWindow(archived, first, last, segmentSize);
   const numbers = segments.map((n) => parseSegmentName(n, segmentSize)!);
-  const contiguous = numbers.every((s, i) => i === 0 || (s.timeline === numbers[0]!.timeline && s.number === numbers[i - 1]!.number + 1n));
   // A run's overlap is one segment: runs shorter than a few segments would read mostly overlap.
   const runs = Math.max(1, Math.min(wanted, Math.floor(segments.length / segmentsPerRun)));
   if (!contiguous || runs === 1) return [{ from: first, to: last, before: null }];

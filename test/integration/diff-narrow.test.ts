@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { startCluster, type TestCluster } from '../support/cluster.js';
+import { startBranchAndProduction, type TestCluster } from '../support/cluster.js';
 import { findTable, introspect } from '../../src/db/introspect.js';
 import { beginDiffSession, diffRows, endDiffSession, type RowDiffOptions, type RowDifference } from '../../src/diff/rows.js';
 import { mulberry32 } from '../support/random.js';
@@ -58,12 +58,7 @@ describe('narrowed, packed settling of integer keys = naive full comparison', ()
   const original = pg.Client.prototype.query;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.query('create database branch');
-    await cluster.query('create database production');
-    branch = new pg.Client({ connectionString: cluster.urlFor('branch') });
-    production = new pg.Client({ connectionString: cluster.urlFor('production') });
-    await Promise.all([branch.connect(), production.connect()]);
+    ({ cluster, branch, production } = await startBranchAndProduction());
     await Promise.all([branch.query(SCHEMA), production.query(SCHEMA)]);
     for (const sql of mutations(7)) await production.query(sql);
     (pg.Client.prototype as unknown as { query: unknown }).query = function (this: pg.Client, ...args: unknown[]) {

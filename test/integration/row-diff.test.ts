@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { startCluster, type TestCluster } from '../support/cluster.js';
+import { startBranchAndProduction, type TestCluster } from '../support/cluster.js';
 import { findTable, introspect } from '../../src/db/introspect.js';
 import { parseTableName } from '../../src/db/sql.js';
 import { beginDiffSession, diffKeys, diffRows, endDiffSession, type KeyDifference, type RowDiffOptions, type RowDifference } from '../../src/diff/rows.js';
@@ -114,12 +114,7 @@ describe('row diff = naive full comparison', () => {
   let production: pg.Client;
 
   beforeAll(async () => {
-    cluster = await startCluster();
-    await cluster.query('create database branch');
-    await cluster.query('create database production');
-    branch = new pg.Client({ connectionString: cluster.urlFor('branch') });
-    production = new pg.Client({ connectionString: cluster.urlFor('production') });
-    await Promise.all([branch.connect(), production.connect()]);
+    ({ cluster, branch, production } = await startBranchAndProduction());
     for (const c of [branch, production]) {
       await c.query(SCHEMA);
       await c.query(POPULATE);

@@ -109,39 +109,41 @@ describe('WAL timeline read in parallel runs', () => {
   }, 120_000);
 
   it('a page of zeros in the middle of the window is an error, not a shorter timeline', async () => {
-    const bin = await findPostgresBinaries(15);
-    const copy = await mkdtemp(join(tmpdir(), 'pitr-test-wal-'));
-    try {
-      await cp(prod.archiveDir, copy, { recursive: true });
-      const segments = (await readdir(copy)).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= startWal).sort();
-      const middle = join(copy, segments[Math.floor(segments.length / 2)]!);
-      const fh = await open(middle, 'r+');
+    await withArchiveCopy(async (copy, segments) => {
+      const fh = await open(join(copy, segments[Math.floor(segments.length / 2)]!), 'r+');
       await fh.write(Buffer.alloc(8192), 0, 8192, 5 * 8192);
       await fh.close();
-      const read = readTimeline({ bin, walArchive: copy, backup: { startWal, walSegmentSize: 16 * 1024 * 1024 } as never, relations, since: 0, until: Date.now() * 1000, parallel: 2, segmentsPerRun: 1 });
-      await expect(read).rejects.toThrow(/stops short: invalid magic number/);
-    } finally {
-      await rm(copy, { recursive: true, force: true });
-    }
+      await expect(readCopy(copy, 2, Date.now() * 1000)).rejects.toThrow(/stops short: invalid magic number/);
+    });
   }, 60_000);
 
   it('a newest segment still being copied ends the timeline without failing the run before it', async () => {
-    const bin = await findPostgresBinaries(15);
+    await withArchiveCopy(async (copy, segments) => {
+      await truncate(join(copy, segments.at(-1)!), 64 * 1024);
+      const until = Date.now() * 1000;
+      const one = await readCopy(copy, 1, until);
+      expect(one.transactions.length).toBeGreaterThan(10);
+      // One run per segment: the run before the last reads the short file only for a record that goes on into it.
+      expect(await readCopy(copy, segments.length, until)).toEqual(one);
+    });
+  }, 60_000);
+
+  /** A copy of the archive to damage, with its segments from the start of the window, removed afterwards. */
+  async function withArchiveCopy(use: (copy: string, segments: string[]) => Promise<void>): Promise<void> {
     const copy = await mkdtemp(join(tmpdir(), 'pitr-test-wal-'));
     try {
       await cp(prod.archiveDir, copy, { recursive: true });
-      const segments = (await readdir(copy)).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= startWal).sort();
-      await truncate(join(copy, segments.at(-1)!), 64 * 1024);
-      const until = Date.now() * 1000;
-      const read = (parallel: number) => readTimeline({ bin, walArchive: copy, backup: { startWal, walSegmentSize: 16 * 1024 * 1024 } as never, relations, since: 0, until, parallel, segmentsPerRun: 1 });
-      const one = await read(1);
-      expect(one.transactions.length).toBeGreaterThan(10);
-      // One run per segment: the run before the last reads the short file only for a record that goes on into it.
-      expect(await read(segments.length)).toEqual(one);
+      await use(copy, (await readdir(copy)).filter((n) => /^[0-9A-F]{24}$/.test(n) && n >= startWal).sort());
     } finally {
       await rm(copy, { recursive: true, force: true });
     }
-  }, 60_000);
+  }
+
+  /** The timeline of an archive copy, read by `parallel` runs of one segment or more. */
+  async function readCopy(copy: string, parallel: number, until: number): Promise<Timeline> {
+    const bin = await findPostgresBinaries(15);
+    return readTimeline({ bin, walArchive: copy, backup: { startWal, walSegmentSize: 16 * 1024 * 1024 } as never, relations, since: 0, until, parallel, segmentsPerRun: 1 });
+  }
 
   it('read with prefixes (more runs than cores, merged in order): the same timeline, reported in WAL order as it is read', async () => {
     const bin = await findPostgresBinaries(15);

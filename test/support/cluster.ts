@@ -85,6 +85,17 @@ export async function switchAndArchiveWal(cluster: TestCluster, timeoutMs = 20_0
 }
 
 /** The environment that points pitr's local provider at a test production and a work root. */
+/** Databases `branch` and `production` on a fresh cluster, with a connected client to each (the diff tests' two sides). */
+export async function startBranchAndProduction(): Promise<{ cluster: TestCluster; branch: pg.Client; production: pg.Client }> {
+  const cluster = await startCluster();
+  await cluster.query('create database branch');
+  await cluster.query('create database production');
+  const branch = new pg.Client({ connectionString: cluster.urlFor('branch') });
+  const production = new pg.Client({ connectionString: cluster.urlFor('production') });
+  await Promise.all([branch.connect(), production.connect()]);
+  return { cluster, branch, production };
+}
+
 export function localEnv(prod: { url: string; archiveDir: string }, work: string): Record<string, string> {
   return { DATABASE_URL: prod.url, PITR_BACKUP_DIR: `${work}/backups`, PITR_WAL_ARCHIVE: prod.archiveDir, PITR_WORK_DIR: `${work}/pitr` };
 }
