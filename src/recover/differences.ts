@@ -2,7 +2,13 @@ import { connect } from '../db/connect.js';
 import { diffKeys } from '../diff/rows.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
-import { copyBetween } from './copy.js';
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { copyOut } from '../db/copy-out.js';
+import { DifferenceRows, keyHashRows, mergeKeyHashes, orderedKeyTypes } from '../diff/key-hash-merge.js';
+import { copyBetween, useCopy } from './copy.js';
 import { bothHashRecords, fastRowHash, rowHash } from './hash.js';
 import { cols, keyMatch } from './sql.js';
 import { arrayLiteral, stageRowsByKeys } from './staging.js';
@@ -16,7 +22,9 @@ import type { RecoverRequest } from './types.js';
  * changed rows: few changes, the segment diff engine (production read in the separate READ ONLY
  * session, with the user's --where; the write transaction gets keys); many changes, every row's
  * key and hash from the branch joined with production's in one pass (--where, again, only ever
- * evaluated in the READ ONLY session). PITR_RECOVER_DIFF=dense|sparse forces one (tests).
+ * evaluated in the READ ONLY session). When the key is integers or uuids, the many-changes way
+ * merges both sides' key-ordered (key, hash) streams here instead of joining them in production.
+ * PITR_RECOVER_DIFF=dense|sparse|join forces one (tests; join is the many-changes way in production).
  */
 export async function stageDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number): Promise<{ candidates: number; scope?: string }> {
   const reader = p.productionRead;
@@ -27,7 +35,8 @@ export async function stageDifferences(p: RecoverySessions, req: RecoverRequest,
   const names = s.columns.map((c) => c.name);
   const hash = (await bothHashRecords(p.branch, p.production)) ? (alias: string) => fastRowHash(s.columns, alias) : (alias: string) => rowHash(names, alias);
   const dense = (await changedShare(p, s, req.where, hash)) > DENSE_SHARE;
-  if (dense) await findDenseDifferences(p, req, s, n, wanted, hash);
+  if (dense && useCopy() && orderedKeyTypes(keyTypes(s))) await mergeDifferences(p, req, s, n, wanted, hash);
+  else if (dense) await findDenseDifferences(p, req, s, n, wanted, hash);
   else await findSparseDifferences(p, req, s, n, wanted, reader);
   await p.production.query(`analyze pitr_diff_${n}`);
   // The dense diff brought the branch's hash of every differing row: what staging is checked against.
@@ -72,7 +81,7 @@ const PROBE_PAGES = 32;
  */
 async function changedShare(p: RecoverySessions, s: TableSelection, where: string | undefined, hash: (alias: string) => string): Promise<number> {
   const forced = process.env.PITR_RECOVER_DIFF;
-  if (forced === 'dense') return 1;
+  if (forced === 'dense' || forced === 'join') return 1;
   if (forced === 'sparse') return 0;
   await p.branch.query('savepoint pitr_probe');
   let sample;
@@ -132,4 +141,50 @@ async function findDenseDifferences(p: RecoverySessions, req: RecoverRequest, s:
      select ${s.key.map((k) => `coalesce(b.${cols([k])}, p.${cols([k])})`).join(', ')}, ${kind}, b.h from pitr_bh_${n} b full join ${productionSide} p on ${keyMatch(s.key, 'b', 'p')}
       where b.h is distinct from p.h and ${kind} = any(${arrayLiteral([...wanted], 'text')})`,
   );
+}
+
+const keyTypes = (s: TableSelection) => (process.env.PITR_RECOVER_DIFF === 'join' ? [] : s.key.map((k) => s.columns.find((c) => c.name === k)!.type));
+
+/** Flush the differences to production in pieces of about this many bytes. */
+const DIFF_FLUSH = 256 * 1024;
+
+/**
+ * Many rows differ and the key orders as bytes: both servers stream every row's (key, hash) in
+ * key order, at once, and the streams are merged here. Only the differing keys reach
+ * production's write transaction (binary COPY into pitr_diff_<n>); nothing is staged or joined
+ * on either server. Production is read in the READ ONLY session, with the user's --where.
+ */
+async function mergeDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, wanted: Set<string>, hash: (alias: string) => string): Promise<void> {
+  const reader = p.productionRead!;
+  const types = keyTypes(s);
+  const order = cols(s.key);
+  // A sort of (key, hash) pairs after one sequential pass: an index scan in key order visits the heap out of order.
+  const readers = [p.branch, reader];
+  await Promise.all(readers.map((c) => c.query(`set local jit = off; set local enable_indexscan = off; set local enable_indexonlyscan = off; set local enable_bitmapscan = off; set local work_mem = '256MB'`)));
+  const streamOf = (client: pg.Client, select: string) => copyOut(client, `copy (${select} order by ${order}) to stdout (format binary)`);
+  const branchOut = streamOf(p.branch, `select ${cols(s.key, 'x')}, ${hash('x')} from (${s.sql}) x`);
+  const productionOut = streamOf(reader, `select ${cols(s.key, 't')}, ${hash('t')} from ${s.production.qualified} t${req.where === undefined ? '' : ` where (${req.where})`}`);
+  const rows = new DifferenceRows(types, DIFF_FLUSH);
+  const into = p.production.query(copyFrom(`copy pitr_diff_${n} (${cols(s.key)}, kind, h) from stdin (format binary)`));
+  let failure: Error | null = null;
+  into.on('error', (err: Error) => (failure ??= err));
+  // Backpressure: the merge waits while production takes what it was sent.
+  const send = (bytes: Buffer) => {
+    if (failure) throw failure;
+    return into.write(bytes) ? undefined : once(into, 'drain').then(() => undefined);
+  };
+  try {
+    await mergeKeyHashes(keyHashRows(branchOut, types, 'branch'), keyHashRows(productionOut, types, 'production'), (kind, batch, row) => {
+      if (!wanted.has(kind)) return;
+      rows.add(kind, batch, row);
+      return rows.bytes < DIFF_FLUSH ? undefined : send(rows.take());
+    });
+    into.end(rows.take(true));
+    await finished(into);
+    // Staging reads the branch by key next: its indexes are back.
+    await Promise.all(readers.map((c) => c.query(`set local enable_indexscan = on; set local enable_indexonlyscan = on; set local enable_bitmapscan = on; set local work_mem = '32MB'`)));
+  } catch (err) {
+    for (const stream of [branchOut, productionOut, into]) stream.destroy();
+    throw err;
+  }
 }

@@ -131,8 +131,8 @@ describe('recover on real-world schema classes', () => {
     expect(await tableChecksums(s.prodUrl)).toEqual(before);
   });
 
-  // dense: every row's (key, hash) streamed and joined in production; sparse: the segment diff engine.
-  it.each(['dense', 'sparse'])('a uuid key (%s diff): corruption spread over the key space is repaired from the differing keys alone; later inserts kept', async (strategy) => {
+  // dense: every row's (key, hash) from both sides merged in key order; join: the same streamed into production and joined there; sparse: the segment diff engine.
+  it.each(['dense', 'join', 'sparse'])('a uuid key (%s diff): corruption spread over the key space is repaired from the differing keys alone; later inserts kept', async (strategy) => {
     const s = await scenario(
       `update docs set body = 'corrupted', edited = null where abs(hashtext(id::text)) % 10 = 0`,
       `insert into docs values ('00000000-0000-0000-0000-000000000001', 'written after the incident', null)`,
@@ -150,7 +150,7 @@ describe('recover on real-world schema classes', () => {
   });
 
   // Values equal by their type's = but printed differently: 'alice' = 'ALICE' under a nondeterministic collation, 1.5 = 1.500, 0 = -0.
-  it.each(['dense', 'sparse'])('a corruption invisible to = (nondeterministic collation, numeric scale, -0) is repaired exactly (%s diff)', async (strategy) => {
+  it.each(['dense', 'join', 'sparse'])('a corruption invisible to = (nondeterministic collation, numeric scale, -0) is repaired exactly (%s diff)', async (strategy) => {
     const s = await scenario('select 1', '');
     const icu = Number((await sql(s.prodUrl, `select count(*) as n from pg_collation where collprovider = 'i'`))[0]!.n) > 0;
     const collation = icu ? `create collation nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);` : '';
