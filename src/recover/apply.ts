@@ -13,7 +13,7 @@ import { stageDifferences } from './differences.js';
 import { disableTriggers, sideWrites, transactionCounters, writtenRelations } from './triggers.js';
 import type { RecoverRequest, RecoveryPlan, SideWrites, TableOutcome, TablePlan } from './types.js';
 import { verifyWritten, type WrittenTable } from './verify.js';
-import { bumpSequences, copyMissingRows, createAppliedTable, deletePlanned, findConflicts, insertPlanned, rowsMayChangeOnInsert, updatePlanned } from './write.js';
+import { bumpSequences, copyMissingRows, createAppliedTable, deletePlanned, findConflicts, insertPlanned, rowsMayChangeOnInsert, updatePlanned, updatesStayAsWritten } from './write.js';
 
 /**
  * The write transaction of a recovery, table by table in plan order (parents first): plan (or
@@ -30,10 +30,10 @@ export function plansInsertsOnly(req: RecoverRequest, s: TableSelection): boolea
 export const plansFromDiff = (req: RecoverRequest, s: TableSelection) => s.role === 'root' && s.key.length > 0 && (req.mode !== 'missing' || req.deleteExtra);
 
 /** Plans one table inside the session's transaction: stages what it needs and builds `pitr_plan_<n>`. */
-export async function planTable(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, file: string, keysOnly: boolean): Promise<TablePlan> {
+export async function planTable(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, file: string, keysOnly: boolean, keepBefore = false): Promise<TablePlan> {
   if (plansFromDiff(req, s)) {
     const staged = await stageDifferences(p, req, s, n);
-    const tp = await computeTablePlan(p, s, n, req, file, { diff: `pitr_diff_${n}`, ...(staged.scope && { scope: staged.scope }) });
+    const tp = await computeTablePlan(p, s, n, req, file, { diff: `pitr_diff_${n}`, ...(staged.scope && { scope: staged.scope }), ...(keepBefore && { before: beforeTable(n) }) });
     if (tp.delete > 0) {
       const effects = await findDeleteEffects(p, s, n);
       if (effects.length) throw deleteEffectsRefusal(effects);
@@ -50,6 +50,9 @@ export async function planTable(p: RecoverySessions, req: RecoverRequest, s: Tab
   const candidates = keysOnly ? await stageKeys(p, s, n, req.where) : await stageSource(p, s, n, req.where);
   return { ...(await computeTablePlan(p, s, n, req, file, keysOnly ? { source: `pitr_keys_${n}` } : {})), candidates };
 }
+
+/** Where a plan made in the apply transaction keeps the rows its root updates overwrite. */
+const beforeTable = (n: number) => `pitr_before_${n}`;
 
 /** The branch query for exactly the planned inserts when the key is one integer column and they run in few ranges. */
 async function missingRangesSql(p: RecoverySessions, s: TableSelection, n: number): Promise<string | null> {
@@ -107,7 +110,7 @@ export async function writeRecovery(
       else await loadKeylessPlan(p, s, n, req, data);
       planned.push(tp);
       const k = await applyKeyless(p, s, n, tp, data);
-      written.push({ s, n, directSql: null, insertsExact: true, triggersFired: tableTriggers });
+      written.push({ s, n, directSql: null, insertsExact: true, triggersFired: tableTriggers, updatesVerified: null, inserts: true });
       outcomes.push({ table: tp.table, inserted: k.inserted, updated: 0, deleted: k.deleted, conflicts: k.conflicts, conflictSamples: [], verifiedMismatches: 0, rewrittenColumns: {} });
       continue;
     }
@@ -129,7 +132,7 @@ export async function writeRecovery(
       candidates = directSql === null ? await stageRowsByKeys(p, s, n, `select * from pitr_plan_${n} where action in ('insert', 'update')`, req.where) : tp.insert;
     } else {
       const planStarted = Date.now();
-      tp = await planTable(p, req, s, n, data(`${n}.plan`), keysFirst);
+      tp = await planTable(p, req, s, n, data(`${n}.plan`), keysFirst, true);
       candidates = tp.candidates;
       inlinePlanSeconds += (Date.now() - planStarted) / 1000;
       if (keysFirst) {
@@ -140,15 +143,24 @@ export async function writeRecovery(
     }
     planned.push(tp);
     staged.push({ s, n, inserts: tp.insert, staged: directSql === null });
-    // Undo data first: what is about to be overwritten or deleted.
-    await copyToFile(p.production, `select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in ('update', 'delete')`, data(`${n}.before`));
+    // Undo data first: what is about to be overwritten or deleted (the plan kept the rows root updates overwrite).
+    const keptBefore = !item.tp && plansFromDiff(req, s);
+    await copyToFile(
+      p.production,
+      keptBefore && tp.delete === 0
+        ? `select * from ${beforeTable(n)}`
+        : `${keptBefore ? `select * from ${beforeTable(n)} union all ` : ''}select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in (${keptBefore ? `'delete'` : `'update', 'delete'`})`,
+      data(`${n}.before`),
+    );
     await createAppliedTable(p.production, s, n);
     // Only a plan made in this transaction from these staged rows can say it inserts all of them.
     const everyStagedRow = !item.tp && tp.insert === candidates;
     let insertsExact = true;
     if (directSql !== null) await copyMissingRows(p, s, directSql, tp.insert, req.where);
     else if (tp.insert > 0) insertsExact = await insertPlanned(p.production, s, n, tp.insert, careful || mayChangeOnInsert, everyStagedRow);
-    if (tp.update > 0) await updatePlanned(p.production, s, n);
+    // When nothing can touch the updated rows before COMMIT, the UPDATE's own comparison with the branch rows is their verification.
+    const updatesFinal = updatesStayAsWritten(p, s, triggersFire, p.productionSchema.tables);
+    const updateMismatches = tp.update > 0 ? await updatePlanned(p.production, s, n) : 0;
     if (tp.delete > 0) await deletePlanned(p.production, s, n);
     await p.production.query(`create index on pitr_applied_${n} (${cols(s.key)}); analyze pitr_applied_${n}`);
     await copyToFile(
@@ -163,7 +175,7 @@ export async function writeRecovery(
     const allApplied = count('insert') === tp.insert && count('update') === tp.update && count('delete') === tp.delete;
     const conflicts = allApplied ? { rows: [], rowCount: 0 } : await findConflicts(p.production, s, n, insertsExact);
     await bumpSequences(p.production, s);
-    written.push({ s, n, directSql, insertsExact, triggersFired: tableTriggers });
+    written.push({ s, n, directSql, insertsExact, triggersFired: tableTriggers, updatesVerified: updatesFinal ? updateMismatches : null, inserts: tp.insert > 0 });
     outcomes.push({
       table: tp.table,
       inserted: count('insert'),

@@ -16,6 +16,8 @@ export type PlanAction = 'insert' | 'update' | 'delete';
 export interface PlanPart {
   action: PlanAction;
   sql: string;
+  /** `sql` is a whole statement that inserts into `pitr_plan_<n>` itself (not a SELECT to insert). */
+  statement?: boolean;
 }
 
 /** Columns an UPDATE may set: not the key, not GENERATED ALWAYS identity. */
@@ -31,6 +33,15 @@ const changedColumns = (candidates: string[], cond: (c: string, i: number) => st
 /** True when any of the columns prints differently on the two sides (the same as comparing their row texts). */
 const anyDiffers = (columns: { name: string; type: string }[], a: string, b: string) => columns.map((c) => `(${columnDiffers(c, a, b)})`).join(' or ');
 
+/** Where a plan reads from besides the staged rows, and where it keeps the rows root updates overwrite. */
+export interface PlanOptions {
+  source?: string;
+  scope?: string;
+  diff?: string;
+  /** A table with the recovered columns: rows the plan updates are copied there as planned (undo data without a second join). */
+  before?: string;
+}
+
 /**
  * The plan rows of one keyed table, one statement per action. `source` holds the staged branch
  * rows (or only their keys, for a plan that can only insert); `scope`, when --where selected
@@ -43,7 +54,7 @@ export function planParts(
   n: number,
   mode: RecoverMode,
   deleteExtra: boolean,
-  options: { source?: string; scope?: string; diff?: string } = {},
+  options: PlanOptions = {},
 ): PlanPart[] {
   const names = s.columns.map((c) => c.name);
   const t = s.production.qualified;
@@ -60,12 +71,20 @@ export function planParts(
     const settable = settableColumns(s);
     const typed = settable.map((name) => s.columns.find((c) => c.name === name)!);
     if (settable.length) {
-      parts.push({
-        action: 'update',
-        sql: `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null::int8, ${changedColumns(settable, (_, i) => columnDiffers(typed[i]!, 's', 't'))}
-                from pitr_src_${n} s${ofKind('s', 'changed')} join ${t} t on ${keyMatch(s.key, 't', 's')}
-               where ${anyDiffers(typed, 's', 't')}`,
-      });
+      const from = `from pitr_src_${n} s${ofKind('s', 'changed')} join ${t} t on ${keyMatch(s.key, 't', 's')} where ${anyDiffers(typed, 's', 't')}`;
+      const changed = changedColumns(settable, (_, i) => columnDiffers(typed[i]!, 's', 't'));
+      parts.push(
+        options.before
+          ? {
+              // The rows about to be overwritten go to the undo table in the same pass (every name here is pitr's, none the table's).
+              action: 'update',
+              statement: true,
+              sql: `with planned as (select ${s.key.map((k, i) => `s.${q(k)} as pitr_k${i}`).join(', ')}, ${rowHash(names, 't')} as pitr_old_hash, ${changed} as pitr_cols, t as pitr_old ${from}),
+                         kept as (insert into ${options.before} select ${names.map((c) => `(pitr_old).${q(c)}`).join(', ')} from planned)
+                    insert into pitr_plan_${n} select ${s.key.map((_, i) => `pitr_k${i}`).join(', ')}, 'update', pitr_old_hash, null::int8, pitr_cols from planned`,
+            }
+          : { action: 'update', sql: `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null::int8, ${changed} ${from}` },
+      );
     }
   }
   if (s.role === 'cascade') {
@@ -138,12 +157,13 @@ export async function computeTablePlan(
   n: number,
   req: RecoverRequest,
   file: string,
-  options: { source?: string; scope?: string; diff?: string } = {},
+  options: PlanOptions = {},
 ): Promise<TablePlan> {
   const plan = tablePlanOf(s, n);
+  if (options.before) await p.production.query(`create temp table ${options.before} on commit drop as select ${cols(s.columns.map((c) => c.name))} from ${s.production.qualified} where false`);
   // One statement per action: each one's row count is that action's count, with no pass over the plan to count it.
   for (const [i, part] of planParts(s, n, req.mode, req.deleteExtra && s.role === 'root', options).entries()) {
-    const made = await p.production.query(i === 0 ? `create temp table pitr_plan_${n} on commit drop as ${part.sql}` : `insert into pitr_plan_${n} ${part.sql}`);
+    const made = await p.production.query(part.statement ? part.sql : i === 0 ? `create temp table pitr_plan_${n} on commit drop as ${part.sql}` : `insert into pitr_plan_${n} ${part.sql}`);
     plan[part.action] += made.rowCount ?? 0;
   }
   await p.production.query(`analyze pitr_plan_${n}`);

@@ -21,6 +21,10 @@ export interface WrittenTable {
   insertsExact: boolean;
   /** Triggers fired on this table's rows (--triggers fire): columns they rewrite are reported, not failed. */
   triggersFired: boolean;
+  /** Mismatches the UPDATE itself counted, when its rows are final (updatesStayAsWritten): only inserts are checked here. */
+  updatesVerified: number | null;
+  /** Rows were inserted (or may have been): with updatesVerified, the only rows left to check. */
+  inserts: boolean;
 }
 
 export interface TableVerification {
@@ -44,8 +48,10 @@ async function verifyTable(p: RecoverySessions, w: WrittenTable): Promise<TableV
     await checkCopied(p, s, `select * from ${t} where xmin = pg_current_xact_id()::xid`, 'verify_failed', 'written to production', w.directSql);
     return { mismatches: 0, rewrittenColumns: {} };
   }
+  if (w.updatesVerified !== null && !w.inserts) return { mismatches: w.updatesVerified, rewrittenColumns: {} };
   const names = s.columns.map((c) => c.name);
-  const writtenRows = `(select ${cols(s.key)}, action from pitr_applied_${n} where action in ('insert', 'update')
+  const checked = w.updatesVerified === null ? `('insert', 'update')` : `('insert')`;
+  const writtenRows = `(select ${cols(s.key)}, action from pitr_applied_${n} where action in ${checked}
                         ${w.insertsExact ? `union all select ${cols(s.key)}, 'insert' from pitr_plan_${n} where action = 'insert'` : ''})`;
   const from = `${writtenRows} w left join ${t} t on ${keyMatch(s.key, 't', 'w')} join pitr_src_${n} s on ${keyMatch(s.key, 's', 'w')}`;
   const fkCols = s.role === 'cascade' ? cascadeReferenceColumns(s) : [];
@@ -60,7 +66,7 @@ async function verifyTable(p: RecoverySessions, w: WrittenTable): Promise<TableV
       `select count(*)::int as n from ${from}
         where t.ctid is null or (${full} and ${hash('t')} is distinct from ${hash('s')}) or ${partial}`,
     );
-    return { mismatches: rows[0].n as number, rewrittenColumns: {} };
+    return { mismatches: (rows[0].n as number) + (w.updatesVerified ?? 0), rewrittenColumns: {} };
   }
   // Triggers ran: a row must be there, and every column a trigger did not rewrite must be the branch's; rewritten columns are counted.
   const { rows } = await p.production.query(

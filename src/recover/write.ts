@@ -7,6 +7,8 @@ import { settableColumns } from './plan.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
 import { cols, keyMatch, lit, q } from './sql.js';
+import { childrenOf } from './order.js';
+import type { TableInfo } from '../db/introspect.js';
 
 /**
  * The statements that change production's rows for a keyed table, each guarded so it writes
@@ -83,21 +85,35 @@ export async function insertPlanned(client: pg.ClientBase, s: TableSelection, n:
 
 /**
  * Updates rows still exactly as planned, each once, setting only the columns that differ (an
- * unchanged indexed column keeps the update HOT-eligible).
+ * unchanged indexed column keeps the update HOT-eligible). Returns how many updated rows, as the
+ * statement left them, differ from their branch row: the caller uses it as the verification of
+ * the updates when nothing can change those rows before COMMIT (see updatesStayAsWritten).
  */
-export async function updatePlanned(client: pg.ClientBase, s: TableSelection, n: number): Promise<void> {
+export async function updatePlanned(client: pg.ClientBase, s: TableSelection, n: number): Promise<number> {
   const names = s.columns.map((c) => c.name);
   const t = s.production.qualified;
   const settable = settableColumns(s);
-  if (!settable.length) return;
-  await client.query(
+  if (!settable.length) return 0;
+  const { rows } = await client.query(
     `with upd as (
        update ${t} t set ${settable.map((c) => `${q(c)} = case when ${lit(c)} = any(p.cols) then s.${q(c)} else t.${q(c)} end`).join(', ')}
          from pitr_src_${n} s, pitr_plan_${n} p
         where ${keyMatch(s.key, 't', 's')} and ${keyMatch(s.key, 'p', 's')} and p.action = 'update' and ${stillAsPlanned(names)}
-       returning ${cols(s.key, 't')}, ${rowHash(names, 't')} as h)
-     insert into pitr_applied_${n} select ${cols(s.key)}, 'update', h from upd`,
+       returning ${cols(s.key, 't')}, ${rowHash(names, 't')} as h, ${rowHash(names, 's')} as branch_h),
+     applied as (insert into pitr_applied_${n} select ${cols(s.key)}, 'update', h from upd)
+     select count(*) filter (where h is distinct from branch_h)::int as mismatches from upd`,
   );
+  return rows[0].mismatches as number;
+}
+
+/**
+ * Whether the rows an UPDATE of this table returns are the rows COMMIT keeps: no user trigger or
+ * rule fires in this recovery, no other table is written (nothing later can cascade or write
+ * back), and no foreign key acts on other tables when this one's columns change.
+ */
+export function updatesStayAsWritten(p: RecoverySessions, s: TableSelection, triggersFire: boolean, tables: readonly TableInfo[]): boolean {
+  if (s.role !== 'root' || p.selections.length !== 1 || triggersFire) return false;
+  return childrenOf(s.production, tables).every(({ fk }) => fk.onUpdate === 'no action' || fk.onUpdate === 'restrict');
 }
 
 /** Deletes rows still exactly as planned. */
