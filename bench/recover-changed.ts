@@ -8,14 +8,14 @@
  *   naive     not knowing: COPY the whole table into a temp table, UPDATE … FROM … WHERE
  *             (o.*) IS DISTINCT FROM (s.*), commit
  *
- *   npx tsx bench/recover-changed.ts [--rows 1M] [--keys bigint,uuid] [--changed 10,0.1] [--rounds 1]
+ *   npx tsx bench/recover-changed.ts [--rows 1M] [--keys bigint,uuid] [--changed 10,0.1] [--rounds 1] [--explain <file>]
  *
  * Two throw-away clusters (a branch and production are separate servers), autovacuum off;
  * production is VACUUM ANALYZEd and checkpointed before each measured run (not timed). After
  * every run production must equal the branch (count and hash sum of every row). Heavy: run alone.
  */
 import { performance } from 'node:perf_hooks';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -34,6 +34,8 @@ const ROWS = Math.round(Number((option('rows', 'BENCH_ROWS') ?? '1000000').repla
 const KEYS = (option('keys', 'BENCH_KEYS') ?? 'bigint,uuid').split(',') as ('bigint' | 'uuid')[];
 const CHANGED = (option('changed', 'BENCH_CHANGED') ?? '10,0.1').split(',').map(Number);
 const ROUNDS = Number(option('rounds', 'BENCH_ROUNDS') ?? '1');
+// --explain <file>: production's plans of statements over 300 ms (auto_explain, analyzed) are copied to <file>.
+const EXPLAIN = option('explain', 'BENCH_EXPLAIN');
 
 const columns = `customer_id int not null, status text not null, total numeric(12,2), note text, created_at timestamptz`;
 const values = `((g * 7919) % 100000)::int, (array['new', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + g % 5], ((g * 37) % 1000000) / 100.0,
@@ -146,7 +148,8 @@ cleanupOnSignal(async () => {
 try {
   work = await mkdtemp(join(tmpdir(), 'pitr-bench-changed-'));
   const settings = { settings: { autovacuum: 'off' } };
-  clusters.push(await startCluster(settings), await startCluster(settings));
+  const explain = { 'session_preload_libraries': 'auto_explain', 'auto_explain.log_min_duration': '300ms', 'auto_explain.log_analyze': 'on' };
+  clusters.push(await startCluster(settings), await startCluster(EXPLAIN ? { settings: { ...settings.settings, ...explain } } : settings));
   const [branch, production] = clusters as [TestCluster, TestCluster];
   const results: string[][] = [['key', 'changed', 'rows', 'pitr s', 'informed s', 'naive s', 'diff s', 'pitr / informed speed', 'naive / pitr time', 'pitr / (diff + informed)']];
   const json: unknown[] = [];
@@ -181,6 +184,7 @@ try {
   process.stdout.write(`goals: pitr / informed speed ≥ 60% and naive / pitr ≥ 2× at 10%; pitr / (diff + informed) ≤ 1.5× at 0.1%\n${pad(results)}\n`);
   process.stdout.write(JSON.stringify({ bench: 'recover-changed', rows: ROWS, results: json }) + '\n');
 } finally {
+  if (EXPLAIN && clusters[1]) await copyFile(clusters[1].logFile, EXPLAIN).catch(() => undefined);
   await Promise.all(clusters.map((c) => c.destroy()));
   await rm(work, { recursive: true, force: true });
 }
