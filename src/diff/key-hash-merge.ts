@@ -221,3 +221,73 @@ export class DifferenceRows {
     return out;
   }
 }
+
+/**
+ * Keys a merge found, kept as their bytes (8 per bigint key) rather than as JS values, and read
+ * back as text in batches: what the branch is asked for next. `add` refuses once `limit` bytes
+ * are held; the caller then reads the keys back from where it stored the differences.
+ */
+export class KeyList {
+  private readonly widths: { width: number; signed: boolean; type: string }[];
+  private readonly width: number;
+  private chunks: Buffer[] = [];
+  private used = 0;
+  count = 0;
+
+  constructor(
+    keyTypes: string[],
+    private readonly limit: number,
+  ) {
+    this.widths = keyTypes.map((type) => ({ ...WIDTHS[type]!, type }));
+    this.width = this.widths.reduce((a, w) => a + w.width, 0);
+  }
+
+  add(batch: KeyHashBatch, row: number): boolean {
+    if ((this.count + 1) * this.width > this.limit) return false;
+    let chunk = this.chunks[this.chunks.length - 1];
+    if (!chunk || this.used + this.width > chunk.length) {
+      chunk = Buffer.allocUnsafe(Math.max(this.width, 64 * 1024 - ((64 * 1024) % this.width)));
+      this.chunks.push(chunk);
+      this.used = 0;
+    }
+    const from = row * batch.words * 4;
+    for (let b = 0; b < this.width; b++) chunk[this.used + b] = batch.keys[from + b]!;
+    this.used += this.width;
+    this.count++;
+    return true;
+  }
+
+  /** The keys in the order added, `size` at a time, each as its columns' text. */
+  *textBatches(size: number): Generator<string[][]> {
+    let out: string[][] = [];
+    let left = this.count;
+    for (const chunk of this.chunks) {
+      for (let at = 0; at + this.width <= chunk.length && left > 0; at += this.width, left--) {
+        const key: string[] = [];
+        let k = at;
+        for (const w of this.widths) {
+          key.push(keyText(chunk, k, w));
+          k += w.width;
+        }
+        out.push(key);
+        if (out.length === size) {
+          yield out;
+          out = [];
+        }
+      }
+    }
+    if (out.length) yield out;
+  }
+}
+
+/** A key column's value as text, from its comparable bytes. */
+function keyText(bytes: Buffer, at: number, w: { width: number; signed: boolean; type: string }): string {
+  if (w.type === 'uuid') {
+    const hex = bytes.toString('hex', at, at + 16);
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+  // The sign bit was flipped for ordering: as unsigned big-endian, the value is offset by 2^(bits-1).
+  if (w.width === 8) return (bytes.readBigUInt64BE(at) - 0x8000000000000000n).toString();
+  if (w.width === 4) return (bytes.readUInt32BE(at) - 0x80000000).toString();
+  return (bytes.readUInt16BE(at) - 0x8000).toString();
+}

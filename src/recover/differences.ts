@@ -7,11 +7,11 @@ import { finished } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { copyOut } from '../db/copy-out.js';
-import { DifferenceRows, keyHashRows, mergeKeyHashes, orderedKeyTypes } from '../diff/key-hash-merge.js';
+import { DifferenceRows, KeyList, keyHashRows, mergeKeyHashes, orderedKeyTypes } from '../diff/key-hash-merge.js';
 import { copyBetween, useCopy } from './copy.js';
 import { bothHashRecords, fastRowHash, rowHash } from './hash.js';
 import { cols, keyMatch } from './sql.js';
-import { arrayLiteral, stageRowsByKeys } from './staging.js';
+import { arrayLiteral, KEY_BATCH, stageRowsByKeys } from './staging.js';
 import type { RecoverRequest } from './types.js';
 
 /**
@@ -35,13 +35,16 @@ export async function stageDifferences(p: RecoverySessions, req: RecoverRequest,
   const names = s.columns.map((c) => c.name);
   const hash = (await bothHashRecords(p.branch, p.production)) ? (alias: string) => fastRowHash(s.columns, alias) : (alias: string) => rowHash(names, alias);
   const dense = (await changedShare(p, s, req.where, hash)) > DENSE_SHARE;
-  if (dense && useCopy() && orderedKeyTypes(keyTypes(s))) await mergeDifferences(p, req, s, n, wanted, hash);
+  let found: KeyList | null = null;
+  if (dense && useCopy() && orderedKeyTypes(keyTypes(s))) found = await mergeDifferences(p, req, s, n, wanted, hash);
   else if (dense) await findDenseDifferences(p, req, s, n, wanted, hash);
   else await findSparseDifferences(p, req, s, n, wanted, reader);
   await p.production.query(`analyze pitr_diff_${n}`);
   // The dense diff brought the branch's hash of every differing row: what staging is checked against.
   const expected = dense ? { sql: `select count(*)::text as n, coalesce(sum(h), 0)::text as h from pitr_diff_${n} where kind <> 'extra'`, hash: hash('x') } : undefined;
-  const candidates = await stageRowsByKeys(p, s, n, `select ${cols(s.key)} from pitr_diff_${n} where kind <> 'extra'`, req.where, expected);
+  // The merge's keys are at hand (unless there were too many to hold): no need to read them back from production.
+  const keys = found ? found.textBatches(KEY_BATCH) : `select ${cols(s.key)} from pitr_diff_${n} where kind <> 'extra'`;
+  const candidates = await stageRowsByKeys(p, s, n, keys, req.where, expected);
   if (!req.deleteExtra) return { candidates };
   await p.production.query(`create temp table pitr_scope_${n} on commit drop as select ${cols(s.key)} from pitr_diff_${n} where kind = 'extra'`);
   await p.production.query(`create index on pitr_scope_${n} (${cols(s.key)}); analyze pitr_scope_${n}`);
@@ -145,6 +148,9 @@ async function findDenseDifferences(p: RecoverySessions, req: RecoverRequest, s:
 
 const keyTypes = (s: TableSelection) => (process.env.PITR_RECOVER_DIFF === 'join' ? [] : s.key.map((k) => s.columns.find((c) => c.name === k)!.type));
 
+/** The merge keeps the keys it found for staging up to this many bytes of them (8 per bigint key). */
+const KEPT_KEY_BYTES = 64 * 1024 * 1024;
+
 /** Flush the differences to production in pieces of about this many bytes. */
 const DIFF_FLUSH = 256 * 1024;
 
@@ -154,7 +160,7 @@ const DIFF_FLUSH = 256 * 1024;
  * production's write transaction (binary COPY into pitr_diff_<n>); nothing is staged or joined
  * on either server. Production is read in the READ ONLY session, with the user's --where.
  */
-async function mergeDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, wanted: Set<string>, hash: (alias: string) => string): Promise<void> {
+async function mergeDifferences(p: RecoverySessions, req: RecoverRequest, s: TableSelection, n: number, wanted: Set<string>, hash: (alias: string) => string): Promise<KeyList | null> {
   const reader = p.productionRead!;
   const types = keyTypes(s);
   const order = cols(s.key);
@@ -165,6 +171,7 @@ async function mergeDifferences(p: RecoverySessions, req: RecoverRequest, s: Tab
   const branchOut = streamOf(p.branch, `select ${cols(s.key, 'x')}, ${hash('x')} from (${s.sql}) x`);
   const productionOut = streamOf(reader, `select ${cols(s.key, 't')}, ${hash('t')} from ${s.production.qualified} t${req.where === undefined ? '' : ` where (${req.where})`}`);
   const rows = new DifferenceRows(types, DIFF_FLUSH);
+  let keys: KeyList | null = new KeyList(types, KEPT_KEY_BYTES);
   const into = p.production.query(copyFrom(`copy pitr_diff_${n} (${cols(s.key)}, kind, h) from stdin (format binary)`));
   let failure: Error | null = null;
   into.on('error', (err: Error) => (failure ??= err));
@@ -177,12 +184,14 @@ async function mergeDifferences(p: RecoverySessions, req: RecoverRequest, s: Tab
     await mergeKeyHashes(keyHashRows(branchOut, types, 'branch'), keyHashRows(productionOut, types, 'production'), (kind, batch, row) => {
       if (!wanted.has(kind)) return;
       rows.add(kind, batch, row);
+      if (kind !== 'extra' && keys && !keys.add(batch, row)) keys = null;
       return rows.bytes < DIFF_FLUSH ? undefined : send(rows.take());
     });
     into.end(rows.take(true));
     await finished(into);
     // Staging reads the branch by key next: its indexes are back.
     await Promise.all(readers.map((c) => c.query(`set local enable_indexscan = on; set local enable_indexonlyscan = on; set local enable_bitmapscan = on; set local work_mem = '32MB'`)));
+    return keys;
   } catch (err) {
     for (const stream of [branchOut, productionOut, into]) stream.destroy();
     throw err;

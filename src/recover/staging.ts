@@ -83,7 +83,22 @@ export async function checkCopied(p: RecoverySessions, s: TableSelection, rowsSq
   }
 }
 
-const KEY_BATCH = 50_000;
+export const KEY_BATCH = 50_000;
+
+/** Reads the keys `keysSql` returns in production's transaction, a batch at a time, each key as its columns' text. */
+async function forEachKeyBatch(p: RecoverySessions, s: TableSelection, n: number, keysSql: string, onBatch: (keys: string[][]) => Promise<void>): Promise<void> {
+  const cursor = `pitr_stage_keys_${n}`;
+  await p.production.query(`declare ${cursor} no scroll cursor for select array[${s.key.map((k) => `${cols([k], 'x')}::text`).join(', ')}] as k from (${keysSql}) x`);
+  try {
+    for (;;) {
+      const { rows } = await p.production.query(`fetch ${KEY_BATCH} from ${cursor}`);
+      if (rows.length === 0) break;
+      await onBatch(rows.map((r) => r.k as string[]));
+    }
+  } finally {
+    await p.production.query(`close ${cursor}`).catch(() => undefined);
+  }
+}
 
 /** A Postgres array literal of text values, cast to the column's type: exact for every type's text form. */
 export function arrayLiteral(values: string[], type: string): string {
@@ -101,40 +116,41 @@ export function rowsForKeysSql(s: Pick<TableSelection, 'columns' | 'key' | 'sql'
 }
 
 /**
- * Stages only the branch rows of the keys `keysSql` returns in production (the planned or the
- * differing keys): they are read out in batches, and each batch's rows are copied from the
+ * Stages only the branch rows of the given keys (`keys`: a query run in production for the
+ * planned or the differing keys, or batches of key texts already at hand): they are read in batches, and each batch's rows are copied from the
  * branch by key into `pitr_src_<n>`. Count and hash sum of what arrived must equal the branch's
  * for the same keys, so nothing is written unless the staged rows are the branch's. When the
  * branch already hashed those rows in this snapshot, `expected.sql` (run in production) gives
  * their count and sum of `expected.hash` (over alias x), and the branch is not read twice.
  */
-export async function stageRowsByKeys(p: RecoverySessions, s: TableSelection, n: number, keysSql: string, where: string | undefined, expected?: { sql: string; hash: string }): Promise<number> {
+export async function stageRowsByKeys(
+  p: RecoverySessions,
+  s: TableSelection,
+  n: number,
+  keys: string | Iterable<string[][]>,
+  where: string | undefined,
+  expected?: { sql: string; hash: string },
+): Promise<number> {
   const names = s.columns.map((c) => c.name);
   await p.production.query(`create temp table pitr_src_${n} on commit drop as select ${cols(names)} from ${s.production.qualified} where false`);
-  const cursor = `pitr_stage_keys_${n}`;
-  await p.production.query(`declare ${cursor} no scroll cursor for select array[${s.key.map((k) => `${cols([k], 'x')}::text`).join(', ')}] as k from (${keysSql}) x`);
   let copied = 0;
   let branchCount = 0n;
   let branchHash = 0n;
-  try {
-    for (;;) {
-      const { rows } = await p.production.query(`fetch ${KEY_BATCH} from ${cursor}`);
-      if (rows.length === 0) break;
-      const sql = rowsForKeysSql(s, rows.map((r) => r.k as string[]));
-      try {
-        copied += await copyBetween(p.branch, sql, p.production, `pitr_src_${n}`, cols(names));
-        if (expected) continue;
-        // The same rows hashed on the branch, in the same snapshot: what the staging check compares with.
-        const sums = await p.branch.query(`select count(*)::text as n, coalesce(sum(${rowHash(names, 'x')}), 0)::text as h from (${sql}) x`);
-        branchCount += BigInt(sums.rows[0].n);
-        branchHash += BigInt(sums.rows[0].h);
-      } catch (err) {
-        throw blameWhere(err, where, s);
-      }
+  const stage = async (batch: string[][]) => {
+    const sql = rowsForKeysSql(s, batch);
+    try {
+      copied += await copyBetween(p.branch, sql, p.production, `pitr_src_${n}`, cols(names));
+      if (expected) return;
+      // The same rows hashed on the branch, in the same snapshot: what the staging check compares with.
+      const sums = await p.branch.query(`select count(*)::text as n, coalesce(sum(${rowHash(names, 'x')}), 0)::text as h from (${sql}) x`);
+      branchCount += BigInt(sums.rows[0].n);
+      branchHash += BigInt(sums.rows[0].h);
+    } catch (err) {
+      throw blameWhere(err, where, s);
     }
-  } finally {
-    await p.production.query(`close ${cursor}`).catch(() => undefined);
-  }
+  };
+  if (typeof keys === 'string') await forEachKeyBatch(p, s, n, keys, stage);
+  else for (const batch of keys) await stage(batch);
   await p.production.query(`analyze pitr_src_${n}`);
   if (expected) {
     // The branch hashed these rows already, in the same snapshot (the dense diff): those sums are the reference.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DifferenceRows, keyHashRows, mergeKeyHashes, orderedKeyTypes, type Difference } from '../../src/diff/key-hash-merge.js';
+import { DifferenceRows, KeyList, keyHashRows, mergeKeyHashes, orderedKeyTypes, type Difference } from '../../src/diff/key-hash-merge.js';
 
 /** A deterministic generator, so a failure names its seed. */
 function random(seed: number): () => number {
@@ -27,7 +27,7 @@ function field(type: string, v: Value): Buffer {
 
 /** What the server sends for `copy (select key…, hash …) to stdout (format binary)`. */
 function binaryCopy(types: string[], rows: { key: Value[]; hash: bigint }[]): Buffer {
-  const parts = [Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)];
+  const parts: Buffer[] = [Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)];
   for (const r of rows) {
     const count = Buffer.alloc(2);
     count.writeInt16BE(types.length + 1);
@@ -142,6 +142,7 @@ describe('merging key-ordered (key, hash) streams', () => {
         }
       }
       const rows = new DifferenceRows(types, 64);
+      const kept = new KeyList(types, 1 << 20);
       const taken: Buffer[] = [];
       const seen: { key: Value[]; kind: Difference }[] = [];
       const counts = await mergeKeyHashes(
@@ -149,6 +150,7 @@ describe('merging key-ordered (key, hash) streams', () => {
         keyHashRows(chunked(binaryCopy(types, production), rand), types, 'production'),
         (kind, batch, row) => {
           rows.add(kind, batch, row);
+          if (kind !== 'extra') expect(kept.add(batch, row)).toBe(true);
           if (rows.bytes >= 64) taken.push(rows.take());
           seen.push({ key: [], kind });
         },
@@ -156,6 +158,10 @@ describe('merging key-ordered (key, hash) streams', () => {
       taken.push(rows.take(true));
       expect(counts, `seed ${seed}`).toEqual({ branchRows: branch.length, productionRows: production.length });
       expect(readDifferences(types, Buffer.concat(taken)), `seed ${seed}`).toEqual(expected);
+      // The kept keys read back as the text the branch is asked for, batch by batch, in order.
+      const texts = [...kept.textBatches(7)];
+      expect(texts.every((b, i) => b.length === 7 || i === texts.length - 1)).toBe(true);
+      expect(texts.flat(), `seed ${seed}`).toEqual(expected.filter((d) => d.kind !== 'extra').map((d) => d.key.map(String)));
     }
   });
 
@@ -173,6 +179,18 @@ describe('merging key-ordered (key, hash) streams', () => {
     );
     const cut = ordered.subarray(0, ordered.length - 2);
     await expect(mergeKeyHashes(keyHashRows(chunked(cut, rand), types, 'branch'), keyHashRows(chunked(ordered, rand), types, 'production'), () => undefined)).rejects.toThrow('without its trailer');
+  });
+
+  it('keeps keys only up to its byte limit', async () => {
+    const types = ['bigint'];
+    const rows = Array.from({ length: 10 }, (_, i) => ({ key: [BigInt(i)], hash: 1n }));
+    const kept = new KeyList(types, 8 * 4);
+    const added: boolean[] = [];
+    await mergeKeyHashes(keyHashRows(chunked(binaryCopy(types, rows), random(5)), types, 'branch'), keyHashRows(chunked(binaryCopy(types, []), random(6)), types, 'production'), (_, batch, row) => {
+      added.push(kept.add(batch, row));
+    });
+    expect(added).toEqual([true, true, true, true, false, false, false, false, false, false]);
+    expect([...kept.textBatches(3)]).toEqual([[['0'], ['1'], ['2']], [['3']]]);
   });
 
   it('merges only keys whose binary form orders like the value', () => {
