@@ -24,6 +24,7 @@ interface Connection {
     on(event: 'readable', listener: () => void): void;
     removeListener(event: string, listener: (...args: never[]) => void): void;
     addListener(event: 'data', listener: (chunk: Buffer) => void): void;
+    destroy(): void;
   };
   query(text: string): void;
 }
@@ -47,6 +48,11 @@ export class CopyOutStream extends Readable {
   /** Called by pg when the query's turn comes. */
   submit(connection: Connection): void {
     this.connection = connection;
+    if (this.destroyed) {
+      // Abandoned while queued: nothing would read the reply.
+      connection.stream.destroy();
+      return;
+    }
     const socket = connection.stream;
     const listeners = socket.listeners('data');
     if (listeners.length !== 1) throw new Error('unexpected pg connection state for COPY');
@@ -127,6 +133,20 @@ export class CopyOutStream extends Readable {
     if (ended) this.push(null);
     // pg's handler may have paused the socket on a full buffer: resume after it returns.
     process.nextTick(() => socket.resume());
+  }
+
+  /**
+   * Stopped before the server finished (the reader failed): the rest of the COPY can never be
+   * handed back to pg in order, so the connection is closed. Its queries then fail at once rather
+   * than wait forever; the caller's session was read-only, or its transaction is abandoned anyway.
+   */
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    if (this.connection && !this.finishedCopy) {
+      this.finishedCopy = true;
+      this.connection.stream.removeListener('readable', this.onReadable);
+      this.connection.stream.destroy();
+    }
+    callback(err);
   }
 
   /** pg calls these as the rest of the query's messages arrive. */

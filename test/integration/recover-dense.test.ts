@@ -52,6 +52,21 @@ describe('copyOut', () => {
     await expect(bytesOf(failing)).rejects.toThrow('division by zero');
     expect((await client.query('select 1 as n')).rows[0].n).toBe(1);
   });
+
+  it('a reader that gives up mid-stream closes that connection: its next query fails at once instead of waiting forever', async () => {
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    other.on('error', () => undefined);
+    const stream = copyOut(other, `copy (select g, md5(g::text) from generate_series(1, 2000000) g) to stdout`);
+    for await (const chunk of stream) {
+      expect(chunk.length).toBeGreaterThan(0);
+      break;
+    }
+    const started = Date.now();
+    await expect(other.query('select 1')).rejects.toThrow();
+    expect(Date.now() - started).toBeLessThan(5000);
+    await other.end().catch(() => undefined);
+  });
 });
 
 describe('the UPDATE as its own verification', () => {
