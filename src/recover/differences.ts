@@ -43,7 +43,8 @@ export async function stageDifferences(p: RecoverySessions, req: RecoverRequest,
   // The dense diff brought the branch's hash of every differing row: what staging is checked against.
   const expected = dense ? { sql: `select count(*)::text as n, coalesce(sum(h), 0)::text as h from pitr_diff_${n} where kind <> 'extra'`, hash: hash('x') } : undefined;
   // The merge's keys are at hand (unless there were too many to hold): no need to read them back from production.
-  const keys = found ? found.textBatches(KEY_BATCH) : `select ${cols(s.key)} from pitr_diff_${n} where kind <> 'extra'`;
+  // Bigger batches than a cursor's: each batch costs the branch one pass over the table to join its keys.
+  const keys = found ? found.textBatches(KEY_BATCH * 4) : `select ${cols(s.key)} from pitr_diff_${n} where kind <> 'extra'`;
   const candidates = await stageRowsByKeys(p, s, n, keys, req.where, expected);
   if (!req.deleteExtra) return { candidates };
   await p.production.query(`create temp table pitr_scope_${n} on commit drop as select ${cols(s.key)} from pitr_diff_${n} where kind = 'extra'`);
