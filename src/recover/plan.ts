@@ -79,8 +79,9 @@ export function planParts(
               // The rows about to be overwritten go to the undo table in the same pass (every name here is pitr's, none the table's).
               action: 'update',
               statement: true,
-              sql: `with planned as (select ${s.key.map((k, i) => `s.${q(k)} as pitr_k${i}`).join(', ')}, ${rowHash(names, 't')} as pitr_old_hash, ${changed} as pitr_cols, t as pitr_old ${from}),
-                         kept as (insert into ${options.before} select ${names.map((c) => `(pitr_old).${q(c)}`).join(', ')} from planned)
+              sql: `with planned as (select ${s.key.map((k, i) => `s.${q(k)} as pitr_k${i}`).join(', ')}, ${rowHash(names, 't')} as pitr_old_hash, ${changed} as pitr_cols,
+                                            ${names.map((c, i) => `t.${q(c)} as pitr_c${i}`).join(', ')} ${from}),
+                         kept as (insert into ${options.before} select ${names.map((_, i) => `pitr_c${i}`).join(', ')} from planned)
                     insert into pitr_plan_${n} select ${s.key.map((_, i) => `pitr_k${i}`).join(', ')}, 'update', pitr_old_hash, null::int8, pitr_cols from planned`,
             }
           : { action: 'update', sql: `select ${cols(s.key, 's')}, 'update', ${rowHash(names, 't')}, null::int8, ${changed} ${from}` },
