@@ -1,17 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { mulberry32 as random } from '../support/random.js';
 import { DifferenceRows, KeyList, keyHashRows, mergeKeyHashes, orderedKeyTypes, type Difference } from '../../src/diff/key-hash-merge.js';
-
-/** A deterministic generator, so a failure names its seed. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Value = bigint | string;
 const WIDTH: Record<string, number> = { smallint: 2, integer: 4, bigint: 8, uuid: 16 };

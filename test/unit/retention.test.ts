@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { mulberry32 } from '../support/random.js';
 import { PitrError } from '../../src/errors.js';
 import {
   DEFAULT_RETENTION,
@@ -130,18 +131,6 @@ const randomSnaps = fc.array(instant, { maxLength: 400 }).map(snaps);
 const count = fc.integer({ min: 0, max: 40 });
 const policyArb = fc.record({ daily: count, weekly: count, monthly: count, yearly: count });
 const zone = fc.constantFrom(...ZONES);
-
-/** Tiny seeded PRNG so one integer drives a multi-year series without huge shrink trees. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** About one backup a day at a fixed hour with jitter, some days missed, some with extra runs. */
 const realisticSnaps = fc
