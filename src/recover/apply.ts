@@ -145,13 +145,12 @@ export async function writeRecovery(
     staged.push({ s, n, inserts: tp.insert, staged: directSql === null });
     // Undo data first: what is about to be overwritten or deleted (the plan kept the rows root updates overwrite).
     const keptBefore = !item.tp && plansFromDiff(req, s);
-    await copyToFile(
-      p.production,
-      keptBefore && tp.delete === 0
-        ? `select * from ${beforeTable(n)}`
-        : `${keptBefore ? `select * from ${beforeTable(n)} union all ` : ''}select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in (${keptBefore ? `'delete'` : `'update', 'delete'`})`,
-      data(`${n}.before`),
-    );
+    const stillInTable = keptBefore ? (tp.delete > 0 ? [`'delete'`] : []) : [`'update'`, `'delete'`];
+    const beforeRows = [
+      ...(keptBefore ? [`select * from ${beforeTable(n)}`] : []),
+      ...(stillInTable.length ? [`select ${cols(names, 't')} from ${t} t join pitr_plan_${n} p on ${keyMatch(s.key, 't', 'p')} where p.action in (${stillInTable.join(', ')})`] : []),
+    ];
+    await copyToFile(p.production, beforeRows.join(' union all '), data(`${n}.before`));
     await createAppliedTable(p.production, s, n);
     // Only a plan made in this transaction from these staged rows can say it inserts all of them.
     const everyStagedRow = !item.tp && tp.insert === candidates;

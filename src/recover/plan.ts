@@ -31,7 +31,7 @@ const changedColumns = (candidates: string[], cond: (c: string, i: number) => st
   `array_remove(array[${candidates.map((c, i) => `case when ${cond(c, i)} then ${lit(c)} end`).join(', ')}]::text[], null)`;
 
 /** True when any of the columns prints differently on the two sides (the same as comparing their row texts). */
-const anyDiffers = (columns: { name: string; type: string }[], a: string, b: string) => columns.map((c) => `(${columnDiffers(c, a, b)})`).join(' or ');
+export const anyDiffers = (columns: { name: string; type: string }[], a: string, b: string) => columns.map((c) => `(${columnDiffers(c, a, b)})`).join(' or ');
 
 /** Where a plan reads from besides the staged rows, and where it keeps the rows root updates overwrite. */
 export interface PlanOptions {

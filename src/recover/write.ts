@@ -2,8 +2,8 @@ import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import { whereRejected } from '../db/sql.js';
 import { copyBetween } from './copy.js';
-import { columnDiffers, rowHash } from './hash.js';
-import { settableColumns } from './plan.js';
+import { rowHash } from './hash.js';
+import { anyDiffers, settableColumns } from './plan.js';
 import type { RecoverySessions } from './session.js';
 import type { TableSelection } from './selection.js';
 import { cols, keyMatch, lit, q } from './sql.js';
@@ -99,7 +99,7 @@ export async function updatePlanned(client: pg.ClientBase, s: TableSelection, n:
        update ${t} t set ${settable.map((c) => `${q(c)} = case when ${lit(c)} = any(p.cols) then s.${q(c)} else t.${q(c)} end`).join(', ')}
          from pitr_src_${n} s, pitr_plan_${n} p
         where ${keyMatch(s.key, 't', 's')} and ${keyMatch(s.key, 'p', 's')} and p.action = 'update' and ${stillAsPlanned(names)}
-       returning ${cols(s.key, 't')}, ${rowHash(names, 't')} as h, ${s.columns.map((c) => `(${columnDiffers(c, 't', 's')})`).join(' or ')} as differs),
+       returning ${cols(s.key, 't')}, ${rowHash(names, 't')} as h, ${anyDiffers(s.columns, 't', 's')} as differs),
      applied as (insert into pitr_applied_${n} select ${cols(s.key)}, 'update', h from upd)
      select count(*) filter (where differs)::int as mismatches from upd`,
   );
