@@ -13,13 +13,20 @@ import type { KeyDifference, RowDifference, Values } from './types.js';
 const keyIdOf = (key: (string | null)[]) => (key.length === 1 ? key[0]! : JSON.stringify(key));
 
 async function rowsByKey(client: pg.ClientBase, table: TableInfo, plan: Plan, keys: string[][]): Promise<Map<string, Values>> {
-  const cols = plan.compared.map((c) => `${quoteIdent(c.name)}::text`).join(', ');
+  if (keys.length === 0) return new Map();
+  const cols = plan.compared.map((c) => `x.${quoteIdent(c.name)}::text`).join(', ');
   const params = plan.keyColumns.map((_, i) => keys.map((k) => k[i]!));
-  const match =
-    plan.keyColumns.length === 1
-      ? `${quoteIdent(plan.keyColumns[0]!.name)} = any($1::${plan.keyColumns[0]!.type}[])`
-      : `(${plan.keyColumns.map((c) => quoteIdent(c.name)).join(', ')}) in (select * from unnest(${plan.keyColumns.map((c, i) => `$${i + 1}::${c.type}[]`).join(', ')}))`;
-  const { rows } = await client.query({ text: `select ${cols} from ${table.qualified} where ${plan.where} and ${match}`, values: params, rowMode: 'array' });
+  // One probe of the key's unique index per key, whatever the statistics say: `= any($1)` on a
+  // never-analyzed table was planned as a sequential scan of the whole table for every batch, and
+  // a join with the keys as a hash join over the whole table (offset 0 keeps the subquery per key).
+  const unnest = `unnest(${plan.keyColumns.map((c, i) => `$${i + 1}::${c.type}[]`).join(', ')}) as pitr_keys(${plan.keyColumns.map((_, i) => `k${i}`).join(', ')})`;
+  // The table keeps its own name (a --where may qualify columns with it).
+  const match = plan.keyColumns.map((c, i) => `${quoteIdent(c.name)} = pitr_keys.k${i}`).join(' and ');
+  const { rows } = await client.query({
+    text: `select ${cols} from ${unnest} cross join lateral (select * from ${table.qualified} where ${match} and ${plan.where} offset 0) x`,
+    values: params,
+    rowMode: 'array',
+  });
   const keyIdx = plan.keyColumns.map((k) => plan.compared.findIndex((c) => c.name === k.name));
   const out = new Map<string, Values>();
   for (const row of rows as (string | null)[][]) {
@@ -59,8 +66,9 @@ export async function fetchDifferences(
   if (diffs.length === 0) return [];
   const out: RowDifference[] = [];
   if (plan.mode === 'key') {
-    const keys = diffs.map((d) => d.key!);
-    const [b, p] = await Promise.all([rowsByKey(sides.branch.client, sides.branch.table, plan, keys), rowsByKey(sides.production.client, sides.production.table, plan, keys)]);
+    // A missing row is only in the branch, an extra one only in production: each side is asked for the keys it can hold.
+    const keysFor = (kind: KeyDifference['kind']) => diffs.filter((d) => d.kind !== kind).map((d) => d.key!);
+    const [b, p] = await Promise.all([rowsByKey(sides.branch.client, sides.branch.table, plan, keysFor('extra')), rowsByKey(sides.production.client, sides.production.table, plan, keysFor('missing'))]);
     for (const d of diffs) {
       const id = keyIdOf(d.key!);
       const branch = b.get(id) ?? null;
