@@ -6,6 +6,7 @@ import type { TableInfo } from '../db/introspect.js';
 import { quoteIdent, quoteLiteral } from '../db/sql.js';
 import type { Plan } from './plan.js';
 import { pgArray, type KeyRange, type Segmentation } from './segments.js';
+import { mergePackedSegment, packedSide } from './packed-pairs.js';
 import type { KeyDifference } from './types.js';
 
 /**
@@ -120,7 +121,7 @@ export async function narrowBatch<S extends DirtySegment>(
 }
 
 /** One side's rows of one segment: key identity → hash (key mode) or row hash → copies (multiset). */
-type SideRows = { ids: string[]; values: Map<string, string>; keys: Map<string, string[]> };
+export type SideRows = { ids: string[]; values: Map<string, string>; keys: Map<string, string[]> };
 
 function copyField(raw: string): string | null {
   if (raw === '\\N') return null;
@@ -237,25 +238,21 @@ export async function settleBatch(
   seg: Segmentation,
   batch: DirtySegment[],
   signal?: AbortSignal,
+  counts?: { branchRows: number; productionRows: number },
 ): Promise<KeyDifference[]> {
   const out: KeyDifference[] = [];
   if (packsPairs(plan, seg, batch)) {
     const whole = (r: KeyRange) => (r.hiInclusive || BigInt(r.hi) > BigInt(r.lo) ? [{ lo: r.lo, hi: r.hiInclusive ? r.hi : (BigInt(r.hi) - 1n).toString() }] : []);
     const subs = batch.flatMap((s, i) => (s.mask === undefined ? whole(s.range!) : integerSubRanges(s.range!, s.mask)).map((r) => ({ ...r, segment: i })));
     const [b, p] = await Promise.all([packedSide(sides.branch.client, sides.branch.table, plan, subs), packedSide(sides.production.client, sides.production.table, plan, subs)]);
-    let k = 0;
-    for (let s = 0; s < batch.length; s++) {
+    if (counts) {
+      counts.branchRows += b.rows;
+      counts.productionRows += p.rows;
+    }
+    for (let k = 0; k < subs.length; ) {
       const first = k;
-      const pairs = { b: [] as string[], p: [] as string[] };
-      for (; k < subs.length && subs[k]!.segment === s; k++) differingPairs(b[k] ?? '', p[k] ?? '', pairs);
-      if (pairs.b.length === 0 && pairs.p.length === 0) continue;
-      const [bRows, pRows] = [sortedPairs(pairs.b), sortedPairs(pairs.p)];
-      if (bRows.ids.some((id) => !pRows.values.has(id)) && pRows.ids.some((id) => !bRows.values.has(id))) {
-        // Keys only in the branch and keys only in production: where mergeSegment puts them
-        // depends on the equal rows between them, so it gets all the rows, as streamed.
-        const all = (texts: (string | undefined)[]) => sortedPairs(texts.slice(first, k).flatMap((t) => (t ? t.split(' ') : [])));
-        mergeSegment(plan, all(b), all(p), out);
-      } else mergeSegment(plan, bRows, pRows, out);
+      while (k < subs.length && subs[k]!.segment === subs[first]!.segment) k++;
+      mergePackedSegment(b.texts.slice(first, k), p.texts.slice(first, k), out);
     }
     return out;
   }
@@ -263,72 +260,23 @@ export async function settleBatch(
     streamSide(sides.branch.client, sides.branch.table, plan, seg, batch, signal),
     streamSide(sides.production.client, sides.production.table, plan, seg, batch, signal),
   ]);
+  if (counts) {
+    for (const side of b) counts.branchRows += side.ids.length;
+    for (const side of p) counts.productionRows += side.ids.length;
+  }
   for (let s = 0; s < batch.length; s++) mergeSegment(plan, b[s]!, p[s]!, out);
   return out;
 }
 
-/**
- * A single integer key ranged by integer segments: each range (or dirty eighth of one) comes
- * back as one text of `key:hash` pairs, a row per range instead of a row per key, in the order
- * the range was read (the same on both sides in practice, which only speeds things up). The
- * texts' common beginning and end are rows equal on both sides and are skipped unparsed; the
- * pairs in between that only one side holds are the differing rows. Receiving and filing a COPY
- * row per key cost the client more CPU than the server spent reading the rows.
- */
+/** A single integer key ranged by integer segments: settled from packed texts (packed-pairs.ts). */
 const packsPairs = (plan: Plan, seg: Segmentation, batch: DirtySegment[]) =>
   plan.mode === 'key' && seg.integerRanges === true && plan.keyColumns.length === 1 && batch.every((s) => s.range && s.packed);
 
-/** One side's text of `key:hash` pairs per sub-range (undefined when it has no rows). */
-async function packedSide(client: pg.ClientBase, table: TableInfo, plan: Plan, subs: { lo: string; hi: string }[]): Promise<(string | undefined)[]> {
-  const key = quoteIdent(plan.keyColumns[0]!.name);
-  const { rows } = await client.query({
-    text: `select r.i, x.v from unnest(${arr(subs.map((r) => r.lo), plan.segmentType)}, ${arr(subs.map((r) => r.hi), plan.segmentType)}) with ordinality as r(lo, hi, i)
-      cross join lateral (select string_agg(${key}::text || ':' || (${plan.rowHash})::text, ' ') as v from ${table.qualified}
-        where ${plan.where} and ${key} >= r.lo and ${key} <= r.hi) x where x.v is not null`,
-    rowMode: 'array',
-  });
-  const out: (string | undefined)[] = [];
-  for (const [i, v] of rows as [string, string][]) out[Number(i) - 1] = v;
-  return out;
-}
-
-/** Adds the pairs of one sub-range that are not in the other side's text to pairs.b / pairs.p. */
-export function differingPairs(b: string, p: string, pairs: { b: string[]; p: string[] }): void {
-  if (b === p) return;
-  // Common beginning, cut back to a pair boundary (a space both texts have at the same place).
-  const n = Math.min(b.length, p.length);
-  let i = 0;
-  while (i < n && b.charCodeAt(i) === p.charCodeAt(i)) i++;
-  const start = i === b.length && i === p.length ? i : b.lastIndexOf(' ', i - 1) + 1;
-  // Common end, not overlapping the beginning, cut forward to a pair boundary.
-  let j = 0;
-  while (j < n - start && b.charCodeAt(b.length - 1 - j) === p.charCodeAt(p.length - 1 - j)) j++;
-  const space = b.indexOf(' ', b.length - j);
-  const [bEnd, pEnd] = space < 0 ? [b.length, p.length] : [space, space - b.length + p.length];
-  const bMid = start < bEnd ? b.slice(start, bEnd).split(' ') : [];
-  const pMid = start < pEnd ? p.slice(start, pEnd).split(' ') : [];
-  const [bSet, pSet] = [new Set(bMid), new Set(pMid)];
-  for (const x of bMid) if (x && !pSet.has(x)) pairs.b.push(x);
-  for (const x of pMid) if (x && !bSet.has(x)) pairs.p.push(x);
-}
-
 /**
- * `key:hash` pairs as one side's rows of a segment, in key order as the streams are: then
- * mergeSegment emits missing, changed and extra keys in the order it gives the streamed rows,
- * the rows equal on both sides left out (they only matter between a key only in the branch and
- * one only in production, and then it gets all the rows).
+ * One segment's differing keys from both sides' rows as streamed. Within a segment: the branch's
+ * key order, with keys only in production placed where production's order puts them.
  */
-function sortedPairs(pairs: string[]): SideRows {
-  const parsed = pairs
-    .map((x) => {
-      const colon = x.indexOf(':');
-      return { id: x.slice(0, colon), h: x.slice(colon + 1), n: BigInt(x.slice(0, colon)) };
-    })
-    .sort((x, y) => (x.n < y.n ? -1 : x.n > y.n ? 1 : 0));
-  return { ids: parsed.map((r) => r.id), values: new Map(parsed.map((r) => [r.id, r.h])), keys: new Map(parsed.map((r) => [r.id, [r.id]])) };
-}
-
-function mergeSegment(plan: Plan, b: SideRows, p: SideRows, out: KeyDifference[]): void {
+export function mergeSegment(plan: Plan, b: SideRows, p: SideRows, out: KeyDifference[]): void {
   const keyed = plan.mode === 'key';
   const copies = (side: SideRows, id: string) => (keyed ? 1 : Number(side.values.get(id)));
   const done = new Set<string>();

@@ -1,50 +1,82 @@
 import { describe, expect, it } from 'vitest';
-import { differingPairs } from '../../src/diff/hash-stream.js';
+import { mergeSegment, type SideRows } from '../../src/diff/hash-stream.js';
+import { compareIntegerTexts, mergePackedSegment } from '../../src/diff/packed-pairs.js';
+import type { Plan } from '../../src/diff/plan.js';
+import type { KeyDifference } from '../../src/diff/types.js';
 import { mulberry32 } from '../support/random.js';
 
-/** The pairs each side holds that the other does not: a plain set difference. */
-function naive(b: string[], p: string[]) {
-  const [bs, ps] = [new Set(b), new Set(p)];
-  return { b: b.filter((x) => !ps.has(x)).sort(), p: p.filter((x) => !bs.has(x)).sort() };
+/** The streamed merge over every row of the segment: what the packed walk must reproduce exactly. */
+function streamed(b: string[], p: string[]): KeyDifference[] {
+  const side = (pairs: string[]): SideRows => {
+    const split = pairs.map((x) => [x.slice(0, x.indexOf(':')), x.slice(x.indexOf(':') + 1)] as const);
+    return { ids: split.map(([k]) => k), values: new Map(split), keys: new Map(split.map(([k]) => [k, [k]])) };
+  };
+  const out: KeyDifference[] = [];
+  mergeSegment({ mode: 'key' } as Plan, side(b), side(p), out);
+  return out;
 }
 
-describe('differing key:hash pairs of two packed texts', () => {
-  it('equals a set difference, whatever the texts share at their ends or in between', () => {
+const packed = (subs: string[][]) => subs.map((s) => (s.length ? s.join(' ') : undefined));
+
+describe('merging packed key:hash texts', () => {
+  it('gives the streamed merge of all rows, in the same order, whatever the texts share', () => {
     const r = mulberry32(11);
     for (let trial = 0; trial < 3000; trial++) {
-      // Keys of one range on both sides; short and long keys and hashes, negatives, prefixes of one another.
-      const keys = Array.from({ length: Math.floor(r() * 12) }, (_, i) => String((trial % 3 === 0 ? -1 : 1) * (i * (1 + Math.floor(r() * 3)) + (trial % 5 === 0 ? 9 : 100))));
+      // Ascending keys over 1–3 sub-ranges: short and long, negative, one a prefix of another.
+      const start = trial % 3 === 0 ? -40 - Math.floor(r() * 1e6) : trial % 5 === 0 ? 9 : 100;
+      let key = start;
+      const parts = 1 + Math.floor(r() * 3);
+      const [bSubs, pSubs] = [Array.from({ length: parts }, () => [] as string[]), Array.from({ length: parts }, () => [] as string[])];
       const hash = () => String(Math.floor((r() - 0.5) * (r() < 0.3 ? 20 : 2e18)));
-      const b = [...new Set(keys)].map((k) => `${k}:${hash()}`);
-      const p = b.flatMap((x) => {
-        const k = x.slice(0, x.indexOf(':'));
-        const c = r();
-        if (c < 0.15) return []; // only in the branch
-        if (c < 0.3) return [`${k}:${hash()}`]; // changed
-        if (c < 0.35) return [`${k}:${x.slice(x.indexOf(':') + 1)}1`]; // changed: hash text extended
-        if (c < 0.4) return [x, `${k}0:${hash()}`]; // a key only in production next to it
-        return [x];
-      });
-      // Usually the same order on both sides; sometimes not (order only matters for speed).
-      if (r() < 0.2) p.reverse();
-      const pairs = { b: [] as string[], p: [] as string[] };
-      differingPairs(b.join(' '), p.join(' '), pairs);
-      expect({ b: pairs.b.sort(), p: pairs.p.sort() }, `${b.join(' ')} | ${p.join(' ')}`).toEqual(naive(b, p));
+      const dense = r() < 0.5;
+      for (let s = 0; s < parts; s++) {
+        for (let n = Math.floor(r() * 14); n > 0; n--) {
+          key += 1 + Math.floor(r() * (r() < 0.1 ? 1e4 : 3));
+          const k = String(key);
+          const h = hash();
+          const c = r();
+          const odds = dense ? 0.5 : 0.15;
+          if (c < odds / 3) bSubs[s]!.push(`${k}:${h}`); // only in the branch
+          else if (c < (2 * odds) / 3) pSubs[s]!.push(`${k}:${h}`); // only in production
+          else if (c < odds) {
+            bSubs[s]!.push(`${k}:${h}`);
+            pSubs[s]!.push(r() < 0.5 ? `${k}:${h}1` : `${k}:${hash()}`); // changed, sometimes a longer text
+          } else {
+            bSubs[s]!.push(`${k}:${h}`);
+            pSubs[s]!.push(`${k}:${h}`);
+          }
+        }
+      }
+      const got: KeyDifference[] = [];
+      mergePackedSegment(packed(bSubs), packed(pSubs), got);
+      expect(got, `${bSubs.map((s) => s.join(' ')).join(' | ')} ‖ ${pSubs.map((s) => s.join(' ')).join(' | ')}`).toEqual(streamed(bSubs.flat(), pSubs.flat()));
     }
   });
 
-  it('handles empty sides and texts that are a prefix of the other', () => {
-    const run = (b: string, p: string) => {
-      const pairs = { b: [] as string[], p: [] as string[] };
-      differingPairs(b, p, pairs);
-      return pairs;
+  it('handles empty sides, texts that are a prefix of the other, and empty sub-ranges', () => {
+    const run = (b: (string | undefined)[], p: (string | undefined)[]) => {
+      const out: KeyDifference[] = [];
+      mergePackedSegment(b, p, out);
+      return out.map((d) => `${d.kind} ${d.key![0]}`);
     };
-    expect(run('', '5:1')).toEqual({ b: [], p: ['5:1'] });
-    expect(run('5:1', '')).toEqual({ b: ['5:1'], p: [] });
-    expect(run('1:2 3:4', '1:2 3:4')).toEqual({ b: [], p: [] });
-    expect(run('1:2 3:4', '1:2 3:45')).toEqual({ b: ['3:4'], p: ['3:45'] });
-    expect(run('1:2 3:4', '1:2 3:4 5:6')).toEqual({ b: [], p: ['5:6'] });
-    expect(run('3:4 5:6', '13:4 5:6')).toEqual({ b: ['3:4'], p: ['13:4'] });
-    expect(run('1:2 22:3', '1:2 2:3')).toEqual({ b: ['22:3'], p: ['2:3'] });
+    expect(run([undefined], ['5:1'])).toEqual(['extra 5']);
+    expect(run(['5:1'], [])).toEqual(['missing 5']);
+    expect(run(['1:2 3:4'], ['1:2 3:4'])).toEqual([]);
+    expect(run(['1:2 3:4'], ['1:2 3:45'])).toEqual(['changed 3']);
+    expect(run(['1:2 3:4'], ['1:2 3:4 5:6'])).toEqual(['extra 5']);
+    expect(run(['3:4 15:6'], ['13:4 15:6'])).toEqual(['extra 13', 'missing 3']);
+    expect(run(['1:2 2:3'], ['1:2 22:3'])).toEqual(['extra 22', 'missing 2']);
+    // Between two common keys: production's keys first, then the branch's.
+    expect(run(['1:1 2:1 9:1'], ['1:1 3:1 9:1'])).toEqual(['extra 3', 'missing 2']);
+    expect(run(['1:1', undefined, '9:1'], [undefined, '4:1', '9:1'])).toEqual(['extra 4', 'missing 1']);
+  });
+
+  it('refuses a text out of key order instead of reporting equal rows as differing', () => {
+    expect(() => mergePackedSegment(['1:1 10:1 2:1'], ['1:1 10:2 2:5'], [])).toThrow(/out of key order/);
+  });
+
+  it('compares integer texts by value', () => {
+    const values = [-1000000000000000000n, -12n, -5n, -1n, 0n, 1n, 9n, 10n, 99n, 100n, 9223372036854775807n];
+    for (const a of values) for (const b of values) expect(Math.sign(compareIntegerTexts(String(a), String(b))), `${a} vs ${b}`).toBe(a < b ? -1 : a > b ? 1 : 0);
   });
 });
