@@ -4,6 +4,7 @@ import { checkWhere, whereRejected } from '../db/sql.js';
 import { bucketChecksums, EMPTY, rangeChecksum, sameChecksum, splitRange, type Checksum } from './checksums.js';
 import { fetchDifferences } from './fetch.js';
 import { narrowBatch, settleBatch, type DirtySegment } from './hash-stream.js';
+import { canSkipChecksums, everyRange, sampleDenseChanges, type DenseSample } from './dense.js';
 import { defaultJobs, inOrder, openJobs } from './jobs.js';
 import { planRowDiff, useFastRowHash, useKeyCollation, type Plan } from './plan.js';
 import { segmentTable, type KeyRange, type Segmentation } from './segments.js';
@@ -41,6 +42,8 @@ interface Prepared {
   seg: Segmentation;
   workers: Sides[];
   close(): Promise<void>;
+  /** Rows were not counted by a first pass: settling counts them. */
+  countRows: boolean;
 }
 
 const now = () => performance.now() / 1000;
@@ -64,7 +67,18 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
 
   // By default small tables stay on one connection: opening and syncing more costs more than it saves.
   const wanted = options.jobs ?? (options.connect && seg.estimatedRows >= SMALL_TABLE_ROWS ? await defaultJobs(options.branch, options.production) : 1);
-  const [bJobs, pJobs] = await Promise.all([openJobs(options.branch, options.connect?.branch, wanted), openJobs(options.production, options.connect?.production, wanted)]);
+  // The sample's round trips overlap the job connections' (over a 20 ms link each costs as much as hashing thousands of rows).
+  const [opened, sampled] = await Promise.allSettled([
+    Promise.all([openJobs(options.branch, options.connect?.branch, wanted), openJobs(options.production, options.connect?.production, wanted)]),
+    denseSample(options, plan, seg, tables),
+  ]);
+  if (sampled.status === 'rejected') {
+    if (opened.status === 'fulfilled') await Promise.all(opened.value.map((j) => j.close()));
+    throw sampled.reason;
+  }
+  if (opened.status === 'rejected') throw opened.reason;
+  const [bJobs, pJobs] = opened.value;
+  const sample = sampled.value;
   const jobs = Math.min(bJobs.clients.length, pJobs.clients.length);
   const close = async () => void (await Promise.all([bJobs.close(), pJobs.close()]));
   const workers: Sides[] = Array.from({ length: jobs }, (_, i) => ({
@@ -72,112 +86,167 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
     production: { client: pJobs.clients[i]!, table: tables.production },
   }));
   try {
-    options.onProgress?.({ phase: 'diff', message: `${plan.table}: checksums of ${seg.count} segments (${jobs} job${jobs > 1 ? 's' : ''} per side)` });
-    const passStart = now();
-    const [bSums, pSums] = await Promise.all([
-      bucketChecksums(bJobs.clients.slice(0, jobs), tables.branch, plan, seg),
-      bucketChecksums(pJobs.clients.slice(0, jobs), tables.production, plan, seg),
-    ]);
-    const passSeconds = now() - passStart;
-    const summary: RowDiffSummary = {
-      table: plan.table,
-      mode: plan.mode,
-      keyColumns: plan.keyColumns.map((c) => c.name),
-      comparedColumns: plan.compared.map((c) => c.name),
-      skippedColumns: plan.skipped,
-      branchRows: 0,
-      productionRows: 0,
-      missing: 0,
-      changed: 0,
-      extra: 0,
-      segments: { initial: 0, checked: 0, fetched: 0 },
-      jobs,
-      seconds: 0,
-    };
-    const buckets = [...new Set([...bSums.keys(), ...pSums.keys()])].sort((x, y) => x - y);
-    summary.segments.initial = buckets.length;
-    const dirty: { bucket: number; b: Checksum; p: Checksum }[] = [];
-    for (const bucket of buckets) {
-      const b = bSums.get(bucket) ?? EMPTY;
-      const p = pSums.get(bucket) ?? EMPTY;
-      summary.branchRows += b.n;
-      summary.productionRows += p.n;
-      if (!sameChecksum(b, p)) dirty.push({ bucket, b, p });
+    const summary = emptySummary(plan, jobs);
+    let settled: Leaf[];
+    if (sample) {
+      settled = everyRange(seg, sample);
+      summary.segments.initial = summary.segments.fetched = settled.length;
+      options.onProgress?.({ phase: 'diff', message: `${plan.table}: changes on most sampled pages, every segment settled in one pass (${jobs} job${jobs > 1 ? 's' : ''} per side)` });
+    } else {
+      options.onProgress?.({ phase: 'diff', message: `${plan.table}: checksums of ${seg.count} segments (${jobs} job${jobs > 1 ? 's' : ''} per side)` });
+      settled = await firstPass({ options, plan, seg, tables, rtt, segmentRows, workers, summary });
     }
-
-    options.onProgress?.({ phase: 'diff', message: `${plan.table}: ${dirty.length} of ${buckets.length} segments differ` });
-    // Cost model: seconds per row of one connection's hashing scan (measured just now), and a round trip.
-    const biggest = Math.max(summary.branchRows, summary.productionRows, 1);
-    const rowCost = (passSeconds * jobs) / biggest;
-    const streamCost = (n: number) => 2 * n * rowCost;
-    const fraction = Math.min(0.999, dirty.length / Math.max(1, buckets.length));
-    const lambda = -Math.log(1 - fraction);
-    const average = biggest / Math.max(1, buckets.length);
-    const expected = (n: number, b: Checksum, p: Checksum) => {
-      const l = (lambda * n) / average;
-      return Math.max(Math.abs(b.n - p.n), 1, l > 1e-9 ? l / (1 - Math.exp(-l)) : 1);
-    };
-    const bisectCost = (n: number, d: number, depth = 0): number => {
-      const stream = streamCost(n);
-      if (n < 2 || depth > 40) return stream;
-      const half = (n / 2) * rowCost + rtt;
-      const deeper = d <= 1 ? bisectCost(n / 2, 1, depth + 1) : 2 * bisectCost(n / 2, d / 2, depth + 1);
-      return Math.min(stream, half + deeper);
-    };
-    const shouldBisect = (n: number, b: Checksum, p: Checksum) => {
-      if (!plan.indexRanges || options.strategy === 'stream') return false;
-      if (options.strategy === 'bisect') return n > segmentRows;
-      const stream = streamCost(n);
-      return bisectCost(n, expected(n, b, p)) < stream * 0.9;
-    };
-
-    const leaves: Leaf[] = [];
-    const settle = async (range: KeyRange, b: Checksum, p: Checksum, bucket: number): Promise<void> => {
-      const n = Math.max(b.n, p.n);
-      if (!shouldBisect(n, b, p)) return void leaves.push({ bucket, range, rows: b.n + p.n });
-      const larger = b.n >= p.n ? options.branch : options.production;
-      const halves = await splitRange(larger, b.n >= p.n ? tables.branch : tables.production, plan, range, n);
-      if (!halves) return void leaves.push({ bucket, range, rows: b.n + p.n });
-      const [bl, pl] = await Promise.all([rangeChecksum(options.branch, tables.branch, plan, halves[0]), rangeChecksum(options.production, tables.production, plan, halves[0])]);
-      summary.segments.checked++;
-      // Counts and hash sums add up, so the right half is the rest.
-      const br = { n: b.n - bl.n, h: b.h - bl.h };
-      const pr = { n: p.n - pl.n, h: p.h - pl.h };
-      if (!sameChecksum(bl, pl)) await settle(halves[0], bl, pl, bucket);
-      if (!sameChecksum(br, pr)) await settle(halves[1], br, pr, bucket);
-    };
-    for (const d of dirty) {
-      options.signal?.throwIfAborted();
-      const range = seg.range(d.bucket);
-      if (range) await settle(range, d.b, d.p, d.bucket);
-      else leaves.push({ bucket: d.bucket, range: null, rows: d.b.n + d.p.n });
-    }
-    summary.segments.fetched = leaves.length;
-
-    // Changes per dirty segment ~ lambda / fraction; an eighth of it stays clean with probability exp(-that / 8).
-    const perDirty = lambda / Math.max(fraction, 1e-9);
-    const narrow = Math.exp(-perDirty / 8) > 0.35;
-    const settled = narrow ? await narrowLeaves(workers, plan, seg, leaves, options) : leaves;
-
-    const batches: DirtySegment[][] = [];
-    let current: DirtySegment[] = [];
-    let rows = 0;
-    for (const leaf of settled) {
-      if (current.length && (rows + leaf.rows > (options.batchRows ?? BATCH_ROWS) || current.length >= BATCH_SEGMENTS)) {
-        batches.push(current);
-        current = [];
-        rows = 0;
-      }
-      current.push({ bucket: leaf.bucket, range: leaf.range, packed: leaf.rows <= (options.packedRows ?? PACKED_ROWS), ...(leaf.mask !== undefined && { mask: leaf.mask }) });
-      rows += leaf.rows;
-    }
-    if (current.length) batches.push(current);
+    const batches = batchLeaves(plan, settled, options);
     summary.seconds = now() - started;
-    return { plan, summary, batches, seg, workers, close };
+    return { plan, summary, batches, seg, workers, close, countRows: sample !== null };
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+function emptySummary(plan: Plan, jobs: number): RowDiffSummary {
+  return {
+    table: plan.table,
+    mode: plan.mode,
+    keyColumns: plan.keyColumns.map((c) => c.name),
+    comparedColumns: plan.compared.map((c) => c.name),
+    skippedColumns: plan.skipped,
+    branchRows: 0,
+    productionRows: 0,
+    missing: 0,
+    changed: 0,
+    extra: 0,
+    segments: { initial: 0, checked: 0, fetched: 0 },
+    jobs,
+    seconds: 0,
+  };
+}
+
+/** Dense changes (dense.ts) skip the first pass, unless a test forces or forbids it. */
+async function denseSample(options: DiffKeysOptions, plan: Plan, seg: Segmentation, tables: { branch: TableInfo; production: TableInfo }): Promise<DenseSample | null> {
+  if (options.skipChecksums === false || options.strategy === 'bisect' || !canSkipChecksums(plan, seg)) return null;
+  if (options.skipChecksums) return { keys: [], rows: 0 };
+  if (seg.estimatedRows < SMALL_TABLE_ROWS) return null;
+  return sampleDenseChanges({ client: options.branch, table: tables.branch }, { client: options.production, table: tables.production }, plan, seg);
+}
+
+interface FirstPass {
+  options: DiffKeysOptions;
+  plan: Plan;
+  seg: Segmentation;
+  tables: { branch: TableInfo; production: TableInfo };
+  rtt: number;
+  segmentRows: number;
+  workers: Sides[];
+  summary: RowDiffSummary;
+}
+
+/**
+ * Count and hash sum per segment on both sides; the differing segments, bisected or narrowed
+ * where the cost model says it pays, are the leaves to settle. Fills the summary's row counts.
+ */
+async function firstPass({ options, plan, seg, tables, rtt, segmentRows, workers, summary }: FirstPass): Promise<Leaf[]> {
+  const passStart = now();
+  const [bSums, pSums] = await Promise.all([
+    bucketChecksums(workers.map((w) => w.branch.client), tables.branch, plan, seg),
+    bucketChecksums(workers.map((w) => w.production.client), tables.production, plan, seg),
+  ]);
+  const passSeconds = now() - passStart;
+  const buckets = [...new Set([...bSums.keys(), ...pSums.keys()])].sort((x, y) => x - y);
+  summary.segments.initial = buckets.length;
+  const dirty: { bucket: number; b: Checksum; p: Checksum }[] = [];
+  for (const bucket of buckets) {
+    const b = bSums.get(bucket) ?? EMPTY;
+    const p = pSums.get(bucket) ?? EMPTY;
+    summary.branchRows += b.n;
+    summary.productionRows += p.n;
+    if (!sameChecksum(b, p)) dirty.push({ bucket, b, p });
+  }
+
+  options.onProgress?.({ phase: 'diff', message: `${plan.table}: ${dirty.length} of ${buckets.length} segments differ` });
+  // Cost model: seconds per row of one connection's hashing scan (measured just now), and a round trip.
+  const biggest = Math.max(summary.branchRows, summary.productionRows, 1);
+  const rowCost = (passSeconds * workers.length) / biggest;
+  const streamCost = (n: number) => 2 * n * rowCost;
+  const fraction = Math.min(0.999, dirty.length / Math.max(1, buckets.length));
+  const lambda = -Math.log(1 - fraction);
+  const average = biggest / Math.max(1, buckets.length);
+  const expected = (n: number, b: Checksum, p: Checksum) => {
+    const l = (lambda * n) / average;
+    return Math.max(Math.abs(b.n - p.n), 1, l > 1e-9 ? l / (1 - Math.exp(-l)) : 1);
+  };
+  const bisectCost = (n: number, d: number, depth = 0): number => {
+    const stream = streamCost(n);
+    if (n < 2 || depth > 40) return stream;
+    const half = (n / 2) * rowCost + rtt;
+    const deeper = d <= 1 ? bisectCost(n / 2, 1, depth + 1) : 2 * bisectCost(n / 2, d / 2, depth + 1);
+    return Math.min(stream, half + deeper);
+  };
+  const shouldBisect = (n: number, b: Checksum, p: Checksum) => {
+    if (!plan.indexRanges || options.strategy === 'stream') return false;
+    if (options.strategy === 'bisect') return n > segmentRows;
+    const stream = streamCost(n);
+    return bisectCost(n, expected(n, b, p)) < stream * 0.9;
+  };
+
+  const leaves: Leaf[] = [];
+  const settle = async (range: KeyRange, b: Checksum, p: Checksum, bucket: number): Promise<void> => {
+    const n = Math.max(b.n, p.n);
+    if (!shouldBisect(n, b, p)) return void leaves.push({ bucket, range, rows: b.n + p.n });
+    const larger = b.n >= p.n ? options.branch : options.production;
+    const halves = await splitRange(larger, b.n >= p.n ? tables.branch : tables.production, plan, range, n);
+    if (!halves) return void leaves.push({ bucket, range, rows: b.n + p.n });
+    const [bl, pl] = await Promise.all([rangeChecksum(options.branch, tables.branch, plan, halves[0]), rangeChecksum(options.production, tables.production, plan, halves[0])]);
+    summary.segments.checked++;
+    // Counts and hash sums add up, so the right half is the rest.
+    const br = { n: b.n - bl.n, h: b.h - bl.h };
+    const pr = { n: p.n - pl.n, h: p.h - pl.h };
+    if (!sameChecksum(bl, pl)) await settle(halves[0], bl, pl, bucket);
+    if (!sameChecksum(br, pr)) await settle(halves[1], br, pr, bucket);
+  };
+  for (const d of dirty) {
+    options.signal?.throwIfAborted();
+    const range = seg.range(d.bucket);
+    if (range) await settle(range, d.b, d.p, d.bucket);
+    else leaves.push({ bucket: d.bucket, range: null, rows: d.b.n + d.p.n });
+  }
+  summary.segments.fetched = leaves.length;
+
+  // Changes per dirty segment ~ lambda / fraction; an eighth of it stays clean with probability exp(-that / 8).
+  const perDirty = lambda / Math.max(fraction, 1e-9);
+  const narrow = Math.exp(-perDirty / 8) > 0.5;
+  return narrow ? narrowLeaves(workers, plan, seg, leaves, options) : leaves;
+
+}
+
+/** Leaves in batches of at most batchRows rows; neighbouring whole segments merged into one range. */
+function batchLeaves(plan: Plan, settled: Leaf[], options: DiffKeysOptions): DirtySegment[][] {
+  const batches: DirtySegment[][] = [];
+  let current: DirtySegment[] = [];
+  let rows = 0;
+  let lastRows = 0;
+  const packedRows = options.packedRows ?? PACKED_ROWS;
+  for (const leaf of settled) {
+    if (current.length && (rows + leaf.rows > (options.batchRows ?? BATCH_ROWS) || current.length >= BATCH_SEGMENTS)) {
+      batches.push(current);
+      current = [];
+      rows = 0;
+    }
+    rows += leaf.rows;
+    // Neighbouring whole segments are settled as one range: where changes are dense, each
+    // segment's own range scan cost more than its rows (measured: 4 µs a row against 1.3).
+    const last = current[current.length - 1];
+    if (last && adjoins(plan, last, leaf) && lastRows + leaf.rows <= packedRows) {
+      last.range = { lo: last.range!.lo, hi: leaf.range!.hi, hiInclusive: leaf.range!.hiInclusive };
+      lastRows += leaf.rows;
+      continue;
+    }
+    current.push({ bucket: leaf.bucket, range: leaf.range, packed: leaf.rows <= packedRows, ...(leaf.mask !== undefined && { mask: leaf.mask }) });
+    lastRows = leaf.rows;
+  }
+  if (current.length) batches.push(current);
+  return batches;
 }
 
 /**
@@ -206,6 +275,17 @@ async function narrowLeaves(workers: Sides[], plan: Plan, seg: Segmentation, lea
     }),
   );
   return out.flat();
+}
+
+/**
+ * Whether leaf's range starts where the (unnarrowed) segment before it ends: integer ranges are
+ * inclusive and the next starts one higher, other ranges are half-open and share the bound.
+ */
+function adjoins(plan: Plan, last: DirtySegment, leaf: Leaf): boolean {
+  const [a, b] = [last.range, leaf.range];
+  if (!a || !b || last.mask !== undefined || leaf.mask !== undefined || last.packed !== true) return false;
+  if (plan.integerSegments) return a.hiInclusive && BigInt(a.hi) + 1n === BigInt(b.lo);
+  return !a.hiInclusive && a.hi === b.lo;
 }
 
 const popcount = (mask: number) => {
@@ -250,7 +330,7 @@ const count = (summary: RowDiffSummary, d: { kind: KeyDifference['kind']; count:
 export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDifference[]) => void | Promise<void>): Promise<RowDiffSummary> {
   return run<KeyDifference>(
     options,
-    async (p, batch, w) => settleBatch(w, p.plan, p.seg, batch, options.signal),
+    async (p, batch, w) => settleBatch(w, p.plan, p.seg, batch, options.signal, p.countRows ? p.summary : undefined),
     async (items, summary) => {
       for (const d of items) count(summary, d);
       if (items.length) await onKeys(items);
@@ -261,7 +341,7 @@ export async function diffKeys(options: DiffKeysOptions, onKeys: (keys: KeyDiffe
 export async function diffRowsWith(options: DiffKeysOptions & { onDifference?: (d: RowDifference) => void | Promise<void> }): Promise<RowDiffSummary> {
   return run<RowDifference>(
     options,
-    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, batch, options.signal)),
+    async (p, batch, w) => fetchDifferences(w, p.plan, await settleBatch(w, p.plan, p.seg, batch, options.signal, p.countRows ? p.summary : undefined)),
     async (items, summary) => {
       for (const d of items) {
         count(summary, d);

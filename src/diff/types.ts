@@ -76,6 +76,8 @@ export interface DiffKeysOptions {
   segmentRows?: number;
   /** Tests force a path: always bisect down to `segmentRows`, or never bisect. Default: by cost. */
   strategy?: 'auto' | 'bisect' | 'stream';
+  /** Tests force settling every segment without the first pass (true) or forbid it (false). Default: from a sample of the changes (dense.ts). */
+  skipChecksums?: boolean;
   /** Rows (both sides) per streamed batch, the unit of parallel work and of memory (default 50,000). */
   batchRows?: number;
   /** The most rows (both sides) a segment may hold for its `key:hash` pairs to come back as one text per side instead of COPY rows (default 100,000). */

@@ -4,6 +4,9 @@ import { startBranchAndProduction, type TestCluster } from '../support/cluster.j
 import { findTable, introspect } from '../../src/db/introspect.js';
 import { beginDiffSession, diffRows, endDiffSession, type RowDiffOptions, type RowDifference } from '../../src/diff/rows.js';
 import { mulberry32 } from '../support/random.js';
+import { sampleDenseChanges } from '../../src/diff/dense.js';
+import { planRowDiff, useFastRowHash } from '../../src/diff/plan.js';
+import { segmentTable } from '../../src/diff/segments.js';
 
 /**
  * Scattered changes to integer-keyed tables: the differing segments are narrowed to their
@@ -19,10 +22,12 @@ create table nums (id bigint primary key, v text, n numeric(10, 2));
 create table edge (id bigint primary key, v int);
 create table small (id int primary key, v text);
 create table mixed (id int primary key, v text);
+create table dense (id bigint primary key, v int);
 insert into nums select 3 * g - 30000, 'v' || g, g / 7.0 from generate_series(1, 20000) g;
 insert into edge select ${MAX} - 2 * g, g from generate_series(0, 3000) g;
 insert into small select g, md5(g::text) from generate_series(1, 5000) g;
 insert into mixed select 2 * g, 'm' || g from generate_series(1, 3000) g;
+insert into dense select g, g from generate_series(1, 12000) g;
 `;
 
 function mutations(seed: number): string[] {
@@ -45,6 +50,7 @@ function mutations(seed: number): string[] {
     const c = r();
     out.push(c < 0.33 ? `delete from mixed where id = ${2 * g}` : c < 0.66 ? `update mixed set v = 'u' where id = ${2 * g}` : `insert into mixed values (${2 * g - 1}, 'i') on conflict do nothing`);
   }
+  out.push('update dense set v = -v where id % 10 = 3', 'delete from dense where id % 50 = 7', 'insert into dense values (0, 0), (12001, 1)');
   // The very ends: the largest bigint key changes, one is added just below the smallest.
   out.push(`update edge set v = 0 where id = ${MAX}`, `insert into edge values (${MAX - 6003n}, 1)`, `insert into nums values (-30001, 'first', 0)`);
   return out;
@@ -125,9 +131,10 @@ describe('narrowed, packed settling of integer keys = naive full comparison', ()
   });
 
   it('the order of a merge of every row streamed: keys only in production before the keys only in the branch, between rows on both sides', async () => {
-    // One segment, every eighth of it differing: all rows are streamed and merged at once.
+    // One segment with a change every ten rows: too dense to narrow, so all rows are packed and merged at once.
     const { found, queries } = await diffOf('mixed', { strategy: 'stream', segmentRows: 100000, jobs: 2 });
-    expect(queries.some((q) => q.includes('concat_ws'))).toBe(true);
+    expect(queries.some((q) => q.includes('string_agg'))).toBe(true);
+    expect(queries.some((q) => q.includes('concat_ws'))).toBe(false);
     const read = async (c: pg.Client) => new Map((await c.query(`select id, v from mixed order by id`)).rows.map((x) => [x.id as number, x.v as string]));
     const [b, p] = [await read(branch), await read(production)];
     const expected: string[] = [];
@@ -149,5 +156,54 @@ describe('narrowed, packed settling of integer keys = naive full comparison', ()
     flush();
     expect(expected.filter((x) => x.startsWith('extra')).length).toBeGreaterThan(10);
     expect(ids(found)).toEqual(expected);
+  });
+
+  it('dense changes: neighbouring differing segments settle as one range each, rows are fetched by key probes', async () => {
+    const run = await diffOf('dense', { segmentRows: 64, jobs: 1 });
+    expect([...ids(run.found)].sort()).toEqual(await naive('dense'));
+    expect(run.summary.segments.fetched).toBeGreaterThan(150);
+    const packed = run.queries.filter((q) => q.includes('string_agg'));
+    // Every segment differs and none is narrowed: one range per batch (12,000 rows fit in one), not one per segment.
+    expect(packed).toHaveLength(2);
+    for (const q of packed) expect(q).toMatch(/unnest\('\{"?-?\d+"?\}'::bigint\[\], '\{"?\d+"?\}'::bigint\[\]\)/);
+    expect(run.queries.some((q) => q.includes('concat_ws'))).toBe(false);
+    // Never analyzed, `= any($1)` was planned as a sequential scan per batch: the fetch probes the key's index per key.
+    const fetches = run.queries.filter((q) => q.includes('pitr_keys'));
+    expect(fetches.length).toBeGreaterThan(0);
+    const plan = await branch.query({ text: `explain ${fetches[0]!}`, values: [['5', '6']] });
+    expect(plan.rows.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index Scan using dense_pkey/);
+  });
+
+  it('dense changes skip the first pass: the same differences and row counts as with it, for 1 and 3 jobs', async () => {
+    const withPass = await diffOf('dense', { skipChecksums: false, jobs: 1 });
+    const one = await diffOf('dense', { skipChecksums: true, jobs: 1 });
+    const three = await diffOf('dense', { skipChecksums: true, jobs: 3, batchRows: 2000 });
+    expect([...ids(one.found)].sort()).toEqual(await naive('dense'));
+    expect(three.found).toEqual(one.found);
+    const firstPass = (q: string) => q.includes('count(*)::int8 as n, sum(');
+    expect(withPass.queries.some(firstPass)).toBe(true);
+    for (const run of [one, three]) {
+      expect(run.queries.some(firstPass)).toBe(false);
+      const { branchRows, productionRows, missing, changed, extra } = run.summary;
+      const w = withPass.summary;
+      expect({ branchRows, productionRows, missing, changed, extra }).toEqual({ branchRows: w.branchRows, productionRows: w.productionRows, missing: w.missing, changed: w.changed, extra: w.extra });
+    }
+    expect(one.summary.branchRows).toBe(12000);
+  });
+
+  it('the sample calls a tenth of rows changed everywhere dense, and 0.6% of rows changed not', async () => {
+    await Promise.all([beginDiffSession(branch), beginDiffSession(production)]);
+    try {
+      const sampled = async (name: string) => {
+        const [b, p] = [findTable(await introspect(branch), { schema: null, name })!, findTable(await introspect(production), { schema: null, name })!];
+        const plan = await useFastRowHash(planRowDiff(b, p), branch, production);
+        const seg = await segmentTable(plan, { client: branch, table: b }, { client: production, table: p }, 64);
+        return sampleDenseChanges({ client: branch, table: b }, { client: production, table: p }, plan, seg);
+      };
+      expect((await sampled('dense'))?.rows).toBeGreaterThan(1000);
+      expect(await sampled('nums')).toBeNull();
+    } finally {
+      await Promise.all([endDiffSession(branch), endDiffSession(production)]);
+    }
   });
 });
