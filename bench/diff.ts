@@ -3,7 +3,7 @@
  * the naive full comparison, on a throw-away cluster, optionally over a throttled network link.
  *
  *   npm run bench:diff -- [--rows 1M,10M] [--link 20ms,100] [--jobs N] [--rounds 2] [--stats both|never|analyzed]
- *                          [--scenarios identical,scattered,clustered] [--changed 0.1]
+ *                          [--scenarios identical,scattered,clustered] [--changed 0.1] [--explain <file>]
  *
  * For each N, `orders(id bigint primary key, customer_id int, status text, total numeric(12,2),
  * note text, created_at timestamptz)` (even ids, so rows can be inserted between them) is loaded
@@ -22,6 +22,7 @@
  * against the changes made. Prints a table and one JSON line. Heavy: run under
  * `flock /tmp/pitr-heavy.lock`.
  */
+import { copyFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -151,6 +152,8 @@ const statsText = option('stats', 'BENCH_STATS') ?? 'both';
 if (!['both', 'never', 'analyzed'].includes(statsText)) throw new Error(`--stats must be both, never or analyzed, not "${statsText}"`);
 const STATS = (['never analyzed', 'analyzed'] as const).filter((s) => statsText === 'both' || s.startsWith(statsText));
 const scenarioText = option('scenarios', 'BENCH_SCENARIOS');
+// --explain <file>: the plans of statements over 300 ms (auto_explain, analyzed) are copied to <file>.
+const EXPLAIN = option('explain', 'BENCH_EXPLAIN');
 const RUN_SCENARIOS = scenarioText ? scenarioText.split(',').map((x) => x.trim()) : SCENARIOS;
 for (const x of RUN_SCENARIOS) if (!SCENARIOS.includes(x as Scenario)) throw new Error(`--scenarios takes ${SCENARIOS.join(',')}, not "${x}"`);
 
@@ -176,7 +179,8 @@ cleanupOnSignal(cleanup);
 const results: Result[] = [];
 const benchStarted = performance.now();
 try {
-  cluster = await startCluster({ settings: { autovacuum: 'off', shared_buffers: '512MB', max_wal_size: '4GB', checkpoint_timeout: '30min' } });
+  const explain: Record<string, string> = EXPLAIN ? { session_preload_libraries: 'auto_explain', 'auto_explain.log_min_duration': '300ms', 'auto_explain.log_analyze': 'on' } : {};
+  cluster = await startCluster({ settings: { autovacuum: 'off', shared_buffers: '512MB', max_wal_size: '4GB', checkpoint_timeout: '30min', ...explain } });
   const c = cluster;
   // One link per database, as a user reaches two Neon branches over two connections' worth of network.
   const viaLink = async (db: string): Promise<string> => {
@@ -281,5 +285,6 @@ try {
   console.error(`bench failed: ${(err as Error).stack ?? String(err)}`);
   process.exitCode = 1;
 } finally {
+  if (EXPLAIN && cluster) await copyFile(cluster.logFile, EXPLAIN).catch(() => undefined);
   await cleanup();
 }
