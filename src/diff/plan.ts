@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { PitrError } from '../errors.js';
 import type { ColumnInfo, TableInfo } from '../db/introspect.js';
-import { fastRowHashSql, HAS_RECORD_HASH } from '../db/row-hash.js';
+import { bothHaveRecordHash, fastRowHashSql } from '../db/row-hash.js';
 import { quoteIdent } from '../db/sql.js';
 import { comparableColumns } from './schema.js';
 
@@ -97,8 +97,7 @@ export function planRowDiff(branchTable: TableInfo, productionTable: TableInfo, 
  */
 export async function useFastRowHash(plan: Plan, branch: pg.ClientBase, production: pg.ClientBase): Promise<Plan> {
   if (plan.mode !== 'key' || process.env.PITR_DIFF_HASH === 'text') return plan;
-  const [b, p] = await Promise.all([branch.query(HAS_RECORD_HASH), production.query(HAS_RECORD_HASH)]);
-  if (!b.rows[0]?.ok || !p.rows[0]?.ok) return plan;
+  if (!(await bothHaveRecordHash(branch, production))) return plan;
   return { ...plan, rowHash: fastRowHashSql(plan.compared, quoteIdent) };
 }
 

@@ -9,7 +9,8 @@ import { from as copyFrom } from 'pg-copy-streams';
 import { copyOut } from '../db/copy-out.js';
 import { DifferenceRows, KeyList, keyHashRows, mergeKeyHashes, orderedKeyTypes } from '../diff/key-hash-merge.js';
 import { copyBetween, useCopy } from './copy.js';
-import { bothHashRecords, fastRowHash, rowHash } from './hash.js';
+import { bothHaveRecordHash } from '../db/row-hash.js';
+import { fastRowHash, rowHash } from './hash.js';
 import { cols, keyMatch } from './sql.js';
 import { arrayLiteral, KEY_BATCH, stageRowsByKeys } from './staging.js';
 import type { RecoverRequest } from './types.js';
@@ -33,7 +34,7 @@ export async function stageDifferences(p: RecoverySessions, req: RecoverRequest,
   await p.production.query(`create temp table pitr_diff_${n} on commit drop as select ${cols(s.key)}, ''::text as kind, 0::int8 as h from ${t} where false`);
   const wanted = new Set<string>([...(req.mode === 'missing' ? [] : ['changed']), ...(req.mode === 'changed' ? [] : ['missing']), ...(req.deleteExtra ? ['extra'] : [])]);
   const names = s.columns.map((c) => c.name);
-  const hash = (await bothHashRecords(p.branch, p.production)) ? (alias: string) => fastRowHash(s.columns, alias) : (alias: string) => rowHash(names, alias);
+  const hash = (await bothHaveRecordHash(p.branch, p.production)) ? (alias: string) => fastRowHash(s.columns, alias) : (alias: string) => rowHash(names, alias);
   const dense = (await changedShare(p, s, req.where, hash)) > DENSE_SHARE;
   let found: KeyList | null = null;
   if (dense && useCopy() && orderedKeyTypes(keyTypes(s))) found = await mergeDifferences(p, req, s, n, wanted, hash);

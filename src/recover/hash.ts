@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { fastRowHashSql, hashesExactlyInBinary, HAS_RECORD_HASH, isTextLike, mixedRecordHash } from '../db/row-hash.js';
+import { fastRowHashSql, hashesExactlyInBinary, isTextLike, mixedRecordHash } from '../db/row-hash.js';
 import { cols } from './sql.js';
 
 /**
@@ -65,8 +65,3 @@ export function columnDiffers(c: { name: string; type: string }, a: string, b: s
   return `${x}::text collate "C" is distinct from ${y}::text collate "C"`;
 }
 
-/** Whether both servers have hash_record_extended (PostgreSQL 14+). */
-export async function bothHashRecords(branch: pg.ClientBase, production: pg.ClientBase): Promise<boolean> {
-  const [b, p] = await Promise.all([branch.query(HAS_RECORD_HASH), production.query(HAS_RECORD_HASH)]);
-  return b.rows[0].ok && p.rows[0].ok;
-}

@@ -1,3 +1,4 @@
+import { hasRecordHash } from '../db/row-hash.js';
 import { columnDiffers, fastRowHash, rowHash } from './hash.js';
 import { verifyKeyless } from './keyless.js';
 import { cascadeReferenceColumns } from './plan.js';
@@ -60,7 +61,7 @@ async function verifyTable(p: RecoverySessions, w: WrittenTable): Promise<TableV
   const full = s.role === 'cascade' ? `w.action = 'insert'` : 'true';
   if (!w.triggersFired) {
     // Both rows are on production: the binary-where-exact hash compares them at a fraction of the cost of printing them.
-    const binary = (await p.production.query(`select current_setting('server_version_num')::int >= 140000 as ok`)).rows[0].ok as boolean;
+    const binary = await hasRecordHash(p.production);
     const hash = (alias: string) => (binary ? fastRowHash(s.columns, alias) : rowHash(names, alias));
     const { rows } = await p.production.query(
       `select count(*)::int as n from ${from}
