@@ -18,12 +18,10 @@ const hashOf = (plan: Plan) => plan.rowHash;
  * plain table is cut into block ranges (TID range scans), one per job; sums simply add up, so
  * the per-bucket totals are the same for any number of jobs.
  */
-export async function bucketChecksums(clients: pg.ClientBase[], table: TableInfo, plan: Plan, seg: Segmentation): Promise<Map<number, Checksum>> {
-  // Units of work: block ranges of a plain table, or the leaf partitions of a partitioned one.
+export async function bucketChecksums(clients: pg.ClientBase[], table: TableInfo, plan: Plan, seg: Segmentation, pages: number): Promise<Map<number, Checksum>> {
+  // Units of work: block ranges of a plain table (of the pages segmentation found), or the leaf partitions of a partitioned one.
   let units: { from: string; extra: string }[] = [{ from: table.qualified, extra: '' }];
   if (clients.length > 1 && table.kind === 'table') {
-    const { rows } = await clients[0]!.query(`select (pg_relation_size($1::regclass) / current_setting('block_size')::int)::int8 as pages`, [table.qualified]);
-    const pages = Number(rows[0].pages);
     if (pages >= clients.length) {
       const cuts = clients.map((_, i) => Math.floor((pages * i) / clients.length));
       units = cuts.map((lo, i) => {

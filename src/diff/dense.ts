@@ -42,8 +42,7 @@ export async function sampleDenseChanges(
 ): Promise<DenseSample | null> {
   if (branch.table.kind === 'partitioned') return null;
   const key = quoteIdent(plan.keyColumns[0]!.name);
-  const size = await branch.client.query(`select (pg_relation_size($1::regclass) / current_setting('block_size')::int8)::float8 as pages`, [branch.table.qualified]);
-  const percent = Math.min(100, (PROBE_PAGES * 100) / Math.max(1, Number(size.rows[0].pages)));
+  const percent = Math.min(100, (PROBE_PAGES * 100) / Math.max(1, seg.pages.branch));
   const { rows } = await branch.client.query({
     text: `select (ctid::text::point)[0]::int8::text, ${key}::text, (${plan.rowHash})::text from ${branch.table.qualified} tablesample system (${percent}) repeatable (7) where ${plan.where}`,
     rowMode: 'array',

@@ -18,6 +18,8 @@ import type { DiffKeysOptions, KeyDifference, RowDifference, RowDiffSummary } fr
  *     segment) or settled by streaming (key, row hash) pairs from both sides and merging them,
  *     whichever the cost model (row cost measured by step 1, round trip measured) says is cheaper;
  *  3. whole rows are fetched for the differing keys only.
+ * When a block sample shows changes spread over most of the table (dense.ts), step 1 would prune
+ * nothing: every segment is settled directly, each key range streamed once.
  * Batches of segments run on the jobs in parallel and are emitted in segment order, so the
  * output is the same for any number of jobs. Memory is bounded by the batch size.
  */
@@ -60,9 +62,7 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
   plan = await useKeyCollation(plan, options.branch, options.production, tables);
   plan = await useFastRowHash(plan, options.branch, options.production);
   const segmentRows = Math.max(1, options.segmentRows ?? DEFAULT_SEGMENT_ROWS);
-  const rttStart = now();
-  await Promise.all([options.branch.query('select 1'), options.production.query('select 1')]);
-  const rtt = now() - rttStart;
+  const rtt = Math.max(...(await Promise.all([roundTrip(options.branch), roundTrip(options.production)])));
   const seg = await segmentTable(plan, { client: options.branch, table: tables.branch }, { client: options.production, table: tables.production }, segmentRows);
 
   // By default small tables stay on one connection: opening and syncing more costs more than it saves.
@@ -103,6 +103,20 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
     await close();
     throw err;
   }
+}
+
+const roundTrips = new WeakMap<pg.ClientBase, Promise<number>>();
+
+/** A connection's round trip, measured once: a preview diffs table after table on the same connections. */
+function roundTrip(client: pg.ClientBase): Promise<number> {
+  let known = roundTrips.get(client);
+  if (!known) {
+    const start = now();
+    known = client.query('select 1').then(() => now() - start);
+    roundTrips.set(client, known);
+    known.catch(() => roundTrips.delete(client));
+  }
+  return known;
 }
 
 function emptySummary(plan: Plan, jobs: number): RowDiffSummary {
@@ -149,8 +163,8 @@ interface FirstPass {
 async function firstPass({ options, plan, seg, tables, rtt, segmentRows, workers, summary }: FirstPass): Promise<Leaf[]> {
   const passStart = now();
   const [bSums, pSums] = await Promise.all([
-    bucketChecksums(workers.map((w) => w.branch.client), tables.branch, plan, seg),
-    bucketChecksums(workers.map((w) => w.production.client), tables.production, plan, seg),
+    bucketChecksums(workers.map((w) => w.branch.client), tables.branch, plan, seg, seg.pages.branch),
+    bucketChecksums(workers.map((w) => w.production.client), tables.production, plan, seg, seg.pages.production),
   ]);
   const passSeconds = now() - passStart;
   const buckets = [...new Set([...bSums.keys(), ...pSums.keys()])].sort((x, y) => x - y);

@@ -27,6 +27,8 @@ export interface Segmentation {
   range(bucket: number): KeyRange | null;
   /** Rows the larger side is estimated to hold. */
   estimatedRows: number;
+  /** Each side's size in pages (the first pass cuts a plain table into block ranges by it). */
+  pages: { branch: number; production: number };
   /**
    * Ranges are of an integer key with int8 arithmetic inside them: a range can be cut into
    * equal key sub-ranges arithmetically (and each ranged through the index on its own).
@@ -41,54 +43,62 @@ export function pgArray(values: string[]): string {
   return `{${values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`).join(',')}}`;
 }
 
-async function pagesOf(client: pg.ClientBase, table: TableInfo): Promise<number> {
-  // pg_partition_tree lists nothing for a plain table: without its own size, every plain table looked empty and was sorted whole.
-  const { rows } = await client.query(
-    `select greatest(pg_relation_size($1::regclass), (select sum(pg_relation_size(relid)) from pg_partition_tree($1::regclass)))::float8 / current_setting('block_size')::int as pages`,
-    [table.qualified],
-  );
-  return Math.ceil(Number(rows[0]?.pages ?? 0));
-}
+/**
+ * The table's size in pages, as SQL over $1 (the table): pg_partition_tree lists nothing for a
+ * plain table, so without its own size every plain table looked empty and was sorted whole.
+ */
+const PAGES_SQL = `(select greatest(pg_relation_size($1::regclass), (select sum(pg_relation_size(relid)) from pg_partition_tree($1::regclass)))::float8 / current_setting('block_size')::int)`;
+
+/** The sampling percentage: every row of a small table, else `sampled` (SQL over the pages). */
+const percentSql = (sampled: string) => `(select case when ceil(${PAGES_SQL}) <= ${EXACT_PAGES} then 100 else least(100, greatest(0.05, ${sampled})) end)::float8`;
 
 interface SideFacts {
   rows: number;
+  /** The table's size in pages (its partitions' sizes, when partitioned). */
+  pages: number;
   /** Sorted sample (or all values) of the segment expression, for quantile cuts. */
   sample: string[];
   min: string | null;
   max: string | null;
 }
 
+/**
+ * Rows, bounds and (for keys that are not integers) a sample of one side, in as few round trips
+ * as possible: over a 20 ms link each one costs as much as hashing thousands of rows, and a
+ * preview pays them for every table. The sampling percentage is computed from the table's size
+ * inside the query (TABLESAMPLE takes any expression that does not read the table).
+ */
 async function sideFacts(client: pg.ClientBase, table: TableInfo, plan: Plan, segmentRows: number, needSample: boolean, needBounds: boolean): Promise<SideFacts> {
-  const pages = await pagesOf(client, table);
   const from = table.qualified;
-  const exact = pages <= EXACT_PAGES;
-  // About four sampled keys per segment; SYSTEM sampling reads whole pages, so it is cheap.
-  const percent = exact ? 100 : Math.min(100, Math.max(0.05, (100 * 4) / segmentRows));
-  const sampleClause = exact ? '' : ` tablesample system (${percent})`;
-  let rows: number;
-  let sample: string[] = [];
-  if (needSample) {
-    const r = await client.query({ text: `select (${plan.segmentExpr})::text from ${from}${sampleClause} order by ${plan.segmentExpr}`, rowMode: 'array' });
-    sample = (r.rows as string[][]).map((x) => x[0]!);
-    rows = Math.round((sample.length * 100) / percent);
-  } else {
-    const countPercent = exact ? 100 : Math.min(100, Math.max(0.05, (100 * 512) / pages));
-    const r = await client.query(`select count(*)::float8 as n from ${from}${exact ? '' : ` tablesample system (${countPercent})`}`);
-    rows = Math.round((Number(r.rows[0]!.n) * 100) / countPercent);
+  const e = plan.segmentExpr;
+  // First and last by the key's order, not min()/max(): uuid and other orderable types have no such aggregates.
+  // The output is named v: ORDER BY a bare column name would otherwise sort by the output, as text.
+  const bounds = `(select (${e})::text as v from ${from} order by ${e} asc limit 1) as lo, (select (${e})::text as v from ${from} order by ${e} desc limit 1) as hi`;
+  if (!needSample) {
+    // About 512 pages are read to estimate the rows; SYSTEM sampling reads whole pages, so it is cheap.
+    const percent = percentSql(`100 * 512 / ${PAGES_SQL}`);
+    const { rows } = await client.query(
+      `select (select count(*)::float8 from ${from} tablesample system (${percent})) as n, ${percent} as percent, ${PAGES_SQL} as pages${needBounds ? `, ${bounds}` : ''}`,
+      [from],
+    );
+    const r = rows[0]!;
+    return { rows: Math.round((Number(r.n) * 100) / Number(r.percent)), pages: Math.ceil(Number(r.pages)), sample: [], min: r.lo ?? null, max: r.hi ?? null };
   }
+  // About four sampled keys per segment.
+  const percent = percentSql(String((100 * 4) / segmentRows));
+  const r = await client.query({ text: `select (${e})::text, ${percent}, ${PAGES_SQL} from ${from} tablesample system (${percent}) order by ${e}`, values: [from], rowMode: 'array' });
+  const sampled = r.rows as [string, number, number][];
+  const sample = sampled.map((x) => x[0]);
+  // No sampled row: the percentage and size are asked for on their own (an empty or nearly empty table).
+  const [pct, pages] = sampled[0] ? [sampled[0][1], sampled[0][2]] : Object.values((await client.query(`select ${percent} as p, ${PAGES_SQL} as pages`, [from])).rows[0]).map(Number);
   let min: string | null = null;
   let max: string | null = null;
   if (needBounds) {
-    // First and last by the key's order, not min()/max(): uuid and other orderable types have no such aggregates.
-    const e = plan.segmentExpr;
-    const r = await client.query(
-      // The output is named v: ORDER BY a bare column name would otherwise sort by the output, as text.
-      `select (select (${e})::text as v from ${from} order by ${e} asc limit 1) as lo, (select (${e})::text as v from ${from} order by ${e} desc limit 1) as hi`,
-    );
-    min = r.rows[0]?.lo ?? null;
-    max = r.rows[0]?.hi ?? null;
+    const b = await client.query(`select ${bounds}`);
+    min = b.rows[0]?.lo ?? null;
+    max = b.rows[0]?.hi ?? null;
   }
-  return { rows, sample, min, max };
+  return { rows: Math.round((sample.length * 100) / pct!), pages: Math.ceil(Number(pages)), sample, min, max };
 }
 
 export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; table: TableInfo }, production: { client: pg.ClientBase; table: TableInfo }, segmentRows: number): Promise<Segmentation> {
@@ -100,6 +110,7 @@ export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; 
     sideFacts(production.client, production.table, plan, segmentRows, needSample, needBounds),
   ]);
   const estimatedRows = Math.max(b.rows, p.rows, 1);
+  const pages = { branch: b.pages, production: p.pages };
   const wanted = Math.min(MAX_SEGMENTS, Math.max(1, Math.ceil(estimatedRows / segmentRows)));
 
   if (plan.mode === 'multiset') {
@@ -107,13 +118,13 @@ export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; 
     const half = 2 ** Math.max(0, bits - 1);
     // The top `bits` bits of the signed 64-bit row hash, shifted to 0..2^bits-1.
     const bucketSql = bits === 0 ? '0' : `((${plan.segmentExpr}) >> ${64 - bits})::int + ${half}`;
-    return { count: 2 ** bits, bucketSql, range: () => null, estimatedRows };
+    return { count: 2 ** bits, bucketSql, range: () => null, estimatedRows, pages };
   }
 
   if (integer) {
     const lows = [b.min, p.min].filter((v): v is string => v !== null).map(BigInt);
     const highs = [b.max, p.max].filter((v): v is string => v !== null).map(BigInt);
-    if (lows.length === 0) return { count: 1, bucketSql: '0', range: () => null, estimatedRows };
+    if (lows.length === 0) return { count: 1, bucketSql: '0', range: () => null, estimatedRows, pages };
     const min = lows.reduce((x, y) => (x < y ? x : y));
     const max = highs.reduce((x, y) => (x > y ? x : y));
     const span = max - min + 1n;
@@ -127,7 +138,7 @@ export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; 
     // key - min stays within int8 only when the span does; otherwise numeric arithmetic.
     const cast = span < 2n ** 62n ? 'int8' : 'numeric';
     const bucketSql = count === 1 ? '0' : `((${plan.segmentExpr})::${cast} - ${min}::${cast}) / ${step}::${cast}`;
-    return { count, bucketSql: cast === 'numeric' ? `floor(${bucketSql})::int` : `(${bucketSql})::int`, range: rangeOf, estimatedRows, integerRanges: cast === 'int8' };
+    return { count, bucketSql: cast === 'numeric' ? `floor(${bucketSql})::int` : `(${bucketSql})::int`, range: rangeOf, estimatedRows, pages, integerRanges: cast === 'int8' };
   }
 
   // Other keys: quantiles of the larger side's sample, in the order the segment expression sorts.
@@ -155,7 +166,7 @@ export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; 
     lows.splice(0, 2, await pick(branch.client, plan, lows, 'least'));
     highs.splice(0, 2, await pick(branch.client, plan, highs, 'greatest'));
   }
-  return { count, bucketSql, range, estimatedRows };
+  return { count, bucketSql, range, estimatedRows, pages };
 }
 
 /** least/greatest of two key values in the key's own order, asked of Postgres (no JS comparator). */

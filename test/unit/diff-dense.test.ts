@@ -8,6 +8,7 @@ const seg: Segmentation = {
   bucketSql: '',
   range: (b) => ({ lo: String(b * 100), hi: String(b * 100 + 99), hiInclusive: true }),
   estimatedRows: 100_000,
+  pages: { branch: 500, production: 500 },
   integerRanges: true,
 };
 
