@@ -20,13 +20,17 @@ const MIN_PAGES = 8;
 const DENSE_SEGMENTS = 0.4;
 
 export interface DenseSample {
-  /** Sampled branch keys, for estimating how the rows spread over the key ranges. */
-  keys: bigint[];
+  /** Sampled branch keys (as text), for estimating how the rows spread over integer key ranges. */
+  keys: string[];
   rows: number;
 }
 
-/** Whether the plan can be settled without the first pass: a single integer key ranged arithmetically. */
-export const canSkipChecksums = (plan: Plan, seg: Segmentation) => plan.mode === 'key' && plan.keyColumns.length === 1 && seg.integerRanges === true;
+/**
+ * Whether the plan can be settled without the first pass, from packed texts: a single integer key
+ * ranged arithmetically, or a single uuid key in ranges cut at sampled quantiles.
+ */
+export const canSkipChecksums = (plan: Plan, seg: Segmentation) =>
+  plan.mode === 'key' && plan.keyColumns.length === 1 && seg.range(0) !== null && (seg.integerRanges === true || plan.segmentType === 'uuid');
 
 /**
  * A block sample of the branch's rows (key, page, hash), and which of them production holds with
@@ -65,7 +69,7 @@ export async function sampleDenseChanges(
   // Changes bunched in a few key ranges (or heap pages) show on fewer pages than that: the first pass prunes them.
   const spread = new Set(changed.map((r) => r[0])).size / pages.size;
   if (dirtySegments <= DENSE_SEGMENTS || spread < dirtyPages / 2) return null;
-  return { keys: sample.map((r) => BigInt(r[1])), rows: sample.length };
+  return { keys: sample.map((r) => r[1]), rows: sample.length };
 }
 
 /** Key ranges are judged for crowding in this many groups: finer, a block sample is too patchy. */
@@ -80,13 +84,15 @@ const GROUPS = 64;
 export function everyRange(seg: Segmentation, sample: DenseSample): { bucket: number; range: KeyRange; rows: number }[] {
   const first = seg.range(0);
   if (!first) return [];
+  const even = (2 * seg.estimatedRows) / seg.count;
+  // Ranges cut at a sample's quantiles (keys that are not integers) hold even shares already.
+  if (!seg.integerRanges) return Array.from({ length: seg.count }, (_, b) => ({ bucket: b, range: seg.range(b)!, rows: Math.ceil(even) }));
   const min = BigInt(first.lo);
   const step = BigInt(first.hi) - min + 1n;
   const groups = Math.min(GROUPS, seg.count);
   const groupOf = (bucket: number) => Math.floor((bucket * groups) / seg.count);
   const sampled = new Array<number>(groups).fill(0);
-  for (const k of sample.keys) sampled[groupOf(Math.min(seg.count - 1, Number((k - min) / step)))]!++;
-  const even = (2 * seg.estimatedRows) / seg.count;
+  for (const k of sample.keys) sampled[groupOf(Math.min(seg.count - 1, Number((BigInt(k) - min) / step)))]!++;
   const bucketsIn = new Array<number>(groups).fill(0);
   for (let b = 0; b < seg.count; b++) bucketsIn[groupOf(b)]!++;
   const perBucket = sampled.map((n, g) => {

@@ -6,7 +6,7 @@ import type { TableInfo } from '../db/introspect.js';
 import { quoteIdent, quoteLiteral } from '../db/sql.js';
 import type { Plan } from './plan.js';
 import { pgArray, type KeyRange, type Segmentation } from './segments.js';
-import { mergePackedSegment, packedSide } from './packed-pairs.js';
+import { compareIntegerTexts, compareUuidTexts, mergePackedSegment, packedSide } from './packed-pairs.js';
 import type { KeyDifference } from './types.js';
 
 /**
@@ -242,8 +242,10 @@ export async function settleBatch(
 ): Promise<KeyDifference[]> {
   const out: KeyDifference[] = [];
   if (packsPairs(plan, seg, batch)) {
-    const whole = (r: KeyRange) => (r.hiInclusive || BigInt(r.hi) > BigInt(r.lo) ? [{ lo: r.lo, hi: r.hiInclusive ? r.hi : (BigInt(r.hi) - 1n).toString() }] : []);
-    const subs = batch.flatMap((s, i) => (s.mask === undefined ? whole(s.range!) : integerSubRanges(s.range!, s.mask)).map((r) => ({ ...r, segment: i })));
+    const integer = seg.integerRanges === true;
+    const whole = (r: KeyRange) =>
+      !integer ? [{ lo: r.lo, hi: r.hi, inc: r.hiInclusive }] : r.hiInclusive || BigInt(r.hi) > BigInt(r.lo) ? [{ lo: r.lo, hi: r.hiInclusive ? r.hi : (BigInt(r.hi) - 1n).toString(), inc: true }] : [];
+    const subs = batch.flatMap((s, i) => (s.mask === undefined ? whole(s.range!) : integerSubRanges(s.range!, s.mask).map((r) => ({ ...r, inc: true }))).map((r) => ({ ...r, segment: i })));
     const [b, p] = await Promise.all([packedSide(sides.branch.client, sides.branch.table, plan, subs), packedSide(sides.production.client, sides.production.table, plan, subs)]);
     if (counts) {
       counts.branchRows += b.rows;
@@ -252,7 +254,7 @@ export async function settleBatch(
     for (let k = 0; k < subs.length; ) {
       const first = k;
       while (k < subs.length && subs[k]!.segment === subs[first]!.segment) k++;
-      mergePackedSegment(b.texts.slice(first, k), p.texts.slice(first, k), out);
+      mergePackedSegment(b.texts.slice(first, k), p.texts.slice(first, k), out, integer ? compareIntegerTexts : compareUuidTexts);
     }
     return out;
   }
@@ -268,9 +270,16 @@ export async function settleBatch(
   return out;
 }
 
-/** A single integer key ranged by integer segments: settled from packed texts (packed-pairs.ts). */
+/**
+ * A single integer key ranged by integer segments (whole or narrowed to eighths), or a single uuid
+ * key in whole ranges (its eighths are picked by hash, not by range): settled from packed texts
+ * (packed-pairs.ts), whose order pitr can check without asking the server.
+ */
 const packsPairs = (plan: Plan, seg: Segmentation, batch: DirtySegment[]) =>
-  plan.mode === 'key' && seg.integerRanges === true && plan.keyColumns.length === 1 && batch.every((s) => s.range && s.packed);
+  plan.mode === 'key' &&
+  plan.keyColumns.length === 1 &&
+  batch.every((s) => s.range && s.packed) &&
+  (seg.integerRanges === true || (plan.segmentType === 'uuid' && batch.every((s) => s.mask === undefined)));
 
 /**
  * One segment's differing keys from both sides' rows as streamed. Within a segment: the branch's

@@ -6,7 +6,7 @@ import { pgArray } from './segments.js';
 import type { KeyDifference } from './types.js';
 
 /**
- * Settling a single integer key without COPY: each key range (or dirty eighth of one) comes back
+ * Settling a single integer or uuid key without COPY: each key range (or dirty eighth of one) comes back
  * as one text of `key:hash` pairs in key order, a row per range instead of a row per key.
  * Receiving and filing a COPY row per key cost the client more CPU than the server spent reading
  * the rows. The texts' common beginning and end are rows equal on both sides and are skipped
@@ -15,13 +15,13 @@ import type { KeyDifference } from './types.js';
  */
 
 /** One side's text of `key:hash` pairs per sub-range, in key order (undefined when it has no rows), and its number of rows. */
-export async function packedSide(client: pg.ClientBase, table: TableInfo, plan: Plan, subs: { lo: string; hi: string }[]): Promise<{ texts: (string | undefined)[]; rows: number }> {
+export async function packedSide(client: pg.ClientBase, table: TableInfo, plan: Plan, subs: { lo: string; hi: string; inc: boolean }[]): Promise<{ texts: (string | undefined)[]; rows: number }> {
   const key = quoteIdent(plan.keyColumns[0]!.name);
-  const arr = (vs: string[]) => `${quoteLiteral(pgArray(vs))}::${plan.segmentType}[]`;
+  const arr = (vs: string[], type = plan.segmentType) => `${quoteLiteral(pgArray(vs))}::${type}[]`;
   const { rows } = await client.query({
-    text: `select r.i, x.v, x.n from unnest(${arr(subs.map((r) => r.lo))}, ${arr(subs.map((r) => r.hi))}) with ordinality as r(lo, hi, i)
+    text: `select r.i, x.v, x.n from unnest(${arr(subs.map((r) => r.lo))}, ${arr(subs.map((r) => r.hi))}, ${arr(subs.map((r) => String(r.inc)), 'bool')}) with ordinality as r(lo, hi, inc, i)
       cross join lateral (select string_agg(${key}::text || ':' || (${plan.rowHash})::text, ' ' order by ${key}) as v, count(*) as n from ${table.qualified}
-        where ${plan.where} and ${key} >= r.lo and ${key} <= r.hi) x where x.v is not null`,
+        where ${plan.where} and ${key} >= r.lo and ${key} <= r.hi and (r.inc or ${key} < r.hi)) x where x.v is not null`,
     rowMode: 'array',
   });
   const texts: (string | undefined)[] = [];
@@ -32,6 +32,9 @@ export async function packedSide(client: pg.ClientBase, table: TableInfo, plan: 
   }
   return { texts, rows: count };
 }
+
+/** uuids as Postgres prints them (lower-case hex, dashes at fixed places) sort as their bytes do. */
+export const compareUuidTexts = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Integers printed in decimal (as Postgres prints them), compared by value without parsing. */
 export function compareIntegerTexts(a: string, b: string): number {
@@ -50,7 +53,7 @@ const keyOf = (pair: string) => pair.slice(0, pair.indexOf(':'));
  * hash-stream.ts) gives the same rows: between two keys both sides hold, first the keys only in
  * production, then the keys only in the branch, then the common key if its hash differs.
  */
-export function mergePackedSegment(b: readonly (string | undefined)[], p: readonly (string | undefined)[], out: KeyDifference[]): void {
+export function mergePackedSegment(b: readonly (string | undefined)[], p: readonly (string | undefined)[], out: KeyDifference[], compare = compareIntegerTexts): void {
   let extra: string[] = [];
   let missing: string[] = [];
   const flush = () => {
@@ -89,14 +92,14 @@ export function mergePackedSegment(b: readonly (string | undefined)[], p: readon
     // A text out of key order would make the walk report equal rows as differing: fail instead.
     const last = { b: '', p: '' };
     const take = (side: 'b' | 'p', k: string) => {
-      if (last[side] && compareIntegerTexts(last[side], k) >= 0) throw new Error(`internal: packed pairs out of key order (${last[side]} before ${k})`);
+      if (last[side] && compare(last[side], k) >= 0) throw new Error(`internal: packed pairs out of key order (${last[side]} before ${k})`);
       last[side] = k;
       return k;
     };
     while (i < bs.length || j < ps.length) {
       const x = bs[i];
       const y = ps[j];
-      const c = x === undefined ? 1 : y === undefined ? -1 : x === y ? 0 : compareIntegerTexts(keyOf(x), keyOf(y));
+      const c = x === undefined ? 1 : y === undefined ? -1 : x === y ? 0 : compare(keyOf(x), keyOf(y));
       if (c < 0) {
         missing.push(take('b', keyOf(x!)));
         i++;

@@ -165,7 +165,7 @@ describe('narrowed, packed settling of integer keys = naive full comparison', ()
     const packed = run.queries.filter((q) => q.includes('string_agg'));
     // Every segment differs and none is narrowed: one range per batch (12,000 rows fit in one), not one per segment.
     expect(packed).toHaveLength(2);
-    for (const q of packed) expect(q).toMatch(/unnest\('\{"?-?\d+"?\}'::bigint\[\], '\{"?\d+"?\}'::bigint\[\]\)/);
+    for (const q of packed) expect(q).toMatch(/unnest\('\{"?-?\d+"?\}'::bigint\[\], '\{"?\d+"?\}'::bigint\[\], '\{"?true"?\}'::bool\[\]\)/);
     expect(run.queries.some((q) => q.includes('concat_ws'))).toBe(false);
     // Never analyzed, `= any($1)` was planned as a sequential scan per batch: the fetch probes the key's index per key.
     const fetches = run.queries.filter((q) => q.includes('pitr_keys'));
