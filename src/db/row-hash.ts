@@ -1,3 +1,5 @@
+import { serverFacts } from './server-facts.js';
+
 /**
  * The fast exact row hash shared by the diff and the recovery engines. Columns whose built-in
  * type prints one way per value (integers, booleans, uuid, dates, timestamps, bytea; text under
@@ -31,28 +33,11 @@ export function fastRowHashSql(columns: readonly { name: string; type: string }[
 /** The record hash of these fields, mixed once more so that sums over rows see swapped values. */
 export const mixedRecordHash = (fields: readonly string[]) => `hashint8extended(hash_record_extended(row(${fields.join(', ')}), 0), 0)`;
 
-/** SQL: whether the server has hash_record_extended (PostgreSQL 14+). */
-export const HAS_RECORD_HASH = `select current_setting('server_version_num')::int >= 140000 as ok`;
-
-const recordHashOn = new WeakMap<object, Promise<boolean>>();
-
-/**
- * Whether the server behind a connection has hash_record_extended, asked once per connection (its
- * version cannot change under it): over a real network every round trip saved counts, and a
- * preview diffs table after table on the same two connections.
- */
-export function hasRecordHash(client: { query(sql: string): Promise<{ rows: { ok?: unknown }[] }> }): Promise<boolean> {
-  let known = recordHashOn.get(client);
-  if (!known) {
-    known = client.query(HAS_RECORD_HASH).then((r) => r.rows[0]?.ok === true);
-    recordHashOn.set(client, known);
-    known.catch(() => recordHashOn.delete(client));
-  }
-  return known;
-}
+/** Whether the server behind a connection has hash_record_extended (asked once per connection, see server-facts.ts). */
+export const hasRecordHash = async (client: Parameters<typeof serverFacts>[0]): Promise<boolean> => (await serverFacts(client)).recordHash;
 
 /** Whether both servers have hash_record_extended (PostgreSQL 14+). */
-export async function bothHaveRecordHash(a: Parameters<typeof hasRecordHash>[0], b: Parameters<typeof hasRecordHash>[0]): Promise<boolean> {
+export async function bothHaveRecordHash(a: Parameters<typeof serverFacts>[0], b: Parameters<typeof serverFacts>[0]): Promise<boolean> {
   const [x, y] = await Promise.all([hasRecordHash(a), hasRecordHash(b)]);
   return x && y;
 }

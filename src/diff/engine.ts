@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { TableInfo } from '../db/introspect.js';
+import { serverFacts } from '../db/server-facts.js';
 import { checkWhere, whereRejected } from '../db/sql.js';
 import { bucketChecksums, EMPTY, rangeChecksum, sameChecksum, splitRange, type Checksum } from './checksums.js';
 import { fetchDifferences } from './fetch.js';
@@ -62,7 +63,8 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
   plan = await useKeyCollation(plan, options.branch, options.production, tables);
   plan = await useFastRowHash(plan, options.branch, options.production);
   const segmentRows = Math.max(1, options.segmentRows ?? DEFAULT_SEGMENT_ROWS);
-  const rtt = Math.max(...(await Promise.all([roundTrip(options.branch), roundTrip(options.production)])));
+  // A connection's round trip, measured by the first question it was asked (server-facts.ts).
+  const rtt = Math.max(...(await Promise.all([serverFacts(options.branch), serverFacts(options.production)])).map((f) => f.roundTrip));
   const seg = await segmentTable(plan, { client: options.branch, table: tables.branch }, { client: options.production, table: tables.production }, segmentRows);
 
   // By default small tables stay on one connection: opening and syncing more costs more than it saves.
@@ -103,20 +105,6 @@ async function prepare(options: DiffKeysOptions, started: number): Promise<Prepa
     await close();
     throw err;
   }
-}
-
-const roundTrips = new WeakMap<pg.ClientBase, Promise<number>>();
-
-/** A connection's round trip, measured once: a preview diffs table after table on the same connections. */
-function roundTrip(client: pg.ClientBase): Promise<number> {
-  let known = roundTrips.get(client);
-  if (!known) {
-    const start = now();
-    known = client.query('select 1').then(() => now() - start);
-    roundTrips.set(client, known);
-    known.catch(() => roundTrips.delete(client));
-  }
-  return known;
 }
 
 function emptySummary(plan: Plan, jobs: number): RowDiffSummary {

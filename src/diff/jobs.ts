@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { serverFacts } from '../db/server-facts.js';
 import { normalSessionSql } from '../db/session.js';
 import type { Connector } from './types.js';
 
@@ -25,8 +26,11 @@ export async function openJobs(main: pg.ClientBase, connect: Connector | undefin
     }));
   };
   if (jobs <= 1 || !connect) return { clients: [main], close };
+  let earlier: string | null = null;
   try {
-    const { rows } = await main.query('select pg_export_snapshot() as s');
+    // The main session becomes a job too (JOB_SQL) in the same round trip; the earlier value is kept to put back if no job can join.
+    const { rows } = await main.query(`with earlier as materialized (select current_setting('max_parallel_workers_per_gather') as v) select earlier.v as earlier, pg_export_snapshot() as s, ${JOB_SETTING} from earlier`);
+    earlier = String(rows[0].earlier);
     const snapshot = String(rows[0].s);
     if (!SNAPSHOT_ID.test(snapshot)) throw new Error(`unexpected snapshot id ${snapshot}`);
     await Promise.all(
@@ -37,11 +41,11 @@ export async function openJobs(main: pg.ClientBase, connect: Connector | undefin
         await c.query(`begin isolation level repeatable read read only; set transaction snapshot '${snapshot}'; ${NORMAL_SESSION_SQL}; ${DIFF_SESSION_SQL}; ${JOB_SQL}`);
       }),
     );
-    await tuneJob(main);
     return { clients: [main, ...extra], close };
   } catch {
     // Parallelism is only an optimisation: a server that cannot share its snapshot gets one job.
     await close();
+    if (earlier !== null) await main.query(`select set_config('max_parallel_workers_per_gather', $1, true)`, [earlier]).catch(() => undefined);
     return { clients: [main], close: async () => undefined };
   }
 }
@@ -57,14 +61,12 @@ export async function tuneDiffSession(client: pg.ClientBase): Promise<void> {
 const DIFF_SESSION_SQL = `select set_config('work_mem', '32MB', true), set_config('jit', 'off', true)`;
 
 /** The jobs are the parallelism: Postgres's own parallel workers would only compete with them. */
-async function tuneJob(client: pg.ClientBase): Promise<void> {
-  await client.query(JOB_SQL);
-}
-const JOB_SQL = `select set_config('max_parallel_workers_per_gather', '0', true)`;
+const JOB_SETTING = `set_config('max_parallel_workers_per_gather', '0', true)`;
+const JOB_SQL = `select ${JOB_SETTING}`;
 
 /** Default jobs: what one parallel query would use on the weaker side, between 1 and 4. */
 export async function defaultJobs(branch: pg.ClientBase, production: pg.ClientBase): Promise<number> {
-  const one = async (c: pg.ClientBase) => Number((await c.query(`select current_setting('max_parallel_workers_per_gather')::int + 1 as n`)).rows[0]?.n ?? 1);
+  const one = async (c: pg.ClientBase) => (await serverFacts(c)).parallelWorkersPerGather + 1;
   const [b, p] = await Promise.all([one(branch), one(production)]);
   return Math.max(1, Math.min(4, b, p));
 }

@@ -206,4 +206,22 @@ describe('narrowed, packed settling of integer keys = naive full comparison', ()
       await Promise.all([endDiffSession(branch), endDiffSession(production)]);
     }
   });
+
+  it('a job connection that cannot open leaves one job, and the main sessions as they were', async () => {
+    const [bTable, pTable] = [findTable(await introspect(branch), { schema: null, name: 'nums' })!, findTable(await introspect(production), { schema: null, name: 'nums' })!];
+    const expected = (await naive('nums')).length;
+    await Promise.all([beginDiffSession(branch), beginDiffSession(production)]);
+    try {
+      await branch.query(`select set_config('max_parallel_workers_per_gather', '3', true)`);
+      const failing = async (): Promise<pg.Client> => {
+        throw new Error('too many connections');
+      };
+      const summary = await diffRows({ branch, production, branchTable: bTable, productionTable: pTable, jobs: 3, connect: { branch: failing, production: failing } });
+      expect(summary.jobs).toBe(1);
+      expect(summary.missing + summary.changed + summary.extra).toBe(expected);
+      expect((await branch.query(`select current_setting('max_parallel_workers_per_gather') as v`)).rows[0].v).toBe('3');
+    } finally {
+      await Promise.all([endDiffSession(branch), endDiffSession(production)]);
+    }
+  });
 });
