@@ -16,6 +16,14 @@ export function quoteLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
+/**
+ * A Postgres array literal of text values, cast to `type[]`: exact for every type's text form,
+ * and usable where no parameters are (COPY, a statement built once for many rows).
+ */
+export function arrayLiteral(values: string[], type: string): string {
+  return `${quoteLiteral(`{${values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`).join(',')}}`)}::${type}[]`;
+}
+
 /** `schema.table` or `table` (public) as typed by a user, quotes allowed: `"My Schema"."Orders"`. */
 export function parseTableName(input: string): { schema: string | null; name: string } {
   const parts: string[] = [];

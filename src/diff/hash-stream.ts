@@ -3,9 +3,9 @@ import { StringDecoder } from 'node:string_decoder';
 import { to as copyTo } from 'pg-copy-streams';
 import { currentDriver } from '../db/connect.js';
 import type { TableInfo } from '../db/introspect.js';
-import { quoteIdent, quoteLiteral } from '../db/sql.js';
+import { arrayLiteral, quoteIdent } from '../db/sql.js';
 import type { Plan } from './plan.js';
-import { pgArray, type KeyRange, type Segmentation } from './segments.js';
+import type { KeyRange, Segmentation } from './segments.js';
 import { compareIntegerTexts, compareUuidTexts, mergePackedSegment, packedSide } from './packed-pairs.js';
 import type { KeyDifference } from './types.js';
 
@@ -63,14 +63,11 @@ export function integerSubRanges(range: KeyRange, mask: number): { lo: string; h
   return out;
 }
 
-/** An array literal of SQL type t[] (COPY takes no parameters). */
-const arr = (vs: string[], t: string) => `${quoteLiteral(pgArray(vs))}::${t}[]`;
-
 function rangesSql(plan: Plan, batch: DirtySegment[], withMask: boolean): string {
   const type = plan.segmentType;
   const ranges = batch.map((s) => s.range!);
-  const mask = withMask ? `, ${arr(batch.map((s) => String(s.mask ?? ALL_SUBS)), 'int')}` : '';
-  return `unnest(${arr(ranges.map((r) => r.lo), type)}, ${arr(ranges.map((r) => r.hi), type)}, ${arr(ranges.map((r) => String(r.hiInclusive)), 'bool')}${mask})
+  const mask = withMask ? `, ${arrayLiteral(batch.map((s) => String(s.mask ?? ALL_SUBS)), 'int')}` : '';
+  return `unnest(${arrayLiteral(ranges.map((r) => r.lo), type)}, ${arrayLiteral(ranges.map((r) => r.hi), type)}, ${arrayLiteral(ranges.map((r) => String(r.hiInclusive)), 'bool')}${mask})
         with ordinality as r(lo, hi, inc, ${withMask ? 'mask, ' : ''}i)`;
 }
 
@@ -186,7 +183,7 @@ function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: Dirty
     if (masked && seg.integerRanges) {
       // Only the dirty eighths' rows are read: each is a range of its own, filed under its segment.
       const subs = batch.flatMap((s, i) => integerSubRanges(s.range!, s.mask ?? ALL_SUBS).map((r) => ({ ...r, i: i + 1 })));
-      return `select r.i, x.* from unnest(${arr(subs.map((r) => r.lo), plan.segmentType)}, ${arr(subs.map((r) => r.hi), plan.segmentType)}, ${arr(subs.map((r) => String(r.i)), 'int')}) as r(lo, hi, i)
+      return `select r.i, x.* from unnest(${arrayLiteral(subs.map((r) => r.lo), plan.segmentType)}, ${arrayLiteral(subs.map((r) => r.hi), plan.segmentType)}, ${arrayLiteral(subs.map((r) => String(r.i)), 'int')}) as r(lo, hi, i)
       cross join lateral (select ${keyTexts}, ${hash}::text as h from ${table.qualified}
         where ${plan.where} and ${plan.segmentExpr} >= r.lo and ${plan.segmentExpr} <= r.hi order by ${order}) x`;
     }
@@ -194,7 +191,7 @@ function streamSql(table: TableInfo, plan: Plan, seg: Segmentation, batch: Dirty
       cross join lateral (select ${keyTexts}, ${hash}::text as h from ${table.qualified}
         where ${plan.where} and ${inRange(plan)}${masked ? ` and (r.mask >> ${subOf(plan, seg)}) & 1 = 1` : ''} order by ${order}) x`;
   }
-  const buckets = quoteLiteral(pgArray(batch.map((s) => String(s.bucket)))) + '::int[]';
+  const buckets = arrayLiteral(batch.map((s) => String(s.bucket)), 'int');
   if (plan.mode === 'key') {
     const order = plan.keyColumns.map((c) => (c.collatable ? `${quoteIdent(c.name)} collate "C"` : quoteIdent(c.name))).join(', ');
     return `select array_position(${buckets}, ${seg.bucketSql}), ${keyTexts}, ${hash}::text as h from ${table.qualified}
@@ -243,8 +240,11 @@ export async function settleBatch(
   const out: KeyDifference[] = [];
   if (packsPairs(plan, seg, batch)) {
     const integer = seg.integerRanges === true;
-    const whole = (r: KeyRange) =>
-      !integer ? [{ lo: r.lo, hi: r.hi, inc: r.hiInclusive }] : r.hiInclusive || BigInt(r.hi) > BigInt(r.lo) ? [{ lo: r.lo, hi: r.hiInclusive ? r.hi : (BigInt(r.hi) - 1n).toString(), inc: true }] : [];
+    const whole = (r: KeyRange) => {
+      if (!integer || r.hiInclusive) return [{ lo: r.lo, hi: r.hi, inc: r.hiInclusive }];
+      // Integer sub-ranges are read inclusive: a half-open range ends one below its bound, or is empty.
+      return BigInt(r.hi) > BigInt(r.lo) ? [{ lo: r.lo, hi: (BigInt(r.hi) - 1n).toString(), inc: true }] : [];
+    };
     const subs = batch.flatMap((s, i) => (s.mask === undefined ? whole(s.range!) : integerSubRanges(s.range!, s.mask).map((r) => ({ ...r, inc: true }))).map((r) => ({ ...r, segment: i })));
     const [b, p] = await Promise.all([packedSide(sides.branch.client, sides.branch.table, plan, subs), packedSide(sides.production.client, sides.production.table, plan, subs)]);
     if (counts) {

@@ -1,8 +1,7 @@
 import type pg from 'pg';
 import type { TableInfo } from '../db/introspect.js';
-import { quoteIdent, quoteLiteral } from '../db/sql.js';
+import { arrayLiteral, quoteIdent } from '../db/sql.js';
 import type { Plan } from './plan.js';
-import { pgArray } from './segments.js';
 import type { KeyDifference } from './types.js';
 
 /**
@@ -17,9 +16,8 @@ import type { KeyDifference } from './types.js';
 /** One side's text of `key:hash` pairs per sub-range, in key order (undefined when it has no rows), and its number of rows. */
 export async function packedSide(client: pg.ClientBase, table: TableInfo, plan: Plan, subs: { lo: string; hi: string; inc: boolean }[]): Promise<{ texts: (string | undefined)[]; rows: number }> {
   const key = quoteIdent(plan.keyColumns[0]!.name);
-  const arr = (vs: string[], type = plan.segmentType) => `${quoteLiteral(pgArray(vs))}::${type}[]`;
   const { rows } = await client.query({
-    text: `select r.i, x.v, x.n from unnest(${arr(subs.map((r) => r.lo))}, ${arr(subs.map((r) => r.hi))}, ${arr(subs.map((r) => String(r.inc)), 'bool')}) with ordinality as r(lo, hi, inc, i)
+    text: `select r.i, x.v, x.n from unnest(${arrayLiteral(subs.map((r) => r.lo), plan.segmentType)}, ${arrayLiteral(subs.map((r) => r.hi), plan.segmentType)}, ${arrayLiteral(subs.map((r) => String(r.inc)), 'bool')}) with ordinality as r(lo, hi, inc, i)
       cross join lateral (select string_agg(${key}::text || ':' || (${plan.rowHash})::text, ' ' order by ${key}) as v, count(*) as n from ${table.qualified}
         where ${plan.where} and ${key} >= r.lo and ${key} <= r.hi and (r.inc or ${key} < r.hi)) x where x.v is not null`,
     rowMode: 'array',

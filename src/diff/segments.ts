@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TableInfo } from '../db/introspect.js';
-import { quoteLiteral } from '../db/sql.js';
+import { arrayLiteral } from '../db/sql.js';
 import type { Plan } from './plan.js';
 
 /**
@@ -38,10 +38,6 @@ export interface Segmentation {
 
 const MAX_SEGMENTS = 131_072;
 const EXACT_PAGES = 256;
-
-export function pgArray(values: string[]): string {
-  return `{${values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`).join(',')}}`;
-}
 
 /**
  * The table's size in pages, as SQL over $1 (the table): pg_partition_tree lists nothing for a
@@ -90,7 +86,7 @@ async function sideFacts(client: pg.ClientBase, table: TableInfo, plan: Plan, se
   const sampled = r.rows as [string, number, number][];
   const sample = sampled.map((x) => x[0]);
   // No sampled row: the percentage and size are asked for on their own (an empty or nearly empty table).
-  const [pct, pages] = sampled[0] ? [sampled[0][1], sampled[0][2]] : Object.values((await client.query(`select ${percent} as p, ${PAGES_SQL} as pages`, [from])).rows[0]).map(Number);
+  const [, pct, pages] = sampled[0] ?? ((await client.query({ text: `select null, ${percent}, ${PAGES_SQL}`, values: [from], rowMode: 'array' })).rows[0] as [null, number, number]);
   let min: string | null = null;
   let max: string | null = null;
   if (needBounds) {
@@ -98,7 +94,7 @@ async function sideFacts(client: pg.ClientBase, table: TableInfo, plan: Plan, se
     min = b.rows[0]?.lo ?? null;
     max = b.rows[0]?.hi ?? null;
   }
-  return { rows: Math.round((sample.length * 100) / pct!), pages: Math.ceil(Number(pages)), sample, min, max };
+  return { rows: Math.round((sample.length * 100) / Number(pct)), pages: Math.ceil(Number(pages)), sample, min, max };
 }
 
 export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; table: TableInfo }, production: { client: pg.ClientBase; table: TableInfo }, segmentRows: number): Promise<Segmentation> {
@@ -150,7 +146,7 @@ export async function segmentTable(plan: Plan, branch: { client: pg.ClientBase; 
   }
   if (thresholds[0] !== undefined && thresholds[0] === sample[0] && thresholds.length > 0) thresholds.shift();
   const count = thresholds.length + 1;
-  const bucketSql = thresholds.length ? `width_bucket(${plan.segmentExpr}, ${quoteLiteral(pgArray(thresholds))}::${plan.segmentType}[])` : '0';
+  const bucketSql = thresholds.length ? `width_bucket(${plan.segmentExpr}, ${arrayLiteral(thresholds, plan.segmentType)})` : '0';
   const lows = [b.min, p.min].filter((v): v is string => v !== null);
   const highs = [b.max, p.max].filter((v): v is string => v !== null);
   const range = (i: number): KeyRange | null => {

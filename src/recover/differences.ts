@@ -12,7 +12,8 @@ import { copyBetween, useCopy } from './copy.js';
 import { bothHaveRecordHash } from '../db/row-hash.js';
 import { fastRowHash, rowHash } from './hash.js';
 import { cols, keyMatch } from './sql.js';
-import { arrayLiteral, KEY_BATCH, stageRowsByKeys } from './staging.js';
+import { arrayLiteral } from '../db/sql.js';
+import { KEY_BATCH, stageRowsByKeys } from './staging.js';
 import type { RecoverRequest } from './types.js';
 
 /**

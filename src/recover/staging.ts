@@ -1,5 +1,5 @@
 import { PitrError } from '../errors.js';
-import { whereRejected } from '../db/sql.js';
+import { arrayLiteral, whereRejected } from '../db/sql.js';
 import { copyBetween } from './copy.js';
 import { bulkRowHash, rowHash, rowText } from './hash.js';
 import type { RecoverySessions } from './session.js';
@@ -98,12 +98,6 @@ async function forEachKeyBatch(p: RecoverySessions, s: TableSelection, n: number
   } finally {
     await p.production.query(`close ${cursor}`).catch(() => undefined);
   }
-}
-
-/** A Postgres array literal of text values, cast to the column's type: exact for every type's text form. */
-export function arrayLiteral(values: string[], type: string): string {
-  const items = values.map((v) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`);
-  return `'{${items.join(',').replace(/'/g, "''")}}'::${type}[]`;
 }
 
 /** The branch query for the selection's rows whose keys are in this batch. */
